@@ -83,6 +83,8 @@ class ExplainConfig(Section):
     """Explanations sampled per unit per LLM explainer; the best on the validation split is kept."""
     temperature: float = Field(default=0.7, ge=0.0)
     max_tokens: int = Field(default=40, ge=1)
+    select_with: str = "baseline/lexical"
+    """Simulator that ranks the sampled explanations on the validation split (best-of-n)."""
     format: Literal["highlight", "table"] = "highlight"
     """``highlight`` marks firing tokens with << >>; ``table`` lists token<TAB>0-10."""
 

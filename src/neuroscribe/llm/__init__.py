@@ -1,0 +1,1 @@
+"""LLM backends behind one narrow interface (see ``base``)."""
