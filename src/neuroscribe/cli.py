@@ -1,0 +1,232 @@
+"""The ``neuroscribe`` command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from neuroscribe import progress
+from neuroscribe.config import ConfigError, RunConfig, load_config
+from neuroscribe.ids import content_hash
+
+app = typer.Typer(
+    help="Explain the units of a transformer and test each explanation on held-out text.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+class State:
+    warehouse: str | None = None
+    config: Path | None = None
+    verbose: bool = False
+
+
+state = State()
+
+
+@app.callback()
+def main(
+    warehouse: Annotated[
+        str | None,
+        typer.Option(help="DuckDB warehouse file [env NEUROSCRIBE_WAREHOUSE; default "
+                          "warehouse/neuroscribe.duckdb]."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML config file; its tables mirror the run config.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's logs and full tracebacks.")] = False,
+) -> None:
+    state.warehouse, state.config, state.verbose = warehouse, config, verbose
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Known bad-input errors become one message and exit code 2; others exit 1."""
+    from neuroscribe.collect import CollectError
+    from neuroscribe.models import ModelNotFoundError
+    from neuroscribe.warehouse import WarehouseError
+
+    try:
+        yield
+    except (ConfigError, CollectError, ModelNotFoundError, WarehouseError, ValueError) as e:
+        if state.verbose:
+            err.print_exception()
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+
+
+def rich_reporter(prog: Progress) -> progress.Reporter:
+    @contextmanager
+    def report(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        task_id = prog.add_task(description, total=total)
+        try:
+            yield lambda n: prog.advance(task_id, n)
+        finally:
+            prog.update(task_id, completed=prog.tasks[task_id].total or 0)
+
+    return report
+
+
+def _overrides(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _split_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@app.command()
+def run(
+    model: Annotated[str | None, typer.Option(help="Subject model: hub name, local path, or "
+                                                   "'smollm2-135m-instruct'.")] = None,
+    gguf_file: Annotated[str | None, typer.Option(help="GGUF file inside --model.")] = None,
+    site: Annotated[str | None, typer.Option(help="Canonical site, e.g. layers.15.mlp.")] = None,
+    units: Annotated[int | None, typer.Option(help="Explain units 0..N-1 of the site.")] = None,
+    corpus: Annotated[str | None, typer.Option(help="'stdlib', a .txt/.jsonl/.parquet file or "
+                                                    "folder, or hf:<dataset>.")] = None,
+    max_windows: Annotated[int | None, typer.Option(help="Windows of the corpus to read.")] = None,
+    explainers: Annotated[str | None, typer.Option(help="Comma-separated backend/model.")] = None,
+    simulators: Annotated[str | None, typer.Option(help="Comma-separated backend/model.")] = None,
+    samples: Annotated[int | None, typer.Option(help="Explanations sampled per unit.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="float32 or bfloat16 for collection.")] = None,
+) -> None:
+    """Run every stage (collect, explain, simulate, score, agree) and store it all."""
+    with user_errors():
+        cfg = load_config(state.config, _overrides(**{
+            "subject.model": model, "subject.gguf_file": gguf_file, "subject.dtype": dtype,
+            "collect.site": site, "collect.units": units, "collect.max_windows": max_windows,
+            "corpus.source": corpus, "explain.explainers": _split_list(explainers),
+            "explain.samples": samples, "simulate.simulators": _split_list(simulators),
+        }))
+        run_pipeline(cfg)
+
+
+def run_pipeline(cfg: RunConfig) -> str:
+    from neuroscribe.warehouse import connect, resolve_path
+
+    warehouse = str(resolve_path(state.warehouse))
+    # Fail on an unwritable warehouse before loading anything.
+    connect(warehouse).close()
+    if not state.verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flows.pipeline import run_flow
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    run_id = f"{stamp}-{content_hash(cfg.config_hash, time.time_ns())[:8]}"
+    t0 = time.perf_counter()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=False) as prog:
+        progress.set_reporter(rich_reporter(prog))
+        try:
+            run_flow(cfg, warehouse, run_id)
+        finally:
+            progress.set_reporter(None)
+    elapsed = time.perf_counter() - t0
+    print_run_table(warehouse, run_id)
+    out.print(f"run {run_id} finished in {elapsed:.0f} s; warehouse: {Path(warehouse).resolve()}")
+    out.print(f'try: neuroscribe --warehouse {warehouse} query "select * from scored_explanations"')
+    return run_id
+
+
+def print_run_table(warehouse: str, run_id: str) -> None:
+    from neuroscribe.warehouse import open_readonly
+
+    with closing(open_readonly(warehouse)) as con:
+        rows = con.execute(
+            "SELECT unit_index, explainer, explanation, simulator, score, ci_low, ci_high,"
+            " score_undefined_reason FROM scored_explanations"
+            " WHERE run_id = ? AND score_kind = 'corr_top_random'"
+            " ORDER BY unit_index, explainer, simulator", [run_id],
+        ).fetchall()
+        clar = dict(con.execute(
+            "SELECT u.unit_index, a.value FROM agreements a JOIN units u USING (unit_key)"
+            " WHERE a.run_id = ? AND a.kind = 'clarity'", [run_id]).fetchall())
+    simulators = sorted({r[3] for r in rows})
+    table = Table(title=f"run {run_id}: correlation score on held-out top+random windows "
+                        "[95% CI]", show_lines=False)
+    table.add_column("unit", justify="right")
+    table.add_column("explainer")
+    table.add_column("explanation", max_width=48)
+    for s in simulators:
+        table.add_column(s, justify="right")
+    table.add_column("clarity", justify="right")
+    cells: dict[tuple[int, str, str], dict[str, str]] = {}
+    for unit, explainer, text, sim, value, lo, hi, reason in rows:
+        cell = cells.setdefault((unit, explainer, text), {})
+        if value is None:
+            cell[sim] = f"n/a ({reason})" if reason else "n/a"
+        elif lo is not None and hi is not None:
+            cell[sim] = f"{value:+.2f} [{lo:+.2f},{hi:+.2f}]"
+        else:
+            cell[sim] = f"{value:+.2f}"
+    for (unit, explainer, text), by_sim in cells.items():
+        c = clar.get(unit)
+        table.add_row(str(unit), explainer, text or "", *(by_sim.get(s, "") for s in simulators),
+                      "" if c is None else f"{c:.2f}")
+    out.print(table)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="SQL to run on a read-only connection.")],
+    format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Run SQL against the warehouse, read-only, and print the result."""
+    import duckdb
+
+    from neuroscribe.warehouse import open_readonly
+
+    if format not in ("table", "csv", "json"):
+        raise fail(f"unknown format '{format}'; use table, csv or json")
+    with user_errors(), closing(open_readonly(state.warehouse)) as con:
+        try:
+            rel = con.execute(sql)
+        except duckdb.Error as e:
+            first = str(e).splitlines()[0]
+            if "read-only" in first.lower() or "read only" in first.lower():
+                raise fail(f"the warehouse is opened read-only for queries; writes are refused "
+                           f"({first})") from None
+            raise fail(first) from None
+        columns = [d[0] for d in rel.description or []]
+        rows = rel.fetchall()
+    if format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    elif format == "json":
+        sys.stdout.write(json.dumps([dict(zip(columns, r, strict=True)) for r in rows],
+                                    default=str, indent=1) + "\n")
+    else:
+        table = Table(*columns)
+        for r in rows:
+            table.add_row(*("NULL" if v is None else str(v) for v in r))
+        out.print(table)
+        out.print(f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
+
+
+if __name__ == "__main__":
+    app()

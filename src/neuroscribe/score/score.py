@@ -1,0 +1,167 @@
+"""Score one explanation under one simulator: records in, ``Score`` records out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from neuroscribe.config import ScoreConfig
+from neuroscribe.records import Score, Simulation, Split, UnitExamples, UnitWindow
+from neuroscribe.score.metrics import (
+    Metric,
+    MetricValue,
+    Windows,
+    bootstrap_ci,
+    explained_variance_calibrated,
+    pearson_pooled,
+)
+
+SCORE_KINDS: dict[str, str] = {
+    "corr_top_random": "Pearson r between true and simulated activations pooled over all tokens of "
+    "the held-out top and random windows (OpenAI's correlation score, top-and-random).",
+    "corr_random": "Pearson r pooled over all tokens of the held-out random windows only.",
+    "corr_ood": "Pearson r pooled over all tokens of the held-out windows of the second "
+    "(out-of-distribution) corpus; present only when the run has one.",
+    "ev_calibrated": "Centred R² (1 - SSE/SST) on the held-out top and random windows of "
+    "predictions mapped to activation units by a least-squares line fitted on the calibration "
+    "windows; may be negative.",
+}
+"""Every score kind, with its definition. Values are None (with a reason) when undefined."""
+
+_EVAL_SPLITS: dict[str, tuple[Split, ...]] = {
+    "corr_top_random": (Split.SCORE_TOP, Split.SCORE_RANDOM),
+    "corr_random": (Split.SCORE_RANDOM,),
+    "corr_ood": (Split.SCORE_OOD,),
+    "ev_calibrated": (Split.SCORE_TOP, Split.SCORE_RANDOM),
+}
+
+
+@dataclass(frozen=True)
+class _Aligned:
+    """True activations and predictions of the windows that have a usable simulation."""
+
+    true: list[tuple[float, ...]]
+    pred: list[tuple[float, ...]]
+    n_failed: int
+    n_absent: int
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(len(t) for t in self.true)
+
+    def coverage_note(self) -> str | None:
+        """Why some windows are missing, or None when none are."""
+        n_missing = self.n_failed + self.n_absent
+        if not n_missing:
+            return None
+        total = len(self.true) + n_missing
+        parts = [f"{n} {what}" for n, what in ((self.n_failed, "failed"), (self.n_absent,
+                 "not simulated")) if n]
+        return f"{n_missing} of {total} windows missing ({', '.join(parts)})"
+
+
+def _index(simulations: Sequence[Simulation]) -> dict[str, Simulation]:
+    by_window: dict[str, Simulation] = {}
+    for sim in simulations:
+        if sim.window_id in by_window:
+            raise ValueError(f"two simulations of window {sim.window_id}")
+        by_window[sim.window_id] = sim
+    return by_window
+
+
+def _align(windows: Sequence[UnitWindow], by_window: dict[str, Simulation]) -> _Aligned:
+    """Pair each window with its simulation; failed and absent simulations are left out."""
+    true, pred = [], []
+    n_failed = n_absent = 0
+    for w in windows:
+        sim = by_window.get(w.window_id)
+        if sim is None:
+            n_absent += 1
+        elif sim.status != "ok":
+            n_failed += 1
+        elif len(sim.predictions) != len(w.activations):
+            raise ValueError(
+                f"simulation {sim.simulation_id}: {len(sim.predictions)} predictions for "
+                f"{len(w.activations)} tokens of window {w.window_id}"
+            )
+        else:
+            true.append(w.activations)
+            pred.append(sim.predictions)
+    return _Aligned(true, pred, n_failed, n_absent)
+
+
+def _join(*reasons: str | None) -> str | None:
+    present = [r for r in reasons if r]
+    return "; ".join(present) if present else None
+
+
+def score_explanation(
+    explanation_id: str,
+    simulator: str,
+    unit: UnitExamples,
+    simulations: Sequence[Simulation],
+    cfg: ScoreConfig,
+    seed: int = 0,
+) -> list[Score]:
+    """All scores (``SCORE_KINDS``) of one explanation under one simulator on one unit.
+
+    ``simulations`` are this simulator's simulations of this explanation, at most one per window,
+    matched to ``unit.windows`` by window id. A failed simulation, or a window with none, counts
+    as missing: it is left out (never scored as zeros) and named in ``reason``, which is therefore
+    also set on a defined score computed from only part of its windows. ``n_windows`` and
+    ``n_tokens`` count what the value rests on (for ``ev_calibrated``: the evaluation windows).
+    ``corr_ood`` is produced only when the unit has out-of-distribution windows. Confidence
+    intervals resample windows (``cfg.bootstrap`` times, level ``cfg.ci_level``, ``seed``).
+    """
+    for sim in simulations:
+        if sim.explanation_id != explanation_id or sim.simulator != simulator:
+            raise ValueError(
+                f"simulation {sim.simulation_id} is of ({sim.explanation_id}, {sim.simulator}), "
+                f"not ({explanation_id}, {simulator})"
+            )
+    by_window = _index(simulations)
+    calibration = _align(unit.in_splits(Split.CALIBRATE), by_window)
+    cal_note = calibration.coverage_note()
+
+    def ev_metric(t: Windows, p: Windows) -> MetricValue:
+        return explained_variance_calibrated(calibration.true, calibration.pred, t, p)
+
+    scores = []
+    for kind, splits in _EVAL_SPLITS.items():
+        windows = unit.in_splits(*splits)
+        if kind == "corr_ood" and not windows:
+            continue
+        aligned = _align(windows, by_window)
+        metric: Metric = ev_metric if kind == "ev_calibrated" else pearson_pooled
+        extra = f"calibration: {cal_note}" if kind == "ev_calibrated" and cal_note else None
+        result = metric(aligned.true, aligned.pred)
+        if not windows:
+            result = MetricValue(None, f"no {' or '.join(s.value for s in splits)} windows")
+        low, high = (None, None)
+        if result.value is not None:
+            low, high = bootstrap_ci(
+                aligned.true, aligned.pred, metric, cfg.bootstrap, cfg.ci_level, seed
+            )
+        scores.append(
+            Score(
+                explanation_id=explanation_id,
+                simulator=simulator,
+                kind=kind,
+                value=result.value,
+                reason=_join(result.reason, aligned.coverage_note(), extra),
+                n_tokens=aligned.n_tokens,
+                n_windows=len(aligned.true),
+                ci_low=low,
+                ci_high=high,
+            )
+        )
+    return scores
+
+
+def validation_score(unit: UnitExamples, simulations: Sequence[Simulation]) -> float | None:
+    """Pooled Pearson r on the VALIDATE windows: ranks sampled explanations for best-of-n.
+
+    Failed or absent simulations are left out; None when the correlation is undefined.
+    """
+    aligned = _align(unit.in_splits(Split.VALIDATE), _index(simulations))
+    return pearson_pooled(aligned.true, aligned.pred).value

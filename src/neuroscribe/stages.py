@@ -1,0 +1,174 @@
+"""The pipeline's stages over many units: plain functions from records to records.
+
+Each function here loops one stage's per-unit function over the units of a run and adds what a
+run needs around it (dead units skipped, best-of-n selection, the shuffled control). The Prefect
+flows in ``flows/`` call these and store what they return; nothing here touches the warehouse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from neuroscribe.agree import agree_across_units, agree_explainers, agree_unit, clarity
+from neuroscribe.config import RunConfig
+from neuroscribe.explain import make_explainer, select_best
+from neuroscribe.ids import content_hash
+from neuroscribe.llm.base import Ledger
+from neuroscribe.progress import track
+from neuroscribe.records import Agreement, Explanation, Score, Simulation, Split, UnitExamples, Window
+from neuroscribe.score import score_explanation, validation_score
+from neuroscribe.simulate import make_simulator
+
+SHUFFLED_CONTROL = "control/shuffled"
+SIMULATED_SPLITS = (Split.CALIBRATE, Split.SCORE_TOP, Split.SCORE_RANDOM, Split.SCORE_OOD)
+
+
+def explain_units(
+    units: Sequence[UnitExamples], windows: Mapping[str, Window], cfg: RunConfig, ledger: Ledger
+) -> list[Explanation]:
+    """Every explainer on every live unit; several samples are reduced to one by best-of-n on
+    the validation split (never the split that is reported)."""
+    live = [u for u in units if not u.stats.dead]
+    selector = make_simulator(cfg.explain.select_with, cfg.simulate, ledger)
+    out: list[Explanation] = []
+    for name in cfg.explain.explainers:
+        explainer = make_explainer(name, cfg.explain, ledger)
+        for i, unit in enumerate(track(live, f"explain  {name}")):
+            samples = explainer.explain(unit, windows, n=cfg.explain.samples, seed=cfg.collect.seed + i)
+            if sum(s.status == "ok" for s in samples) > 1:
+                samples = select_best(samples, unit, windows, selector, validation_score)
+            out.extend(samples)
+    if cfg.score.controls:
+        out.extend(shuffled_controls(out, [u.unit.key for u in live]))
+    return out
+
+
+def shuffled_controls(explanations: Sequence[Explanation], unit_keys: Sequence[str]) -> list[Explanation]:
+    """Chance-level control: each unit gets the selected explanation of the next unit (cyclic),
+    from the first explainer that explained both. Needs at least two units."""
+    if len(unit_keys) < 2:
+        return []
+    chosen: dict[tuple[str, str], Explanation] = {}
+    for e in explanations:
+        if e.status == "ok" and e.selected:
+            chosen.setdefault((e.unit_key, e.explainer), e)
+    explainers = list(dict.fromkeys(e.explainer for e in explanations))
+    controls = []
+    for i, key in enumerate(unit_keys):
+        donor_key = unit_keys[(i + 1) % len(unit_keys)]
+        donor = next((chosen[(donor_key, x)] for x in explainers if (donor_key, x) in chosen), None)
+        if donor is None:
+            continue
+        controls.append(Explanation(
+            explanation_id=content_hash(key, SHUFFLED_CONTROL, donor.explanation_id),
+            unit_key=key, explainer=SHUFFLED_CONTROL, text=donor.text, prompt=donor.prompt,
+        ))
+    return controls
+
+
+def simulate_explanations(
+    explanations: Sequence[Explanation],
+    units: Sequence[UnitExamples],
+    windows: Mapping[str, Window],
+    cfg: RunConfig,
+    ledger: Ledger,
+) -> list[Simulation]:
+    """Every simulator on every selected explanation, over the held-out windows of its unit."""
+    by_key = {u.unit.key: u for u in units}
+    todo = [e for e in explanations if e.status == "ok" and e.selected and e.unit_key in by_key]
+    out: list[Simulation] = []
+    for name in cfg.simulate.simulators:
+        simulator = make_simulator(name, cfg.simulate, ledger)
+        for e in track(todo, f"simulate {name}"):
+            held_out = [windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)]
+            out.extend(simulator.simulate(e, held_out))
+    return out
+
+
+def score_all(
+    explanations: Sequence[Explanation],
+    units: Sequence[UnitExamples],
+    simulations: Sequence[Simulation],
+    cfg: RunConfig,
+) -> list[Score]:
+    by_key = {u.unit.key: u for u in units}
+    grouped: dict[tuple[str, str], list[Simulation]] = {}
+    for s in simulations:
+        grouped.setdefault((s.explanation_id, s.simulator), []).append(s)
+    explanation_unit = {e.explanation_id: e.unit_key for e in explanations}
+    out: list[Score] = []
+    for (eid, simulator), sims in track(sorted(grouped.items()), "score"):
+        unit = by_key[explanation_unit[eid]]
+        out.extend(score_explanation(eid, simulator, unit, sims, cfg.score, seed=cfg.collect.seed))
+    return out
+
+
+def agree_all(
+    explanations: Sequence[Explanation],
+    simulations: Sequence[Simulation],
+    scores: Sequence[Score],
+) -> list[Agreement]:
+    """Agreement between simulators (per explanation), between explainers (per unit), across
+    units, and each unit's clarity figure. No new LLM calls: only stored predictions."""
+    sims_by_expl: dict[str, dict[str, list[Simulation]]] = {}
+    for s in simulations:
+        sims_by_expl.setdefault(s.explanation_id, {}).setdefault(s.simulator, []).append(s)
+    real = [e for e in explanations if e.status == "ok" and e.selected
+            and e.explainer != SHUFFLED_CONTROL]
+    out: list[Agreement] = []
+    units = sorted({e.unit_key for e in real})
+    for key in units:
+        mine = [e for e in real if e.unit_key == key]
+        unit_stats: list[Agreement] = []
+        for e in mine:
+            by_sim = sims_by_expl.get(e.explanation_id, {})
+            window_ids = sorted({s.window_id for sims in by_sim.values() for s in sims})
+            unit_stats.extend(agree_unit(key, by_sim, window_ids))
+        simulators = sorted({s for e in mine for s in sims_by_expl.get(e.explanation_id, {})})
+        for simulator in simulators:
+            per_explainer = {
+                e.explainer: sims_by_expl.get(e.explanation_id, {}).get(simulator, [])
+                for e in mine
+            }
+            unit_stats.extend(agree_explainers(key, per_explainer))
+        value = clarity(unit_stats)
+        out.extend(unit_stats)
+        out.append(Agreement(
+            unit_key=key, kind="clarity", annotators=(), value=value,
+            reason=None if value is not None else "no agreement statistic available",
+            n=len(unit_stats),
+        ))
+    explainer_of = {e.explanation_id: e.explainer for e in explanations}
+    out.extend(agree_across_units(scores, explainer_of))
+    return out
+
+
+def preflight(cfg: RunConfig) -> None:
+    """Cheap checks before any heavy work: the corpus, the site's syntax, the model's files and
+    every annotator's name. Each failure raises an error whose message names the problem."""
+    from neuroscribe.collect import validate_inputs
+    from neuroscribe.models import resolve_source
+
+    validate_inputs(cfg)
+    resolve_source(cfg.subject.model, cfg.subject.gguf_file)
+    for name in cfg.explain.explainers:
+        check_annotator_name(name, role="explainer")
+    for name in [*cfg.simulate.simulators, cfg.explain.select_with]:
+        check_annotator_name(name, role="simulator")
+
+
+BACKENDS = {
+    "explainer": ("local/<model>", "openai/<model>", "baseline/ngram", "fake/<script>"),
+    "simulator": ("local/<model>", "openai/<model>", "baseline/lexical", "fake/<script>"),
+}
+
+
+def check_annotator_name(name: str, role: str) -> None:
+    """``backend/model`` with a known backend; raises ValueError listing the valid forms."""
+    backend, _, model = name.partition("/")
+    valid = BACKENDS[role]
+    known = {v.split("/")[0] for v in valid}
+    fixed = {v for v in valid if "<" not in v}
+    ok = backend in known and model and (backend != "baseline" or name in fixed)
+    if not ok:
+        raise ValueError(f"unknown {role} '{name}'; valid {role}s: {', '.join(valid)}")

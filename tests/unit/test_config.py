@@ -1,0 +1,44 @@
+import pytest
+
+from neuroscribe.config import ConfigError, RunConfig, load_config
+
+
+def test_defaults_are_the_embedded_offline_run():
+    cfg = RunConfig()
+    assert cfg.subject.model == "smollm2-135m-instruct"
+    assert cfg.unit_indices == list(range(8))
+    assert "baseline/ngram" in cfg.explain.explainers
+
+
+def test_file_then_flags_override(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[collect]\nsite = "layers.3.mlp"\nunits = [1, 5]\n[explain]\nsamples = 2\n')
+    cfg = load_config(p, {"collect.site": "layers.4.mlp", "explain.samples": None})
+    assert cfg.collect.site == "layers.4.mlp"  # the flag wins
+    assert cfg.unit_indices == [1, 5]  # the file's value stays
+    assert cfg.explain.samples == 2  # an unset flag does not override
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text("[collect]\nunitz = 3\n")
+    with pytest.raises(ConfigError, match="unknown key 'collect.unitz'"):
+        load_config(p)
+
+
+def test_bad_values_and_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[collect\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="collect"):
+        load_config(None, {"collect.units": 0})
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a, b = RunConfig(), RunConfig()
+    assert a.config_hash == b.config_hash
+    c = load_config(None, {"collect.units": 9})
+    assert c.config_hash != a.config_hash
