@@ -54,7 +54,7 @@ def tiny_config(arch: str) -> Any:
     if arch == "gpt2":
         return tf.GPT2Config(
             vocab_size=VOCAB, n_layer=N_LAYERS, n_embd=HIDDEN, n_head=2, n_inner=INTERMEDIATE,
-            n_positions=128,
+            n_positions=128, bos_token_id=101, eos_token_id=102,
         )
     if arch == "gpt_neox":
         return tf.GPTNeoXConfig(

@@ -55,8 +55,11 @@ class _Aligned:
         if not n_missing:
             return None
         total = len(self.true) + n_missing
-        parts = [f"{n} {what}" for n, what in ((self.n_failed, "failed"), (self.n_absent,
-                 "not simulated")) if n]
+        parts = [
+            f"{n} {what}"
+            for n, what in ((self.n_failed, "failed"), (self.n_absent, "not simulated"))
+            if n
+        ]
         return f"{n_missing} of {total} windows missing ({', '.join(parts)})"
 
 

@@ -1,0 +1,167 @@
+"""Canonical activation sites and the modules that carry them in each architecture.
+
+Sites are named ``layers.N.mlp`` (MLP neuron activations: the hidden activation after the
+nonlinearity, i.e. the input of the MLP's output projection) and ``layers.N.resid`` (the residual
+stream leaving block N). A site resolves to one module and a hook kind: a forward pre-hook on the
+down projection reads its input; a forward hook on a block, or on BERT's ``intermediate``, reads
+its output.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from neuroscribe.collect.errors import CollectError
+
+SITE_PATTERN = re.compile(r"^layers\.(\d+)\.(mlp|resid)$")
+
+# model_type -> (block list inside the base model, MLP module inside a block, hook kind).
+# "pre": the module's input is the activation; "out": the module's output is.
+ARCHITECTURES: dict[str, tuple[str, str, Literal["pre", "out"]]] = {
+    "gpt2": ("h", "mlp.c_proj", "pre"),
+    "gpt_neox": ("layers", "mlp.dense_4h_to_h", "pre"),
+    "bert": ("encoder.layer", "intermediate", "out"),
+    "roberta": ("encoder.layer", "intermediate", "out"),
+    "xlm-roberta": ("encoder.layer", "intermediate", "out"),
+    "electra": ("encoder.layer", "intermediate", "out"),
+}
+# Llama-style gated MLPs share one layout (down_proj's input is act(gate) * up).
+for _name in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "phi3"):
+    ARCHITECTURES[_name] = ("layers", "mlp.down_proj", "pre")
+
+
+@dataclass(frozen=True)
+class SiteName:
+    """A parsed canonical site."""
+
+    layer: int
+    kind: Literal["mlp", "resid"]
+
+    def __str__(self) -> str:
+        return f"layers.{self.layer}.{self.kind}"
+
+
+@dataclass(frozen=True)
+class ResolvedSite:
+    """Where a site's activations are read: the module, the hook kind and the width."""
+
+    name: SiteName
+    module: torch.nn.Module
+    hook: Literal["pre", "out"]
+    width: int
+
+
+def parse_site(site: str) -> SiteName:
+    """Parse ``layers.N.mlp`` / ``layers.N.resid``; CollectError on anything else."""
+    m = SITE_PATTERN.match(site.strip())
+    if not m:
+        raise CollectError(
+            f"site '{site}' is not a canonical site name; expected 'layers.N.mlp' (MLP neurons) "
+            "or 'layers.N.resid' (residual stream after block N)"
+        )
+    return SiteName(int(m.group(1)), m.group(2))  # type: ignore[arg-type]
+
+
+def _layout(model: Any) -> tuple[torch.nn.ModuleList, str, Literal["pre", "out"]]:
+    model_type = getattr(model.config, "model_type", "?")
+    base = model.base_model
+    if model_type in ARCHITECTURES:
+        blocks_path, mlp_path, hook = ARCHITECTURES[model_type]
+        return base.get_submodule(blocks_path), mlp_path, hook
+    # Unknown model type: try the known layouts and keep the first that fits.
+    for blocks_path, mlp_path, hook in dict.fromkeys(ARCHITECTURES.values()):
+        try:
+            blocks = base.get_submodule(blocks_path)
+            blocks[0].get_submodule(mlp_path)
+        except (AttributeError, IndexError, TypeError):
+            continue
+        return blocks, mlp_path, hook
+    raise CollectError(
+        f"architecture '{model_type}' is not supported: no known layout of blocks and MLP modules "
+        f"(known: {', '.join(sorted(ARCHITECTURES))})"
+    )
+
+
+def _input_width(module: torch.nn.Module) -> int:
+    """Width of the activation read at a module: its input width, or BERT intermediate's output."""
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features
+    if hasattr(module, "nx"):  # transformers' Conv1D (GPT-2): weight is [in, out]
+        return int(module.nx)
+    dense = getattr(module, "dense", None)  # BertIntermediate: dense then activation
+    if isinstance(dense, torch.nn.Linear):
+        return dense.out_features
+    raise CollectError(f"cannot tell the width of module {type(module).__name__}")
+
+
+def site_widths(model: Any) -> tuple[int, int, int]:
+    """(number of layers, MLP width, residual width) of a loaded model."""
+    blocks, mlp_path, _ = _layout(model)
+    return len(blocks), _input_width(blocks[0].get_submodule(mlp_path)), model.config.hidden_size
+
+
+def valid_sites_message(model: Any) -> str:
+    n_layers, mlp_width, resid_width = site_widths(model)
+    last = n_layers - 1
+    return (
+        f"valid sites: layers.0.mlp … layers.{last}.mlp, layers.0.resid … layers.{last}.resid; "
+        f"units 0..{mlp_width - 1} for mlp, 0..{resid_width - 1} for resid"
+    )
+
+
+def resolve_site(model: Any, site: str, units: list[int]) -> ResolvedSite:
+    """Find the module of ``site`` and check ``units`` fit its width, before any forward pass."""
+    name = parse_site(site)
+    blocks, mlp_path, hook = _layout(model)
+    if name.layer >= len(blocks):
+        raise CollectError(
+            f"site '{site}' is out of range: the model has {len(blocks)} layers; "
+            f"{valid_sites_message(model)}"
+        )
+    block = blocks[name.layer]
+    if name.kind == "mlp":
+        module = block.get_submodule(mlp_path)
+        resolved = ResolvedSite(name, module, hook, _input_width(module))
+    else:
+        resolved = ResolvedSite(name, block, "out", int(model.config.hidden_size))
+    bad = [u for u in units if u >= resolved.width]
+    if bad:
+        raise CollectError(
+            f"unit indices {bad} are out of range for site '{site}' (width {resolved.width}); "
+            f"{valid_sites_message(model)}"
+        )
+    return resolved
+
+
+class StopForward(Exception):
+    """Raised by the capture hook: nothing after the site is needed, so the forward pass ends."""
+
+
+@contextmanager
+def capture(site: ResolvedSite, units: list[int]) -> Iterator[list[torch.Tensor]]:
+    """Hook ``site``; each forward pass appends a float32 [batch, pos, units] tensor and stops.
+
+    The caller must catch ``StopForward`` around the model call.
+    """
+    index = torch.tensor(units, dtype=torch.long)
+    captured: list[torch.Tensor] = []
+
+    def keep(x: Any) -> None:
+        x = x[0] if isinstance(x, tuple) else x
+        captured.append(x.index_select(-1, index.to(x.device)).float().cpu())
+        raise StopForward
+
+    if site.hook == "pre":
+        handle = site.module.register_forward_pre_hook(lambda _m, args: keep(args[0]))
+    else:
+        handle = site.module.register_forward_hook(lambda _m, _args, out: keep(out))
+    try:
+        yield captured
+    finally:
+        handle.remove()

@@ -1,0 +1,125 @@
+"""A scripted backend for tests (after inspect_ai's ``mockllm``).
+
+Register a script under a ``fake/...`` name, then build annotators with that name::
+
+    register_fake("fake/echo", ["Words about zebras.", "Animal names."])
+    explainer = make_explainer("fake/echo", ExplainConfig())
+
+A script is a list consumed one entry per call, or a callable ``request -> entry``. An entry is a
+string (the text of every requested sample), a sequence of strings (one per sample), a
+``ChatResponse``, or an exception instance (raised as ``BackendError``). ``distributions`` makes
+the fake an in-process-style backend with next-token distributions (for the all-at-once
+simulator).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Union
+
+from neuroscribe.ids import content_hash
+from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message
+from neuroscribe.llm.registry import (
+    BackendError,
+    CallRecorder,
+    chat_params,
+    describe_chat,
+    plain_chat_format,
+)
+
+Entry = Union[str, Sequence[str], ChatResponse, BaseException]  # noqa: UP007 (runtime alias)
+Script = Sequence[Entry] | Callable[[ChatRequest], Entry]
+Distributions = Callable[[str, Sequence[int], Sequence[str]], list[dict[str, float]]]
+
+
+@dataclass
+class FakeSpec:
+    script: Script
+    capabilities: Capabilities
+    distributions: Distributions | None = None
+    requests: list[ChatRequest] = field(default_factory=list)
+    """Every chat request any backend built from this spec received, for assertions."""
+
+
+_FAKES: dict[str, FakeSpec] = {}
+
+
+def register_fake(
+    name: str,
+    script: Script = (),
+    *,
+    distributions: Distributions | None = None,
+    capabilities: Capabilities | None = None,
+) -> FakeSpec:
+    """Register (or replace) a scripted backend under ``fake/<anything>``."""
+    if not name.startswith("fake/"):
+        raise ValueError(f"fake backends are named 'fake/...', not '{name}'")
+    caps = capabilities or Capabilities(
+        logprobs=False, prompt_distributions=distributions is not None, json_schema=True
+    )
+    spec = FakeSpec(script, caps, distributions)
+    _FAKES[name] = spec
+    return spec
+
+
+def unregister_fake(name: str) -> None:
+    _FAKES.pop(name, None)
+
+
+def fake_backend(name: str, recorder: CallRecorder) -> FakeBackend:
+    if name not in _FAKES:
+        known = ", ".join(sorted(_FAKES)) or "none"
+        raise ValueError(f"no fake backend registered as '{name}' (registered: {known})")
+    return FakeBackend(name, _FAKES[name], recorder)
+
+
+class FakeBackend:
+    """Answers from a script; records calls like a real backend."""
+
+    def __init__(self, name: str, spec: FakeSpec, recorder: CallRecorder) -> None:
+        self.name = name
+        self.spec = spec
+        self.capabilities = spec.capabilities
+        self.recorder = recorder
+        self._next = 0
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        self.spec.requests.append(request)
+        return self.recorder.run(
+            request.request_hash(self.name), chat_params(request),
+            lambda: self._answer(request), describe_chat,
+        )
+
+    def _answer(self, request: ChatRequest) -> ChatResponse:
+        script = self.spec.script
+        if callable(script):
+            entry = script(request)
+        else:
+            if self._next >= len(script):
+                raise BackendError(f"{self.name}: script exhausted after {self._next} calls")
+            entry = script[self._next]
+            self._next += 1
+        if isinstance(entry, BaseException):
+            raise BackendError(f"{self.name}: {entry}") from entry
+        if isinstance(entry, ChatResponse):
+            return entry
+        texts = (entry,) * request.n if isinstance(entry, str) else tuple(entry)
+        return ChatResponse(texts=texts, prompt_tokens=1, completion_tokens=len(texts))
+
+    def next_token_distributions(
+        self, prompt: str, positions: Sequence[int], candidates: Sequence[str]
+    ) -> list[dict[str, float]]:
+        if self.spec.distributions is None:
+            raise NotImplementedError(f"{self.name} has no next-token distributions")
+        fn = self.spec.distributions
+        key = content_hash(self.name, prompt, list(positions), list(candidates), length=32)
+        params = {"kind": "next_token_distributions", "n_positions": len(positions)}
+        return self.recorder.run(
+            key, params, lambda: fn(prompt, positions, candidates),
+            lambda d: (json.dumps(d), 0, 0),
+        )
+
+    def format_chat(self, messages: tuple[Message, ...], continue_final: bool = False) -> str:
+        return plain_chat_format(messages, continue_final)
