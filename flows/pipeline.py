@@ -8,19 +8,17 @@ to the next task. A run is marked ``finished`` only after the last stage; any ex
 
 from __future__ import annotations
 
-import flows  # noqa: F401  (sets the offline Prefect settings before prefect is imported)
-
 from contextlib import closing
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
+import flows  # noqa: F401  (sets the offline Prefect settings before prefect is imported)
+from neuroscribe import stages
 from neuroscribe.collect import collect
 from neuroscribe.config import RunConfig
 from neuroscribe.llm.base import Ledger
-from neuroscribe import stages
-from neuroscribe.warehouse import connect
-from neuroscribe.warehouse import store
+from neuroscribe.warehouse import connect, store
 
 
 def _stage(warehouse: str, run_id: str, name: str) -> None:
@@ -33,8 +31,9 @@ def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
     _stage(warehouse, run_id, "collect")
     result = collect(cfg)
     with closing(connect(warehouse)) as con:
-        store.save_collection(con, run_id, result.subject, result.corpus_id, result.windows,
-                              result.units)
+        store.save_collection(
+            con, run_id, result.subject, result.corpus_id, result.windows, result.units
+        )
     return [u.unit.key for u in result.units]
 
 

@@ -33,11 +33,12 @@ MLP_MODULE = {
     "bert": ("encoder.layer.{i}.intermediate", "out"),
 }
 
-WORDS = (
+_TEXT = (
     "the cat sat on a mat while rain fell over quiet hills and rivers ran to the sea "
     "engines hum softly numbers rise then fall every morning birds sing loudly near old "
     "bridges under grey clouds people walk home slowly thinking about dinner music books"
-).split()
+)
+WORDS = tuple(_TEXT.split(" "))
 
 
 def tokenizer_path() -> str:
@@ -53,33 +54,52 @@ def tiny_config(arch: str) -> Any:
     common = {"vocab_size": VOCAB, "num_hidden_layers": N_LAYERS, "hidden_size": HIDDEN}
     if arch == "gpt2":
         return tf.GPT2Config(
-            vocab_size=VOCAB, n_layer=N_LAYERS, n_embd=HIDDEN, n_head=2, n_inner=INTERMEDIATE,
-            n_positions=128, bos_token_id=101, eos_token_id=102,
+            vocab_size=VOCAB,
+            n_layer=N_LAYERS,
+            n_embd=HIDDEN,
+            n_head=2,
+            n_inner=INTERMEDIATE,
+            n_positions=128,
+            bos_token_id=101,
+            eos_token_id=102,
         )
     if arch == "gpt_neox":
         return tf.GPTNeoXConfig(
-            **common, num_attention_heads=2, intermediate_size=INTERMEDIATE,
+            **common,
+            num_attention_heads=2,
+            intermediate_size=INTERMEDIATE,
             max_position_embeddings=128,
         )
     if arch == "llama":
         return tf.LlamaConfig(
-            **common, num_attention_heads=2, num_key_value_heads=2,
-            intermediate_size=INTERMEDIATE, max_position_embeddings=128,
+            **common,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            intermediate_size=INTERMEDIATE,
+            max_position_embeddings=128,
         )
     if arch == "gemma":
         return tf.GemmaConfig(
-            **common, num_attention_heads=2, num_key_value_heads=1, head_dim=16,
-            intermediate_size=INTERMEDIATE, max_position_embeddings=128,
+            **common,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            intermediate_size=INTERMEDIATE,
+            max_position_embeddings=128,
         )
     if arch == "bert":
         return tf.BertConfig(
-            **common, num_attention_heads=2, intermediate_size=INTERMEDIATE,
+            **common,
+            num_attention_heads=2,
+            intermediate_size=INTERMEDIATE,
             max_position_embeddings=128,
         )
     raise ValueError(arch)
 
 
-def build_tiny_model(arch: str, directory: Path, seed: int = 0, dead_unit: int | None = None) -> Path:
+def build_tiny_model(
+    arch: str, directory: Path, seed: int = 0, dead_unit: int | None = None
+) -> Path:
     """Save a random-weight model and the local tokenizer in ``directory``; return it.
 
     ``dead_unit`` zeroes the weights that feed that MLP unit in every layer, so it never fires.
@@ -152,10 +172,19 @@ def write_parquet(path: Path, docs: Sequence[str], field: str = "text") -> Path:
 
 def build_cfg(model: str | Path, corpus: str | Path, **collect: Any) -> RunConfig:
     """A run config for tests: small windows and quotas unless overridden."""
-    corpus_over = {k[len("corpus_"):]: collect.pop(k) for k in list(collect) if k.startswith("corpus_")}
+    corpus_over = {
+        k[len("corpus_") :]: collect.pop(k) for k in list(collect) if k.startswith("corpus_")
+    }
     defaults: dict[str, Any] = {
-        "site": "layers.1.mlp", "units": 4, "window_tokens": 8, "max_windows": 60,
-        "batch_size": 7, "n_explain": 3, "n_validate": 2, "n_calibrate": 2, "n_score_top": 2,
+        "site": "layers.1.mlp",
+        "units": 4,
+        "window_tokens": 8,
+        "max_windows": 60,
+        "batch_size": 7,
+        "n_explain": 3,
+        "n_validate": 2,
+        "n_calibrate": 2,
+        "n_score_top": 2,
         "n_random": 2,
     }
     defaults.update(collect)

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -45,8 +45,10 @@ state = State()
 def main(
     warehouse: Annotated[
         str | None,
-        typer.Option(help="DuckDB warehouse file [env NEUROSCRIBE_WAREHOUSE; default "
-                          "warehouse/neuroscribe.duckdb]."),
+        typer.Option(
+            help="DuckDB warehouse file [env NEUROSCRIBE_WAREHOUSE; default "
+            "warehouse/neuroscribe.duckdb]."
+        ),
     ] = None,
     config: Annotated[
         Path | None, typer.Option(help="TOML config file; its tables mirror the run config.")
@@ -100,13 +102,17 @@ def _split_list(value: str | None) -> list[str] | None:
 
 @app.command()
 def run(
-    model: Annotated[str | None, typer.Option(help="Subject model: hub name, local path, or "
-                                                   "'smollm2-135m-instruct'.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Subject model: hub name, local path, or 'smollm2-135m-instruct'."),
+    ] = None,
     gguf_file: Annotated[str | None, typer.Option(help="GGUF file inside --model.")] = None,
     site: Annotated[str | None, typer.Option(help="Canonical site, e.g. layers.15.mlp.")] = None,
     units: Annotated[int | None, typer.Option(help="Explain units 0..N-1 of the site.")] = None,
-    corpus: Annotated[str | None, typer.Option(help="'stdlib', a .txt/.jsonl/.parquet file or "
-                                                    "folder, or hf:<dataset>.")] = None,
+    corpus: Annotated[
+        str | None,
+        typer.Option(help="'stdlib', a .txt/.jsonl/.parquet file or folder, or hf:<dataset>."),
+    ] = None,
     max_windows: Annotated[int | None, typer.Option(help="Windows of the corpus to read.")] = None,
     explainers: Annotated[str | None, typer.Option(help="Comma-separated backend/model.")] = None,
     simulators: Annotated[str | None, typer.Option(help="Comma-separated backend/model.")] = None,
@@ -115,12 +121,23 @@ def run(
 ) -> None:
     """Run every stage (collect, explain, simulate, score, agree) and store it all."""
     with user_errors():
-        cfg = load_config(state.config, _overrides(**{
-            "subject.model": model, "subject.gguf_file": gguf_file, "subject.dtype": dtype,
-            "collect.site": site, "collect.units": units, "collect.max_windows": max_windows,
-            "corpus.source": corpus, "explain.explainers": _split_list(explainers),
-            "explain.samples": samples, "simulate.simulators": _split_list(simulators),
-        }))
+        cfg = load_config(
+            state.config,
+            _overrides(
+                **{
+                    "subject.model": model,
+                    "subject.gguf_file": gguf_file,
+                    "subject.dtype": dtype,
+                    "collect.site": site,
+                    "collect.units": units,
+                    "collect.max_windows": max_windows,
+                    "corpus.source": corpus,
+                    "explain.explainers": _split_list(explainers),
+                    "explain.samples": samples,
+                    "simulate.simulators": _split_list(simulators),
+                }
+            ),
+        )
         run_pipeline(cfg)
 
 
@@ -134,11 +151,15 @@ def run_pipeline(cfg: RunConfig) -> str:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.pipeline import run_flow
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_id = f"{stamp}-{content_hash(cfg.config_hash, time.time_ns())[:8]}"
     t0 = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=err, transient=False) as prog:
         progress.set_reporter(rich_reporter(prog))
         try:
@@ -160,14 +181,21 @@ def print_run_table(warehouse: str, run_id: str) -> None:
             "SELECT unit_index, explainer, explanation, simulator, score, ci_low, ci_high,"
             " score_undefined_reason FROM scored_explanations"
             " WHERE run_id = ? AND score_kind = 'corr_top_random'"
-            " ORDER BY unit_index, explainer, simulator", [run_id],
+            " ORDER BY unit_index, explainer, simulator",
+            [run_id],
         ).fetchall()
-        clar = dict(con.execute(
-            "SELECT u.unit_index, a.value FROM agreements a JOIN units u USING (unit_key)"
-            " WHERE a.run_id = ? AND a.kind = 'clarity'", [run_id]).fetchall())
+        clar = dict(
+            con.execute(
+                "SELECT u.unit_index, a.value FROM agreements a JOIN units u USING (unit_key)"
+                " WHERE a.run_id = ? AND a.kind = 'clarity'",
+                [run_id],
+            ).fetchall()
+        )
     simulators = sorted({r[3] for r in rows})
-    table = Table(title=f"run {run_id}: correlation score on held-out top+random windows "
-                        "[95% CI]", show_lines=False)
+    table = Table(
+        title=f"run {run_id}: correlation score on held-out top+random windows [95% CI]",
+        show_lines=False,
+    )
     table.add_column("unit", justify="right")
     table.add_column("explainer")
     table.add_column("explanation", max_width=48)
@@ -185,8 +213,13 @@ def print_run_table(warehouse: str, run_id: str) -> None:
             cell[sim] = f"{value:+.2f}"
     for (unit, explainer, text), by_sim in cells.items():
         c = clar.get(unit)
-        table.add_row(str(unit), explainer, text or "", *(by_sim.get(s, "") for s in simulators),
-                      "" if c is None else f"{c:.2f}")
+        table.add_row(
+            str(unit),
+            explainer,
+            text or "",
+            *(by_sim.get(s, "") for s in simulators),
+            "" if c is None else f"{c:.2f}",
+        )
     out.print(table)
 
 
@@ -208,8 +241,9 @@ def query(
         except duckdb.Error as e:
             first = str(e).splitlines()[0]
             if "read-only" in first.lower() or "read only" in first.lower():
-                raise fail(f"the warehouse is opened read-only for queries; writes are refused "
-                           f"({first})") from None
+                raise fail(
+                    f"the warehouse is opened read-only for queries; writes are refused ({first})"
+                ) from None
             raise fail(first) from None
         columns = [d[0] for d in rel.description or []]
         rows = rel.fetchall()
@@ -218,8 +252,10 @@ def query(
         writer.writerow(columns)
         writer.writerows(rows)
     elif format == "json":
-        sys.stdout.write(json.dumps([dict(zip(columns, r, strict=True)) for r in rows],
-                                    default=str, indent=1) + "\n")
+        sys.stdout.write(
+            json.dumps([dict(zip(columns, r, strict=True)) for r in rows], default=str, indent=1)
+            + "\n"
+        )
     else:
         table = Table(*columns)
         for r in rows:

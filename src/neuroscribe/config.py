@@ -137,7 +137,10 @@ class ConfigError(ValueError):
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a TOML config file (optional) and apply dotted overrides such as ``{"collect.site": ...}``."""
+    """Read a TOML config file (optional), then apply dotted overrides.
+
+    Overrides look like ``{"collect.site": "layers.3.mlp"}``; a None value leaves the key alone.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         try:

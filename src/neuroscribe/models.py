@@ -148,7 +148,15 @@ def load_model(name: str, gguf_file: str | None = None, dtype: str = "float32") 
     return LoadedModel(source, model, tokenizer, whash, is_causal)
 
 
-ENCODER_MODEL_TYPES = {"bert", "roberta", "distilbert", "xlm-roberta", "mpnet", "electra", "deberta-v2"}
+ENCODER_MODEL_TYPES = {
+    "bert",
+    "roberta",
+    "distilbert",
+    "xlm-roberta",
+    "mpnet",
+    "electra",
+    "deberta-v2",
+}
 
 
 def _is_causal(config: Any) -> bool:

@@ -137,7 +137,7 @@ class Explanation(Record):
     explanation_id: str
     unit_key: str
     explainer: str
-    """Annotator name, ``backend/model``; ``control/shuffled`` for the shuffled-explanation control."""
+    """Annotator name, ``backend/model``; ``control/shuffled`` for the shuffled control."""
     sample_index: int = 0
     status: Literal["ok", "failed"] = "ok"
     text: str | None = None

@@ -15,7 +15,15 @@ from neuroscribe.explain import make_explainer, select_best
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Ledger
 from neuroscribe.progress import track
-from neuroscribe.records import Agreement, Explanation, Score, Simulation, Split, UnitExamples, Window
+from neuroscribe.records import (
+    Agreement,
+    Explanation,
+    Score,
+    Simulation,
+    Split,
+    UnitExamples,
+    Window,
+)
 from neuroscribe.score import score_explanation, validation_score
 from neuroscribe.simulate import make_simulator
 
@@ -34,7 +42,9 @@ def explain_units(
     for name in cfg.explain.explainers:
         explainer = make_explainer(name, cfg.explain, ledger)
         for i, unit in enumerate(track(live, f"explain  {name}")):
-            samples = explainer.explain(unit, windows, n=cfg.explain.samples, seed=cfg.collect.seed + i)
+            samples = explainer.explain(
+                unit, windows, n=cfg.explain.samples, seed=cfg.collect.seed + i
+            )
             if sum(s.status == "ok" for s in samples) > 1:
                 samples = select_best(samples, unit, windows, selector, validation_score)
             out.extend(samples)
@@ -43,7 +53,9 @@ def explain_units(
     return out
 
 
-def shuffled_controls(explanations: Sequence[Explanation], unit_keys: Sequence[str]) -> list[Explanation]:
+def shuffled_controls(
+    explanations: Sequence[Explanation], unit_keys: Sequence[str]
+) -> list[Explanation]:
     """Chance-level control: each unit gets the selected explanation of the next unit (cyclic),
     from the first explainer that explained both. Needs at least two units."""
     if len(unit_keys) < 2:
@@ -59,10 +71,15 @@ def shuffled_controls(explanations: Sequence[Explanation], unit_keys: Sequence[s
         donor = next((chosen[(donor_key, x)] for x in explainers if (donor_key, x) in chosen), None)
         if donor is None:
             continue
-        controls.append(Explanation(
-            explanation_id=content_hash(key, SHUFFLED_CONTROL, donor.explanation_id),
-            unit_key=key, explainer=SHUFFLED_CONTROL, text=donor.text, prompt=donor.prompt,
-        ))
+        controls.append(
+            Explanation(
+                explanation_id=content_hash(key, SHUFFLED_CONTROL, donor.explanation_id),
+                unit_key=key,
+                explainer=SHUFFLED_CONTROL,
+                text=donor.text,
+                prompt=donor.prompt,
+            )
+        )
     return controls
 
 
@@ -80,7 +97,9 @@ def simulate_explanations(
     for name in cfg.simulate.simulators:
         simulator = make_simulator(name, cfg.simulate, ledger)
         for e in track(todo, f"simulate {name}"):
-            held_out = [windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)]
+            held_out = [
+                windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)
+            ]
             out.extend(simulator.simulate(e, held_out))
     return out
 
@@ -113,33 +132,43 @@ def agree_all(
     sims_by_expl: dict[str, dict[str, list[Simulation]]] = {}
     for s in simulations:
         sims_by_expl.setdefault(s.explanation_id, {}).setdefault(s.simulator, []).append(s)
-    real = [e for e in explanations if e.status == "ok" and e.selected
-            and e.explainer != SHUFFLED_CONTROL]
+    real = [
+        e
+        for e in explanations
+        if e.status == "ok" and e.selected and e.explainer != SHUFFLED_CONTROL
+    ]
     out: list[Agreement] = []
     units = sorted({e.unit_key for e in real})
     for key in units:
         mine = [e for e in real if e.unit_key == key]
-        unit_stats: list[Agreement] = []
+        # Simulators agree over the same (explanation, window, token) items of this unit.
+        by_sim: dict[str, list[Simulation]] = {}
         for e in mine:
-            by_sim = sims_by_expl.get(e.explanation_id, {})
-            window_ids = sorted({s.window_id for sims in by_sim.values() for s in sims})
-            unit_stats.extend(agree_unit(key, by_sim, window_ids))
-        simulators = sorted({s for e in mine for s in sims_by_expl.get(e.explanation_id, {})})
-        for simulator in simulators:
-            per_explainer = {
-                e.explainer: sims_by_expl.get(e.explanation_id, {}).get(simulator, [])
-                for e in mine
-            }
-            unit_stats.extend(agree_explainers(key, per_explainer))
+            for simulator, sims in sims_by_expl.get(e.explanation_id, {}).items():
+                by_sim.setdefault(simulator, []).extend(sims)
+        window_ids = sorted({s.window_id for sims in by_sim.values() for s in sims})
+        unit_stats = list(agree_unit(key, by_sim, window_ids))
+        # Explainers agree when their explanations make the simulators predict alike.
+        per_explainer = {
+            e.explainer: [
+                s for sims in sims_by_expl.get(e.explanation_id, {}).values() for s in sims
+            ]
+            for e in mine
+        }
+        unit_stats.extend(agree_explainers(key, per_explainer))
         value = clarity(unit_stats)
         out.extend(unit_stats)
-        out.append(Agreement(
-            unit_key=key, kind="clarity", annotators=(), value=value,
-            reason=None if value is not None else "no agreement statistic available",
-            n=len(unit_stats),
-        ))
-    explainer_of = {e.explanation_id: e.explainer for e in explanations}
-    out.extend(agree_across_units(scores, explainer_of))
+        out.append(
+            Agreement(
+                unit_key=key,
+                kind="clarity",
+                annotators=(),
+                value=value,
+                reason=None if value is not None else "no agreement statistic available",
+                n=len(unit_stats),
+            )
+        )
+    out.extend(agree_across_units(scores, real))
     return out
 
 

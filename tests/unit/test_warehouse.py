@@ -16,22 +16,28 @@ from neuroscribe.records import (
     UnitWindow,
     Window,
 )
-from neuroscribe.warehouse import WarehouseError, connect, open_readonly
-from neuroscribe.warehouse import store
+from neuroscribe.warehouse import WarehouseError, connect, open_readonly, store
 from neuroscribe.warehouse.db import migrate, migrations
 
 
 def _records():
     subject = Subject(name="tiny", weights_hash="abc123", architecture="llama", n_layers=2)
     windows = [
-        Window(window_id=f"w{i}", corpus_id="c", doc_id=f"d{i}", start=0, token_ids=(1, 2, 3),
-               tokens=("a", " b", " c"))
+        Window(
+            window_id=f"w{i}",
+            corpus_id="c",
+            doc_id=f"d{i}",
+            start=0,
+            token_ids=(1, 2, 3),
+            tokens=("a", " b", " c"),
+        )
         for i in range(3)
     ]
     unit = UnitExamples(
         unit=UnitId(subject_id=subject.subject_id, site="layers.1.mlp", index=4),
-        stats=UnitStats(n_tokens=9, max=3.0, mean=0.5, firing_rate=0.3,
-                        quantiles=(0.0, 1.0), dead=False),
+        stats=UnitStats(
+            n_tokens=9, max=3.0, mean=0.5, firing_rate=0.3, quantiles=(0.0, 1.0), dead=False
+        ),
         windows=(
             UnitWindow(window_id="w0", split=Split.EXPLAIN, rank=0, activations=(0, 3, 0)),
             UnitWindow(window_id="w1", split=Split.SCORE_TOP, rank=1, activations=(0, 2, 1)),
@@ -45,20 +51,38 @@ def test_migrations_are_numbered_and_idempotent(warehouse_path):
     assert [n for n, _, _ in migrations()][0] == 1
     with closing(connect(warehouse_path)) as con:
         assert migrate(con) == []  # already applied by connect
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
     assert {"runs", "units", "unit_windows", "scores", "llm_calls", "scored_explanations"} <= tables
 
 
 def test_records_round_trip_and_writes_are_idempotent(warehouse_path):
     subject, windows, unit = _records()
     cfg = RunConfig()
-    expl = Explanation(explanation_id="e1", unit_key=unit.unit.key, explainer="baseline/ngram",
-                       text='the token " b"')
-    sim = Simulation(simulation_id="s1", explanation_id="e1", simulator="baseline/lexical",
-                     window_id="w1", predictions=(0.0, 10.0, 0.0))
-    score = Score(explanation_id="e1", simulator="baseline/lexical", kind="corr_top_random",
-                  value=0.9, n_tokens=6, n_windows=2, ci_low=0.5, ci_high=1.0)
+    expl = Explanation(
+        explanation_id="e1",
+        unit_key=unit.unit.key,
+        explainer="baseline/ngram",
+        text='the token " b"',
+    )
+    sim = Simulation(
+        simulation_id="s1",
+        explanation_id="e1",
+        simulator="baseline/lexical",
+        window_id="w1",
+        predictions=(0.0, 10.0, 0.0),
+    )
+    score = Score(
+        explanation_id="e1",
+        simulator="baseline/lexical",
+        kind="corr_top_random",
+        value=0.9,
+        n_tokens=6,
+        n_windows=2,
+        ci_low=0.5,
+        ci_high=1.0,
+    )
     with closing(connect(warehouse_path)) as con:
         store.start_run(con, "r1", cfg)
         for _ in range(2):  # the second write of the same records adds nothing
@@ -74,16 +98,33 @@ def test_records_round_trip_and_writes_are_idempotent(warehouse_path):
         # A running run's scores are not in the contract view; a finished run's are.
         assert con.execute("SELECT count(*) FROM scored_explanations").fetchall()[0][0] == 0
         store.finish_run(con, "r1", "finished")
-        row = con.execute("SELECT subject, site, unit_index, explainer, explanation, simulator,"
-                          " score_kind, score, run_id FROM scored_explanations").fetchall()
-    assert row == [("tiny", "layers.1.mlp", 4, "baseline/ngram", 'the token " b"',
-                    "baseline/lexical", "corr_top_random", 0.9, "r1")]
+        row = con.execute(
+            "SELECT subject, site, unit_index, explainer, explanation, simulator,"
+            " score_kind, score, run_id FROM scored_explanations"
+        ).fetchall()
+    assert row == [
+        (
+            "tiny",
+            "layers.1.mlp",
+            4,
+            "baseline/ngram",
+            'the token " b"',
+            "baseline/lexical",
+            "corr_top_random",
+            0.9,
+            "r1",
+        )
+    ]
 
 
 def test_a_window_cannot_be_in_two_splits_of_one_unit(warehouse_path):
     subject, windows, unit = _records()
-    clash = unit.model_copy(update={"windows": unit.windows + (
-        UnitWindow(window_id="w0", split=Split.SCORE_TOP, rank=5, activations=(1, 1, 1)),)})
+    clash = unit.model_copy(
+        update={
+            "windows": unit.windows
+            + (UnitWindow(window_id="w0", split=Split.SCORE_TOP, rank=5, activations=(1, 1, 1)),)
+        }
+    )
     with closing(connect(warehouse_path)) as con:
         store.save_collection(con, "r1", subject, "c", windows, [clash])
         # INSERT OR IGNORE keeps the first assignment; the second split never lands.
@@ -95,9 +136,19 @@ def test_a_window_cannot_be_in_two_splits_of_one_unit(warehouse_path):
 def test_failed_write_leaves_nothing(warehouse_path):
     with closing(connect(warehouse_path)) as con:
         with pytest.raises(duckdb.Error), store.transaction(con):
-            store.insert_rows(con, "subjects", [{"subject_id": "s", "name": "n",
-                                                 "weights_hash": "h", "architecture": "a",
-                                                 "n_layers": 1}])
+            store.insert_rows(
+                con,
+                "subjects",
+                [
+                    {
+                        "subject_id": "s",
+                        "name": "n",
+                        "weights_hash": "h",
+                        "architecture": "a",
+                        "n_layers": 1,
+                    }
+                ],
+            )
             con.execute("SELECT no_such_column FROM subjects")
         assert con.execute("SELECT count(*) FROM subjects").fetchall()[0][0] == 0
 

@@ -61,6 +61,15 @@ def _check_length(key: ItemKey, sims: Sequence[Simulation]) -> int:
     return lengths.pop()
 
 
+def _pair_reason(reason: str | None, a: str, b: str) -> str | None:
+    """Name the annotator behind a Pearson "constant" reason (its first argument is ``a``)."""
+    if reason == "constant activations":
+        return f"constant predictions from {a}"
+    if reason == "constant predictions":
+        return f"constant predictions from {b}"
+    return reason
+
+
 def agree_unit(
     unit_key: str, simulations: Mapping[str, Sequence[Simulation]], windows: Sequence[str]
 ) -> list[Agreement]:
@@ -115,7 +124,7 @@ def agree_unit(
                 kind="pearson_simulators",
                 annotators=(names[i], names[j]),
                 value=r.value,
-                reason=r.reason,
+                reason=_pair_reason(r.reason, names[i], names[j]),
                 n=int(both.sum()),
             )
         )
@@ -169,7 +178,7 @@ def agree_explainers(
                 [wa[w].predictions for w in shared], [wb[w].predictions for w in shared]
             )
             if r.value is None:
-                reasons.append(f"{simulator}: {r.reason}")
+                reasons.append(f"{simulator}: {_pair_reason(r.reason, a, b)}")
             else:
                 values.append(r.value)
                 n += sum(len(wa[w].predictions) for w in shared)

@@ -154,9 +154,8 @@ def make_backend(
 
         recorder.cache = {}  # scripted answers change between calls; never serve them cached
         return fake_backend(name, recorder)
-    raise ValueError(
-        f"unknown LLM backend '{backend}' in '{name}'; valid LLM backends: {', '.join(LLM_BACKENDS)}"
-    )
+    valid = ", ".join(LLM_BACKENDS)
+    raise ValueError(f"unknown LLM backend '{backend}' in '{name}'; valid LLM backends: {valid}")
 
 
 def env_flag(var: str, default: bool) -> bool:

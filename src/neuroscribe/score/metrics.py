@@ -141,11 +141,13 @@ def bootstrap_ci(
         raise ValueError(f"{n} true windows but {len(pred_windows)} predicted windows")
     if n < 2 or n_resamples <= 0:
         return None, None
+    true_arrays = [np.asarray(t, dtype=np.float64) for t in true_windows]
+    pred_arrays = [np.asarray(p, dtype=np.float64) for p in pred_windows]
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n, size=(n_resamples, n))
     values = []
     for row in picks:
-        v = metric([true_windows[i] for i in row], [pred_windows[i] for i in row]).value
+        v = metric([true_arrays[i] for i in row], [pred_arrays[i] for i in row]).value
         if v is not None:
             values.append(v)
     if not values or len(values) < min_defined * n_resamples:

@@ -72,7 +72,9 @@ def open_readonly(path: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPy
     """Open an existing warehouse read-only (writes through it fail)."""
     p = resolve_path(path)
     if not p.is_file():
-        raise WarehouseError(f"no warehouse at {p} (run `neuroscribe run` first, or pass --warehouse)")
+        raise WarehouseError(
+            f"no warehouse at {p} (run `neuroscribe run` first, or pass --warehouse)"
+        )
     try:
         return duckdb.connect(str(p), read_only=True)
     except duckdb.Error as e:
@@ -107,7 +109,9 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(sql)
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [number, name])
+            con.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [number, name]
+            )
             con.execute("COMMIT")
         except duckdb.Error as e:
             con.execute("ROLLBACK")

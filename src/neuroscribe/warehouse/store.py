@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -34,7 +34,7 @@ from neuroscribe.records import (
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]]) -> int:
@@ -71,17 +71,23 @@ class transaction:
 
 
 def start_run(con: duckdb.DuckDBPyConnection, run_id: str, cfg: RunConfig) -> None:
-    insert_rows(con, "runs", [{
-        "run_id": run_id,
-        "config_hash": cfg.config_hash,
-        "config_json": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
-        "status": "running",
-        "stage": "start",
-        "error": None,
-        "started_at": _now(),
-        "finished_at": None,
-        "neuroscribe_version": __version__,
-    }])
+    insert_rows(
+        con,
+        "runs",
+        [
+            {
+                "run_id": run_id,
+                "config_hash": cfg.config_hash,
+                "config_json": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
+                "status": "running",
+                "stage": "start",
+                "error": None,
+                "started_at": _now(),
+                "finished_at": None,
+                "neuroscribe_version": __version__,
+            }
+        ],
+    )
 
 
 def set_stage(con: duckdb.DuckDBPyConnection, run_id: str, stage: str) -> None:
@@ -111,27 +117,72 @@ def save_collection(
 ) -> None:
     units = list(units)
     with transaction(con):
-        insert_rows(con, "subjects", [{
-            "subject_id": subject.subject_id, "name": subject.name,
-            "weights_hash": subject.weights_hash, "architecture": subject.architecture,
-            "n_layers": subject.n_layers,
-        }])
-        insert_rows(con, "windows", [{
-            "window_id": w.window_id, "corpus_id": w.corpus_id, "doc_id": w.doc_id,
-            "start_token": w.start, "token_ids": list(w.token_ids), "tokens": list(w.tokens),
-        } for w in windows])
-        insert_rows(con, "units", [{
-            "unit_key": u.unit.key, "subject_id": u.unit.subject_id, "site": u.unit.site,
-            "unit_index": u.unit.index, "sae_id": u.unit.sae_id, "run_id": run_id,
-            "corpus_id": corpus_id, "n_tokens": u.stats.n_tokens,
-            "max_activation": u.stats.max, "mean_activation": u.stats.mean,
-            "firing_rate": u.stats.firing_rate, "quantiles": list(u.stats.quantiles),
-            "dead": u.stats.dead,
-        } for u in units])
-        insert_rows(con, "unit_windows", [{
-            "unit_key": u.unit.key, "window_id": w.window_id, "split": w.split.value,
-            "top_rank": w.rank, "activations": list(w.activations), "run_id": run_id,
-        } for u in units for w in u.windows])
+        insert_rows(
+            con,
+            "subjects",
+            [
+                {
+                    "subject_id": subject.subject_id,
+                    "name": subject.name,
+                    "weights_hash": subject.weights_hash,
+                    "architecture": subject.architecture,
+                    "n_layers": subject.n_layers,
+                }
+            ],
+        )
+        insert_rows(
+            con,
+            "windows",
+            [
+                {
+                    "window_id": w.window_id,
+                    "corpus_id": w.corpus_id,
+                    "doc_id": w.doc_id,
+                    "start_token": w.start,
+                    "token_ids": list(w.token_ids),
+                    "tokens": list(w.tokens),
+                }
+                for w in windows
+            ],
+        )
+        insert_rows(
+            con,
+            "units",
+            [
+                {
+                    "unit_key": u.unit.key,
+                    "subject_id": u.unit.subject_id,
+                    "site": u.unit.site,
+                    "unit_index": u.unit.index,
+                    "sae_id": u.unit.sae_id,
+                    "run_id": run_id,
+                    "corpus_id": corpus_id,
+                    "n_tokens": u.stats.n_tokens,
+                    "max_activation": u.stats.max,
+                    "mean_activation": u.stats.mean,
+                    "firing_rate": u.stats.firing_rate,
+                    "quantiles": list(u.stats.quantiles),
+                    "dead": u.stats.dead,
+                }
+                for u in units
+            ],
+        )
+        insert_rows(
+            con,
+            "unit_windows",
+            [
+                {
+                    "unit_key": u.unit.key,
+                    "window_id": w.window_id,
+                    "split": w.split.value,
+                    "top_rank": w.rank,
+                    "activations": list(w.activations),
+                    "run_id": run_id,
+                }
+                for u in units
+                for w in u.windows
+            ],
+        )
 
 
 def load_units(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list[UnitExamples]:
@@ -140,7 +191,8 @@ def load_units(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list
         return []
     rows = con.execute(
         "SELECT unit_key, subject_id, site, unit_index, sae_id, n_tokens, max_activation,"
-        " mean_activation, firing_rate, quantiles, dead FROM units WHERE list_contains(?, unit_key)",
+        " mean_activation, firing_rate, quantiles, dead FROM units"
+        " WHERE list_contains(?, unit_key)",
         [list(unit_keys)],
     ).fetchall()
     wrows = con.execute(
@@ -160,8 +212,9 @@ def load_units(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list
     for key, subj, site, idx, sae, n, mx, mean, rate, q, dead in rows:
         found[key] = UnitExamples(
             unit=UnitId(subject_id=subj, site=site, index=idx, sae_id=sae),
-            stats=UnitStats(n_tokens=n, max=mx, mean=mean, firing_rate=rate,
-                            quantiles=tuple(q), dead=dead),
+            stats=UnitStats(
+                n_tokens=n, max=mx, mean=mean, firing_rate=rate, quantiles=tuple(q), dead=dead
+            ),
             windows=tuple(by_unit.get(key, [])),
         )
     missing = [k for k in unit_keys if k not in found]
@@ -176,11 +229,18 @@ def load_windows(con: duckdb.DuckDBPyConnection, window_ids: Iterable[str]) -> d
         return {}
     rows = con.execute(
         "SELECT window_id, corpus_id, doc_id, start_token, token_ids, tokens FROM windows"
-        " WHERE list_contains(?, window_id)", [ids],
+        " WHERE list_contains(?, window_id)",
+        [ids],
     ).fetchall()
     return {
-        r[0]: Window(window_id=r[0], corpus_id=r[1], doc_id=r[2], start=r[3],
-                     token_ids=tuple(r[4]), tokens=tuple(r[5]))
+        r[0]: Window(
+            window_id=r[0],
+            corpus_id=r[1],
+            doc_id=r[2],
+            start=r[3],
+            token_ids=tuple(r[4]),
+            tokens=tuple(r[5]),
+        )
         for r in rows
     }
 
@@ -189,19 +249,35 @@ def load_windows(con: duckdb.DuckDBPyConnection, window_ids: Iterable[str]) -> d
 
 
 def save_explanations(
-    con: duckdb.DuckDBPyConnection, run_id: str, config_hash: str, explanations: Iterable[Explanation]
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    config_hash: str,
+    explanations: Iterable[Explanation],
 ) -> int:
     with transaction(con):
-        return insert_rows(con, "explanations", [{
-            "explanation_id": e.explanation_id, "unit_key": e.unit_key, "explainer": e.explainer,
-            "sample_index": e.sample_index, "status": e.status, "text": e.text,
-            "failure": e.failure,
-            "prompt_name": e.prompt.name if e.prompt else None,
-            "prompt_version": e.prompt.version if e.prompt else None,
-            "prompt_sha": e.prompt.sha if e.prompt else None,
-            "selected": e.selected, "validation_score": e.validation_score,
-            "run_id": run_id, "config_hash": config_hash,
-        } for e in explanations])
+        return insert_rows(
+            con,
+            "explanations",
+            [
+                {
+                    "explanation_id": e.explanation_id,
+                    "unit_key": e.unit_key,
+                    "explainer": e.explainer,
+                    "sample_index": e.sample_index,
+                    "status": e.status,
+                    "text": e.text,
+                    "failure": e.failure,
+                    "prompt_name": e.prompt.name if e.prompt else None,
+                    "prompt_version": e.prompt.version if e.prompt else None,
+                    "prompt_sha": e.prompt.sha if e.prompt else None,
+                    "selected": e.selected,
+                    "validation_score": e.validation_score,
+                    "run_id": run_id,
+                    "config_hash": config_hash,
+                }
+                for e in explanations
+            ],
+        )
 
 
 def load_explanations(
@@ -216,10 +292,16 @@ def load_explanations(
     ).fetchall()
     return [
         Explanation(
-            explanation_id=r[0], unit_key=r[1], explainer=r[2], sample_index=r[3], status=r[4],
-            text=r[5], failure=r[6],
+            explanation_id=r[0],
+            unit_key=r[1],
+            explainer=r[2],
+            sample_index=r[3],
+            status=r[4],
+            text=r[5],
+            failure=r[6],
             prompt=PromptRef(name=r[7], version=r[8], sha=r[9]) if r[7] else None,
-            selected=r[10], validation_score=r[11],
+            selected=r[10],
+            validation_score=r[11],
         )
         for r in rows
     ]
@@ -229,12 +311,24 @@ def save_simulations(
     con: duckdb.DuckDBPyConnection, run_id: str, simulations: Iterable[Simulation]
 ) -> int:
     with transaction(con):
-        return insert_rows(con, "simulations", [{
-            "simulation_id": s.simulation_id, "explanation_id": s.explanation_id,
-            "simulator": s.simulator, "window_id": s.window_id, "status": s.status,
-            "predictions": [float(x) for x in s.predictions], "failure": s.failure,
-            "prompt_sha": s.prompt.sha if s.prompt else None, "run_id": run_id,
-        } for s in simulations])
+        return insert_rows(
+            con,
+            "simulations",
+            [
+                {
+                    "simulation_id": s.simulation_id,
+                    "explanation_id": s.explanation_id,
+                    "simulator": s.simulator,
+                    "window_id": s.window_id,
+                    "status": s.status,
+                    "predictions": [float(x) for x in s.predictions],
+                    "failure": s.failure,
+                    "prompt_sha": s.prompt.sha if s.prompt else None,
+                    "run_id": run_id,
+                }
+                for s in simulations
+            ],
+        )
 
 
 def load_simulations(
@@ -247,36 +341,54 @@ def load_simulations(
         [list(explanation_ids)],
     ).fetchall()
     return [
-        Simulation(simulation_id=r[0], explanation_id=r[1], simulator=r[2], window_id=r[3],
-                   status=r[4], predictions=tuple(r[5]), failure=r[6])
+        Simulation(
+            simulation_id=r[0],
+            explanation_id=r[1],
+            simulator=r[2],
+            window_id=r[3],
+            status=r[4],
+            predictions=tuple(r[5]),
+            failure=r[6],
+        )
         for r in rows
     ]
 
 
 def save_scores(con: duckdb.DuckDBPyConnection, run_id: str, scores: Iterable[Score]) -> int:
     with transaction(con):
-        return insert_rows(con, "scores", [
-            {**s.model_dump(), "run_id": run_id} for s in scores
-        ])
+        return insert_rows(con, "scores", [{**s.model_dump(), "run_id": run_id} for s in scores])
 
 
 def save_agreements(
     con: duckdb.DuckDBPyConnection, run_id: str, agreements: Iterable[Agreement]
 ) -> int:
     with transaction(con):
-        return insert_rows(con, "agreements", [
-            {**a.model_dump(), "annotators": list(a.annotators), "run_id": run_id}
-            for a in agreements
-        ])
+        return insert_rows(
+            con,
+            "agreements",
+            [
+                {**a.model_dump(), "annotators": list(a.annotators), "run_id": run_id}
+                for a in agreements
+            ],
+        )
 
 
 def save_llm_calls(con: duckdb.DuckDBPyConnection, run_id: str, calls: Iterable[LLMCall]) -> int:
     now = _now()
     with transaction(con):
-        return insert_rows(con, "llm_calls", [{
-            **c.model_dump(), "params": json.dumps(c.params, sort_keys=True, default=str),
-            "run_id": run_id, "called_at": now,
-        } for c in calls])
+        return insert_rows(
+            con,
+            "llm_calls",
+            [
+                {
+                    **c.model_dump(),
+                    "params": json.dumps(c.params, sort_keys=True, default=str),
+                    "run_id": run_id,
+                    "called_at": now,
+                }
+                for c in calls
+            ],
+        )
 
 
 def load_scores(con: duckdb.DuckDBPyConnection, explanation_ids: Sequence[str]) -> list[Score]:
@@ -287,7 +399,16 @@ def load_scores(con: duckdb.DuckDBPyConnection, explanation_ids: Sequence[str]) 
         [list(explanation_ids)],
     ).fetchall()
     return [
-        Score(explanation_id=r[0], simulator=r[1], kind=r[2], value=r[3], reason=r[4],
-              n_tokens=r[5], n_windows=r[6], ci_low=r[7], ci_high=r[8])
+        Score(
+            explanation_id=r[0],
+            simulator=r[1],
+            kind=r[2],
+            value=r[3],
+            reason=r[4],
+            n_tokens=r[5],
+            n_windows=r[6],
+            ci_low=r[7],
+            ci_high=r[8],
+        )
         for r in rows
     ]

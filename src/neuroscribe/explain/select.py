@@ -1,0 +1,53 @@
+"""Best-of-n: keep the sampled explanation that best predicts the unit on the validation split.
+
+Weak explainers become useful by sampling several explanations and keeping the one that scores
+best on windows that are never reported (``Split.VALIDATE``); see DESIGN.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from neuroscribe.records import Explanation, Simulation, Split, UnitExamples, Window
+
+if TYPE_CHECKING:
+    from neuroscribe.simulate.base import Simulator
+
+
+def select_best(
+    samples: list[Explanation],
+    unit: UnitExamples,
+    windows: Mapping[str, Window],
+    simulator: Simulator,
+    score: Callable[[UnitExamples, Sequence[Simulation]], float | None],
+) -> list[Explanation]:
+    """Score each ok sample on the validate windows and mark exactly one ``selected``.
+
+    The best score wins; ties and undefined scores go to the lowest sample index (an undefined
+    score ranks below every defined one). Failed samples get ``selected=False`` and no score.
+    With no ok sample, none is selected.
+    """
+    validate = [windows[w.window_id] for w in unit.in_splits(Split.VALIDATE)]
+    scores: dict[int, float | None] = {}
+    for pos, sample in enumerate(samples):
+        if sample.status == "ok":
+            sims = simulator.simulate(sample, validate) if validate else []
+            scores[pos] = score(unit, sims) if sims else None
+    best = _best(scores, samples)
+    return [
+        s.model_copy(update={"validation_score": scores.get(pos), "selected": pos == best})
+        for pos, s in enumerate(samples)
+    ]
+
+
+def _best(scores: dict[int, float | None], samples: list[Explanation]) -> int | None:
+    if not scores:
+        return None
+
+    def key(pos: int) -> tuple[bool, float, int]:
+        value = scores[pos]
+        defined = value is not None and value == value  # NaN counts as undefined
+        return (not defined, -(value if defined else 0.0), samples[pos].sample_index)
+
+    return min(scores, key=key)

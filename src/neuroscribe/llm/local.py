@@ -1,0 +1,190 @@
+"""In-process chat model (transformers), loaded through ``neuroscribe.models.load_model``.
+
+It has the logits, so besides sampling it gives exact next-token distributions at any position
+inside a prompt from one forward pass: what the all-at-once simulator needs. The model is cached
+per process, so the subject and this annotator share one copy when they name the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from neuroscribe.ids import content_hash
+from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
+from neuroscribe.llm.registry import CallRecorder, chat_params, describe_chat, plain_chat_format
+
+
+class LocalBackend:
+    """``local/<model>``: a transformers causal LM running in this process."""
+
+    capabilities = Capabilities(logprobs=True, prompt_distributions=True, json_schema=False)
+
+    def __init__(self, name: str, model_name: str, recorder: CallRecorder) -> None:
+        self.name = name
+        self.model_name = model_name
+        self.recorder = recorder
+
+    @property
+    def loaded(self) -> Any:
+        from neuroscribe.models import load_model
+
+        loaded = load_model(self.model_name)
+        if not loaded.is_causal:
+            raise ValueError(f"{self.name}: '{self.model_name}' is not a causal (chat) model")
+        return loaded
+
+    def format_chat(self, messages: tuple[Message, ...], continue_final: bool = False) -> str:
+        """The prompt text the model sees. With ``continue_final`` the last (assistant) message is
+        left open so the model continues it; rendered as generation prompt + content, which keeps
+        the content verbatim at the end whatever the template does with closed messages."""
+        tok = self.loaded.tokenizer
+        head = messages[:-1] if continue_final else messages
+        if getattr(tok, "chat_template", None) is None:
+            return plain_chat_format(messages, continue_final)
+        convo = [{"role": m.role, "content": m.content} for m in head]
+        text = tok.apply_chat_template(convo, tokenize=False, add_generation_prompt=True)
+        return text + messages[-1].content if continue_final else text
+
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        return self.recorder.run(
+            request.request_hash(self.name), chat_params(request),
+            lambda: self._generate(request), describe_chat,
+        )
+
+    def _generate(self, request: ChatRequest) -> ChatResponse:
+        import torch
+
+        lm = self.loaded
+        tok, model = lm.tokenizer, lm.model
+        prompt = self.format_chat(request.messages)
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        sample = request.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": request.max_tokens,
+            "do_sample": sample,
+            "num_return_sequences": request.n,  # the n samples run as one batch
+            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            "return_dict_in_generate": True,
+            "output_logits": request.top_logprobs is not None,
+        }
+        if sample:
+            kwargs.update(temperature=request.temperature, top_p=1.0, top_k=0)
+        # fork_rng: seed this call without disturbing the caller's global RNG state.
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.manual_seed(request.seed)
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+        new = out.sequences[:, ids.shape[1] :]
+        texts, n_completion = [], 0
+        eos = _eos_ids(tok, model)
+        for row in new.tolist():
+            length = next((i for i, t in enumerate(row) if t in eos), len(row))
+            n_completion += length
+            texts.append(_cut_at_stop(tok.decode(row[:length], skip_special_tokens=True),
+                                      request.stop))
+        logprobs = None
+        if request.top_logprobs is not None:
+            logprobs = _top_logprobs(tok, new, out.logits, request.top_logprobs)
+        return ChatResponse(
+            texts=tuple(texts), logprobs=logprobs,
+            prompt_tokens=int(ids.shape[1]), completion_tokens=n_completion,
+        )
+
+    def next_token_distributions(
+        self, prompt: str, positions: Sequence[int], candidates: Sequence[str]
+    ) -> list[dict[str, float]]:
+        """Probability of each candidate as the next token after each character offset.
+
+        The distribution at offset ``p`` is read from the logits of the last prompt token that
+        starts before ``p``; a token that also covers text after ``p`` would let the model see
+        the future, so that is an error. Softmax is over the full vocabulary; the candidates'
+        probabilities are returned as they are (callers renormalise and keep the mass).
+        """
+        key = content_hash(self.name, prompt, list(positions), list(candidates), length=32)
+        params = {
+            "kind": "next_token_distributions",
+            "prompt_chars": len(prompt),
+            "positions": list(positions),
+            "candidates": list(candidates),
+        }
+        return self.recorder.run(
+            key, params, lambda: self._distributions(prompt, positions, candidates),
+            lambda d: (json.dumps([{k: round(v, 6) for k, v in x.items()} for x in d]), 0, 0),
+        )
+
+    def _distributions(
+        self, prompt: str, positions: Sequence[int], candidates: Sequence[str]
+    ) -> list[dict[str, float]]:
+        import torch
+
+        tok, model = self.loaded.tokenizer, self.loaded.model
+        cand_ids = [_single_token_id(tok, c) for c in candidates]
+        enc = tok(prompt, return_offsets_mapping=True, add_special_tokens=False,
+                  return_tensors="pt")
+        starts = [s for s, _ in enc["offset_mapping"][0].tolist()]
+        ends = [e for _, e in enc["offset_mapping"][0].tolist()]
+        rows = []
+        for p in positions:
+            i = _last_token_starting_before(starts, p)
+            if i is None or ends[i] > p:
+                raise ValueError(f"{self.name}: no token boundary at character {p} of the prompt")
+            rows.append(i)
+        with torch.inference_mode():
+            logits = model(input_ids=enc["input_ids"]).logits[0]
+        probs = torch.softmax(logits[rows].float(), dim=-1)[:, cand_ids]
+        return [dict(zip(candidates, row, strict=True)) for row in probs.tolist()]
+
+
+def _last_token_starting_before(starts: list[int], offset: int) -> int | None:
+    found = None
+    for i, s in enumerate(starts):
+        if s < offset:
+            found = i
+        else:
+            break
+    return found
+
+
+def _single_token_id(tok: Any, text: str) -> int:
+    ids = tok.encode(text, add_special_tokens=False)
+    if len(ids) != 1:
+        raise ValueError(f"candidate {text!r} is {len(ids)} tokens for this tokenizer, not 1")
+    return int(ids[0])
+
+
+def _eos_ids(tok: Any, model: Any) -> set[int]:
+    ids = {tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
+    flat: set[int] = set()
+    for i in ids:
+        if isinstance(i, list):
+            flat.update(i)
+        elif i is not None:
+            flat.add(i)
+    if tok.pad_token_id is not None:
+        flat.add(tok.pad_token_id)
+    return flat
+
+
+def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
+    cut = min((text.find(s) for s in stop if s in text), default=len(text))
+    return text[:cut]
+
+
+def _top_logprobs(tok: Any, new: Any, logits: Any, k: int) -> tuple[tuple[TokenLogprobs, ...], ...]:
+    import torch
+
+    per_sample = []
+    for b in range(new.shape[0]):
+        steps = []
+        for t, step_logits in enumerate(logits):
+            lp = torch.log_softmax(step_logits[b].float(), dim=-1)
+            top = torch.topk(lp, k)
+            pairs = tuple(
+                (tok.decode([i]), float(v) if math.isfinite(v) else -1e9)
+                for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+            )
+            steps.append(TokenLogprobs(token=tok.decode([int(new[b, t])]), top=pairs))
+        per_sample.append(tuple(steps))
+    return tuple(per_sample)

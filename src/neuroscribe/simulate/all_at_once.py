@@ -1,0 +1,107 @@
+"""All-at-once simulation from next-token distributions (in-process models).
+
+One prompt per window states the explanation and then lists the window's tokens, one per line,
+as ``token<TAB>unknown``. In a single forward pass the backend gives the next-token distribution
+right after every tab; the prediction for a token is the expected digit under that distribution
+renormalised over "0".."9", rescaled to 0-10 (x 10/9).
+
+Why digits 0-9 and not 0-10: SmolLM2's tokenizer splits "10" into "1","0", so "10" is not one
+next token (delphi reads a 0-9 scale for the same reason). Why renormalise: after "unknown"
+placeholders only ~10% of the mass falls on digits (DESIGN.md); that mass is kept, per token, in
+the ledger row of the call (its ``response`` holds the digit probabilities).
+
+Alignment is by construction: the simulator writes each subject token itself (tabs and newlines
+escaped), so there is exactly one tab, hence one prediction, per subject token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from neuroscribe.explain.render import escape_token
+from neuroscribe.llm.base import Backend, Message
+from neuroscribe.llm.registry import BackendError, plain_chat_format
+from neuroscribe.prompts import Prompt, load_prompt
+from neuroscribe.records import Explanation, Simulation, Window
+from neuroscribe.simulate.base import SCALE_MAX, SimulateFailure, failed_simulation, ok_simulation
+
+PROMPT = "simulate_all_at_once"
+DIGITS = tuple(str(d) for d in range(10))
+PLACEHOLDER = "unknown"
+
+
+def render_table(tokens: Sequence[str]) -> tuple[str, list[int]]:
+    """The token table and, for each token, the character offset just after its tab."""
+    lines, offsets, pos = [], [], 0
+    for t in tokens:
+        head = escape_token(t) + "\t"
+        offsets.append(pos + len(head))
+        line = head + PLACEHOLDER
+        lines.append(line)
+        pos += len(line) + 1  # the newline
+    return "\n".join(lines), offsets
+
+
+def expected_values(dists: Sequence[dict[str, float]]) -> list[float] | None:
+    """Expected digit per position, renormalised over the digits and rescaled to 0-10; None if
+    some position has no mass on any digit."""
+    out = []
+    for d in dists:
+        mass = sum(d.get(k, 0.0) for k in DIGITS)
+        if not mass > 0:
+            return None
+        ev = sum(int(k) * d.get(k, 0.0) for k in DIGITS) / mass
+        out.append(ev * SCALE_MAX / 9)
+    return out
+
+
+class AllAtOnceSimulator:
+    """``local/...`` (or a ``fake/...`` with distributions)."""
+
+    def __init__(self, name: str, backend: Backend, prompt: Prompt | None = None) -> None:
+        if not backend.capabilities.prompt_distributions:
+            raise ValueError(f"{name}: all-at-once simulation needs prompt distributions")
+        self.name = name
+        self.backend = backend
+        self.prompt = prompt or load_prompt(PROMPT)
+
+    def prompt_text(self, explanation: str, tokens: Sequence[str]) -> tuple[str, list[int]]:
+        """The full prompt (chat template applied) and the offsets to read, one per token."""
+        table, offsets = render_table(tokens)
+        messages = self.prompt.render_messages(explanation=explanation, table=table)
+        text = self._format(messages)
+        if not text.endswith(table):
+            raise ValueError(f"{self.name}: the chat template changed the token table")
+        base = len(text) - len(table)
+        return text, [base + o for o in offsets]
+
+    def _format(self, messages: tuple[Message, ...]) -> str:
+        fmt = getattr(self.backend, "format_chat", None)
+        return fmt(messages, True) if fmt else plain_chat_format(messages, True)
+
+    def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
+        return [self._one(explanation, w) for w in windows]
+
+    def _one(self, explanation: Explanation, window: Window) -> Simulation:
+        ref = self.prompt.ref
+
+        def failed(kind: SimulateFailure) -> Simulation:
+            return failed_simulation(explanation, self.name, window, ref, kind)
+
+        if explanation.status != "ok" or not explanation.text:
+            return failed(SimulateFailure.NO_EXPLANATION)
+        if not window.tokens:
+            return ok_simulation(explanation, self.name, window, ref, [])
+        text, positions = self.prompt_text(explanation.text, window.tokens)
+        try:
+            dists = self.backend.next_token_distributions(text, positions, DIGITS)
+        except BackendError:
+            return failed(SimulateFailure.BACKEND_ERROR)
+        except ValueError:  # no token boundary at a tab: the tokenizer merged across it
+            return failed(SimulateFailure.ALIGNMENT)
+        if len(dists) != len(window.tokens):
+            return failed(SimulateFailure.ALIGNMENT)
+        values = expected_values(dists)
+        if values is None:
+            return failed(SimulateFailure.NO_DIGIT_MASS)
+        return ok_simulation(explanation, self.name, window, ref, values)

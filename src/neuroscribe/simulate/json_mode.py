@@ -1,0 +1,140 @@
+"""Simulation by a chat model answering JSON (OpenAI-compatible endpoints).
+
+The model gets the explanation and the window's tokens as a JSON list and answers
+``{"activations": [{"token": ..., "activation": 0-10}, ...]}``. With the ``json_schema``
+capability the schema (exact item count included) is sent as structured output; without it the
+prompt alone asks for JSON. The answer is validated with pydantic and must have one value per
+token; a bad answer gets one repair turn, then becomes a typed failure (never zeros).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from neuroscribe.llm.base import Backend, ChatRequest, Message
+from neuroscribe.llm.registry import BackendError
+from neuroscribe.prompts import Prompt, load_prompt
+from neuroscribe.records import Explanation, Simulation, Window
+from neuroscribe.simulate.base import SimulateFailure, failed_simulation, ok_simulation
+
+PROMPT = "simulate_json"
+REPAIR_PROMPT = "simulate_json_repair"
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+
+
+class TokenActivation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str
+    activation: float = Field(ge=0, le=10)
+
+
+class SimulationAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    activations: list[TokenActivation]
+
+
+class AnswerError(ValueError):
+    def __init__(self, kind: SimulateFailure, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+def answer_schema(n_tokens: int) -> dict[str, Any]:
+    """JSON schema of the answer, strict-mode compatible, with the item count fixed."""
+    item = {
+        "type": "object",
+        "properties": {"token": {"type": "string"}, "activation": {"type": "number"}},
+        "required": ["token", "activation"],
+        "additionalProperties": False,
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "activations": {
+                "type": "array", "items": item, "minItems": n_tokens, "maxItems": n_tokens,
+            }
+        },
+        "required": ["activations"],
+        "additionalProperties": False,
+    }
+
+
+def parse_answer(text: str, n_tokens: int) -> list[float]:
+    """Values from a JSON answer; AnswerError (unparseable or wrong_length) otherwise."""
+    body = _FENCE.sub("", text.strip())
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end < start:
+        raise AnswerError(SimulateFailure.UNPARSEABLE, "no JSON object in the answer")
+    try:
+        answer = SimulationAnswer.model_validate(json.loads(body[start : end + 1]))
+    except (json.JSONDecodeError, ValidationError) as e:
+        first = str(e).splitlines()[0] if isinstance(e, json.JSONDecodeError) else (
+            f"{e.error_count()} invalid field(s), first: {e.errors()[0]['msg']}"
+        )
+        raise AnswerError(
+            SimulateFailure.UNPARSEABLE, f"not valid JSON of the schema: {first}"
+        ) from e
+    if len(answer.activations) != n_tokens:
+        raise AnswerError(
+            SimulateFailure.WRONG_LENGTH,
+            f"{len(answer.activations)} entries for {n_tokens} tokens",
+        )
+    return [a.activation for a in answer.activations]
+
+
+class JsonSimulator:
+    """``openai/...`` (or a ``fake/...`` without distributions)."""
+
+    def __init__(self, name: str, backend: Backend, prompt: Prompt | None = None) -> None:
+        self.name = name
+        self.backend = backend
+        self.prompt = prompt or load_prompt(PROMPT)
+        self.repair = load_prompt(REPAIR_PROMPT)
+
+    def messages(self, explanation: str, tokens: Sequence[str]) -> tuple[Message, ...]:
+        return self.prompt.render_messages(
+            explanation=explanation,
+            n_tokens=str(len(tokens)),
+            tokens_json=json.dumps(list(tokens), ensure_ascii=False),
+        )
+
+    def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
+        return [self._one(explanation, w) for w in windows]
+
+    def _request(self, messages: tuple[Message, ...], n_tokens: int) -> ChatRequest:
+        schema = answer_schema(n_tokens) if self.backend.capabilities.json_schema else None
+        return ChatRequest(
+            messages=messages, temperature=0.0, max_tokens=64 + 24 * n_tokens, json_schema=schema
+        )
+
+    def _one(self, explanation: Explanation, window: Window) -> Simulation:
+        ref = self.prompt.ref
+        if explanation.status != "ok" or not explanation.text:
+            return failed_simulation(
+                explanation, self.name, window, ref, SimulateFailure.NO_EXPLANATION
+            )
+        n = len(window.tokens)
+        if n == 0:
+            return ok_simulation(explanation, self.name, window, ref, [])
+        messages = self.messages(explanation.text, window.tokens)
+        error: AnswerError | None = None
+        for _attempt in range(2):  # the answer, then one repair turn
+            try:
+                text = self.backend.chat(self._request(messages, n)).texts[0]
+            except BackendError:
+                return failed_simulation(
+                    explanation, self.name, window, ref, SimulateFailure.BACKEND_ERROR
+                )
+            try:
+                return ok_simulation(explanation, self.name, window, ref, parse_answer(text, n))
+            except AnswerError as e:
+                error = e
+                repair = self.repair.render_messages(error=str(e), n_tokens=str(n))
+                messages = (*messages, Message(role="assistant", content=text), *repair)
+        assert error is not None
+        return failed_simulation(explanation, self.name, window, ref, error.kind)

@@ -1,0 +1,82 @@
+"""``baseline/lexical``: predict 10 where a token is a word the explanation names, 0 elsewhere.
+
+No LLM; deterministic. Words come from the explanation's quoted terms (kept even when they are
+common words: ``the token "the"``) and its other words minus stop words and the vocabulary of
+explanations themselves ("token", "words", "related"). Matching is case-insensitive on tokens
+without leading space markers (`` ``, ``Ġ``, ``▁``, ``##``), with a naive plural rule ("zebras"
+matches "zebra").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from neuroscribe.explain.ngram import term_key
+from neuroscribe.records import Explanation, Simulation, Window
+from neuroscribe.simulate.base import (
+    SCALE_MAX,
+    SimulateFailure,
+    failed_simulation,
+    ok_simulation,
+)
+
+STOP_WORDS = frozenset(
+    """a an the and or nor but of to in on at by for from with as into onto than then that this
+    these those it its is are was were be been being has have had do does did not no any all each
+    such like including include includes especially e g i etc eg ie e.g i.e very often mostly
+    usually typically mainly main thing find finds finding looks look looking detects detect
+    token tokens word words phrase phrases term terms text texts mention mentions mentioning
+    related relating relates refer refers referring reference references associated containing
+    contains contain marked highlighted neuron detector pattern patterns fires activates
+    other others various different specific particular certain similar same kind kinds type
+    types form forms part parts""".split()  # noqa: SIM905 (a word list reads better)
+)
+_QUOTED = re.compile(r'"([^"]+)"|“([^”]+)”|(?<!\w)\'([^\']+)\'(?!\w)|`([^`]+)`')
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def explanation_terms(text: str) -> frozenset[str]:
+    """Normalised words a token must equal (with plural variants) to be predicted active."""
+    terms: set[str] = set()
+    for groups in _QUOTED.findall(text):
+        quoted = next(g for g in groups if g)
+        words = [term_key(w) for w in quoted.split()] or []
+        if len(words) == 1:
+            terms.add(words[0])
+        else:
+            terms.update(w for w in words if w and w not in STOP_WORDS)
+        key = term_key(quoted)
+        if key and not key.replace(" ", "").isalnum():  # punctuation tokens, e.g. "()"
+            terms.add(key)
+    unquoted = _QUOTED.sub(" ", text)
+    terms.update(w.lower() for w in _WORD.findall(unquoted) if w.lower() not in STOP_WORDS)
+    return frozenset(v for t in terms if t for v in _variants(t))
+
+
+def _variants(word: str) -> set[str]:
+    out = {word}
+    if len(word) > 3 and word.endswith("s"):
+        out.add(word[:-1])
+    elif word.isalpha():
+        out.add(word + "s")
+    return out
+
+
+class LexicalSimulator:
+    name = "baseline/lexical"
+
+    def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
+        if explanation.status != "ok" or not explanation.text:
+            return [
+                failed_simulation(explanation, self.name, w, None, SimulateFailure.NO_EXPLANATION)
+                for w in windows
+            ]
+        terms = explanation_terms(explanation.text)
+        return [
+            ok_simulation(
+                explanation, self.name, w, None,
+                [SCALE_MAX if term_key(t) in terms else 0.0 for t in w.tokens],
+            )
+            for w in windows
+        ]

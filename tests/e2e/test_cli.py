@@ -1,0 +1,117 @@
+"""End to end: the installed ``neuroscribe`` command, a real Prefect run, a real DuckDB file and
+the real embedded SmolLM2 (marked slow), on a very small configuration."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+SMALL = """
+[corpus]
+max_documents = 60
+[collect]
+units = 2
+window_tokens = 16
+max_windows = 120
+n_explain = 4
+n_validate = 2
+n_calibrate = 2
+n_score_top = 3
+n_random = 3
+[explain]
+samples = 2
+max_tokens = 24
+[score]
+bootstrap = 50
+"""
+
+
+def neuroscribe(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "200"}
+    # The console script installed beside this interpreter, as a user would run it.
+    exe = Path(sys.executable).parent / "neuroscribe"
+    return subprocess.run(
+        [str(exe), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_bad_input_exits_with_one_clear_message(tmp_path):
+    wh = str(tmp_path / "w.duckdb")
+    cases = [
+        (["run", "--corpus", str(tmp_path / "missing.txt")], "missing.txt"),
+        (["run", "--model", str(tmp_path / "no-such-model")], "no-such-model"),
+        (["run", "--explainers", "psychic/oracle"], "unknown explainer 'psychic/oracle'"),
+    ]
+    for args, needle in cases:
+        r = neuroscribe("--warehouse", wh, *args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert needle in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    bad_cfg = tmp_path / "bad.toml"
+    bad_cfg.write_text("[collect]\nlayer = 3\n")
+    r = neuroscribe("--warehouse", wh, "--config", str(bad_cfg), "run", cwd=tmp_path)
+    assert r.returncode == 2 and "unknown key 'collect.layer'" in r.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    r = neuroscribe("--warehouse", str(blocker / "w.duckdb"), "run", cwd=tmp_path)
+    assert r.returncode == 2 and "warehouse" in r.stderr
+    # Nothing ran, so no run was recorded anywhere.
+    if Path(wh).exists():
+        con = duckdb.connect(wh, read_only=True)
+        assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 0
+
+
+@pytest.mark.slow
+def test_run_small_default_then_query(tmp_path):
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL)
+    wh = tmp_path / "w.duckdb"
+    r = neuroscribe("--warehouse", str(wh), "--config", str(cfg), "run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "finished" in r.stdout and str(wh.resolve()) in r.stdout.replace("\n", "")
+
+    q = neuroscribe(
+        "--warehouse",
+        str(wh),
+        "query",
+        "--format",
+        "json",
+        "select * from scored_explanations",
+        cwd=tmp_path,
+    )
+    assert q.returncode == 0, q.stderr
+    rows = json.loads(q.stdout)
+    con = duckdb.connect(str(wh), read_only=True)
+    units = con.execute("SELECT unit_key FROM units WHERE NOT dead").fetchall()
+    assert con.execute("SELECT status FROM runs").fetchall() == [("finished",)]
+    # Every live unit has scored explanations from every explainer and every simulator.
+    for (key,) in units:
+        mine = [r for r in rows if r["unit_key"] == key and r["score_kind"] == "corr_top_random"]
+        assert {r["explainer"] for r in mine} >= {"local/smollm2-135m-instruct", "baseline/ngram"}
+        assert {r["simulator"] for r in mine} == {"local/smollm2-135m-instruct", "baseline/lexical"}
+    # Held-out discipline: no window in two splits, and nothing scored on an explain window.
+    assert con.execute("SELECT count(*) FROM split_overlaps").fetchall()[0][0] == 0
+    leaked = con.execute("""
+        SELECT count(*) FROM simulations s JOIN explanations e USING (explanation_id)
+        JOIN unit_windows uw ON uw.unit_key = e.unit_key AND uw.window_id = s.window_id
+        WHERE uw.split IN ('explain', 'validate')""").fetchall()[0][0]
+    assert leaked == 0
+    # Real LLM generations were made and logged.
+    calls = con.execute(
+        "SELECT count(*) FROM llm_calls WHERE annotator LIKE 'local/%' AND status = 'ok'"
+    ).fetchall()[0][0]
+    assert calls > 0
+
+    w = neuroscribe("--warehouse", str(wh), "query", "delete from runs", cwd=tmp_path)
+    assert w.returncode == 2 and "read-only" in w.stderr

@@ -1,0 +1,97 @@
+"""Dealing windows into held-out splits, and the disjointness check (no model)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from neuroscribe.collect import check_disjoint
+from neuroscribe.collect.splits import Candidate, RoundRobin, assign_unit, top_quotas
+from neuroscribe.config import CollectConfig
+from neuroscribe.records import Split, UnitExamples, UnitId, UnitStats, UnitWindow
+
+E, V, C, T = Split.EXPLAIN, Split.VALIDATE, Split.CALIBRATE, Split.SCORE_TOP
+
+
+def cand(name: str, tokens: tuple[int, ...] | None = None) -> Candidate:
+    return Candidate(name, tokens if tokens is not None else tuple(name.encode()), (1.0, 2.0))
+
+
+def deal_all(quotas: list[tuple[Split, int]], n: int) -> list[Split | None]:
+    rr = RoundRobin(quotas)
+    return [rr.next() for _ in range(n)]
+
+
+def test_round_robin_interleaves_ranks_and_passes_over_full_splits() -> None:
+    got = deal_all([(E, 6), (V, 3), (C, 3), (T, 5)], 18)
+    assert got[:12] == [E, V, C, T] * 3
+    assert got[12:17] == [E, T, E, T, E]  # validate and calibrate are full
+    assert got[17] is None
+    assert Counter(got[:17]) == {E: 6, V: 3, C: 3, T: 5}
+
+
+def test_round_robin_skips_zero_quota() -> None:
+    assert deal_all([(E, 2), (V, 0), (C, 1), (T, 1)], 4) == [E, C, T, E]
+
+
+def test_assign_unit_sizes_ranks_and_disjoint() -> None:
+    cfg = CollectConfig(n_explain=3, n_validate=2, n_calibrate=1, n_score_top=2, n_random=2)
+    top = [(r, cand(f"t{r}")) for r in range(12)]
+    # The random sample overlaps the top windows: those must not be used twice.
+    random = [cand("t1"), cand("t9"), *(cand(f"r{i}") for i in range(10))]
+    ood = [cand(f"o{i}") for i in range(5)]
+    windows = assign_unit(top, random, ood, cfg)
+    sizes = Counter(w.split for w in windows)
+    assert sizes == {E: 3, V: 2 + 2, C: 1 + 2, T: 2, Split.SCORE_RANDOM: 2, Split.SCORE_OOD: 2}
+    assert [w.rank for w in windows if w.rank >= 0] == list(range(8))
+    assert all(w.rank == -1 for w in windows if w.window_id.startswith(("r", "o")))
+    ids = [w.window_id for w in windows]
+    assert len(ids) == len(set(ids))
+    # t9 was not among the 8 top windows placed, so it may serve as a random window.
+    assert {w.window_id for w in windows if w.rank == -1 and w.window_id.startswith("t")} == {"t9"}
+
+
+def test_assign_unit_passes_over_repeated_text() -> None:
+    cfg = CollectConfig(n_explain=1, n_validate=0, n_calibrate=0, n_score_top=1, n_random=1)
+    top = [(0, cand("a", (1, 2))), (1, cand("b", (1, 2))), (2, cand("c", (3, 4)))]
+    random = [cand("d", (3, 4)), cand("e", (5, 6)), cand("f", (7, 8)), cand("g", (9, 9))]
+    windows = assign_unit(top, random, [], cfg)
+    assert [(w.window_id, w.split, w.rank) for w in windows] == [
+        ("a", E, 0),
+        ("c", T, 2),
+        ("e", V, -1),
+        ("f", C, -1),
+        ("g", Split.SCORE_RANDOM, -1),
+    ]
+
+
+def test_assign_unit_with_a_small_corpus_fills_what_it_can() -> None:
+    cfg = CollectConfig()
+    windows = assign_unit([(0, cand("a")), (1, cand("b"))], [cand("a"), cand("c")], [], cfg)
+    assert [(w.window_id, w.split) for w in windows] == [("a", E), ("b", V), ("c", V)]
+
+
+def test_top_quotas_follow_config() -> None:
+    cfg = CollectConfig(n_explain=4, n_validate=0, n_calibrate=1, n_score_top=2)
+    assert top_quotas(cfg) == [(E, 4), (V, 0), (C, 1), (T, 2)]
+
+
+def _unit(windows: list[tuple[str, Split]]) -> UnitExamples:
+    stats = UnitStats(n_tokens=1, max=1.0, mean=0.0, firing_rate=0.1, quantiles=(), dead=False)
+    return UnitExamples(
+        unit=UnitId(subject_id="m@0", site="layers.0.mlp", index=3),
+        stats=stats,
+        windows=tuple(
+            UnitWindow(window_id=w, split=s, rank=0, activations=(0.0,)) for w, s in windows
+        ),
+    )
+
+
+def test_check_disjoint_reports_a_window_in_two_splits() -> None:
+    ok = _unit([("a", E), ("b", T)])
+    bad = _unit([("a", E), ("b", T), ("a", T), ("b", T)])
+    assert check_disjoint([ok]) == []
+    problems = check_disjoint([ok, bad])
+    assert len(problems) == 2
+    assert "window a is in splits explain and score_top" in problems[0]
+    assert "m@0/layers.0.mlp/3" in problems[0]
+    assert "window b is in split score_top twice" in problems[1]
