@@ -1,0 +1,179 @@
+"""Export rows of the ``scored_explanations`` view to Parquet, JSON Lines, CSV or Neuronpedia.
+
+Filters become SQL parameters, never text in the query. Rows stream from DuckDB as Arrow record
+batches into the writer, so an export needs memory for one batch, not the whole result. Rows are
+ordered (subject, site, unit, explainer, explanation, simulator, score kind), so exporting the
+same warehouse twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from neuroscribe import __version__
+from neuroscribe.export import neuronpedia
+from neuroscribe.export.manifest import (
+    ExportError,
+    ExportManifest,
+    atomic_path,
+    check_writable,
+    sha256_file,
+    write_manifest,
+)
+
+Format = Literal["parquet", "jsonl", "csv", "neuronpedia"]
+FORMATS: tuple[str, ...] = get_args(Format)
+BATCH_ROWS = 10_000
+
+# filter name -> SQL condition on scored_explanations, with a parameter of the same name.
+FILTERS: dict[str, str] = {
+    "subject": "(subject = $subject OR subject_id = $subject)",
+    "site": "site = $site",
+    "explainer": "explainer = $explainer",
+    "simulator": "simulator = $simulator",
+    "score_kind": "score_kind = $score_kind",
+    "min_score": "score >= $min_score",
+    "run_id": "run_id = $run_id",
+}
+ORDER = (
+    "subject_id, site, sae_id NULLS FIRST, unit_index, explainer, explanation_id, simulator,"
+    " score_kind"
+)
+
+
+def scored_query(**filters: Any) -> tuple[str, dict[str, Any]]:
+    """SQL selecting the filtered rows of scored_explanations in export order, and its parameters.
+
+    ``filters`` are the names in FILTERS; None means "not filtered".
+    """
+    unknown = set(filters) - set(FILTERS)
+    if unknown:
+        raise ExportError(f"unknown export filters: {sorted(unknown)}")
+    params = {k: v for k, v in filters.items() if v is not None}
+    where = " AND ".join(FILTERS[k] for k in FILTERS if k in params) or "TRUE"
+    return f"SELECT * FROM scored_explanations WHERE {where} ORDER BY {ORDER}", params
+
+
+def _provenance(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[Any]:
+    row = con.sql(
+        "SELECT list(DISTINCT run_id ORDER BY run_id),"
+        " list(DISTINCT explanation_run_id ORDER BY explanation_run_id),"
+        " list(DISTINCT config_hash ORDER BY config_hash),"
+        " list(DISTINCT prompt_sha ORDER BY prompt_sha) FILTER (prompt_sha IS NOT NULL)"
+        f" FROM ({sql}) AS filtered",
+        params=params,
+    ).fetchall()[0]
+    return [tuple(v or ()) for v in row]
+
+
+def _write_arrow(reader: pa.RecordBatchReader, fmt: str, path: Path) -> int:
+    rows = 0
+    if fmt == "parquet":
+        with pq.ParquetWriter(path, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    elif fmt == "csv":
+        with pacsv.CSVWriter(path, reader.schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch)
+                rows += batch.num_rows
+    else:  # jsonl
+        lines = (
+            json.dumps(row, ensure_ascii=False, allow_nan=False, default=str)
+            for batch in reader
+            for row in batch.to_pylist()
+        )
+        rows = _write_lines(lines, path)
+    return rows
+
+
+def _write_lines(lines: Iterable[str], path: Path) -> int:
+    n = 0
+    with path.open("w", encoding="utf-8", newline="\n") as fh:
+        for line in lines:
+            fh.write(line + "\n")
+            n += 1
+    return n
+
+
+def export_scored(
+    con: duckdb.DuckDBPyConnection,
+    out: Path,
+    fmt: Format,
+    *,
+    subject: str | None = None,
+    site: str | None = None,
+    min_score: float | None = None,
+    explainer: str | None = None,
+    simulator: str | None = None,
+    score_kind: str | None = None,
+    run_id: str | None = None,
+    force: bool = False,
+    neuronpedia_model_id: str | None = None,
+    neuronpedia_source_set: str | None = None,
+) -> ExportManifest:
+    """Write the filtered rows of ``scored_explanations`` to ``out`` and a manifest beside it.
+
+    ``subject`` matches the subject name or id; ``min_score`` keeps rows with a defined score at
+    least that high. An existing ``out`` (or manifest) raises OutputExistsError unless ``force``.
+    The file appears only when complete (written to a temporary file, then renamed).
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format '{fmt}'; use one of {', '.join(FORMATS)}")
+    out = Path(out)
+    check_writable(out, force)
+    filters = {
+        "subject": subject,
+        "site": site,
+        "explainer": explainer,
+        "simulator": simulator,
+        "score_kind": score_kind,
+        "min_score": min_score,
+        "run_id": run_id,
+    }
+    sql, params = scored_query(**filters)
+    try:
+        with atomic_path(out) as tmp:
+            if fmt == "neuronpedia":
+                sql = neuronpedia.restrict(sql)
+                lines = neuronpedia.iter_lines(
+                    con, sql, params, neuronpedia_model_id, neuronpedia_source_set, BATCH_ROWS
+                )
+                rows = _write_lines(lines, tmp)
+                columns: tuple[str, ...] = neuronpedia.COLUMNS
+            else:
+                reader = con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
+                columns = tuple(reader.schema.names)
+                rows = _write_arrow(reader, fmt, tmp)
+            digest = sha256_file(tmp)
+    except (ValueError, pa.ArrowException) as e:
+        if isinstance(e, ExportError):
+            raise
+        raise ExportError(f"cannot write {fmt} export {out}: {e}") from e
+    run_ids, expl_runs, config_hashes, prompt_shas = _provenance(con, sql, params)
+    manifest = ExportManifest(
+        output=out.name,
+        format=fmt,
+        rows=rows,
+        sha256=digest,
+        filters=filters,
+        run_ids=run_ids,
+        explanation_run_ids=expl_runs,
+        config_hashes=config_hashes,
+        prompt_shas=prompt_shas,
+        columns=columns,
+        neuroscribe_version=__version__,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    write_manifest(out, manifest)
+    return manifest
