@@ -15,7 +15,6 @@ from prefect.cache_policies import NONE
 
 import flows  # noqa: F401  (sets the offline Prefect settings before prefect is imported)
 from neuroscribe import stages
-from neuroscribe.collect import collect
 from neuroscribe.config import RunConfig
 from neuroscribe.llm.base import Ledger
 from neuroscribe.warehouse import connect, store
@@ -29,7 +28,7 @@ def _stage(warehouse: str, run_id: str, name: str) -> None:
 @task(name="collect", cache_policy=NONE)
 def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
     _stage(warehouse, run_id, "collect")
-    result = collect(cfg)
+    result = stages.collect_units(cfg)
     with closing(connect(warehouse)) as con:
         store.save_collection(
             con, run_id, result.subject, result.corpus_id, result.windows, result.units

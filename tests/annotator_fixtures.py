@@ -25,9 +25,10 @@ from neuroscribe.records import (
 )
 
 FILLER = (
-    "the quick brown fox jumps over a lazy dog while birds sing in tall green trees near "
-    "quiet water and small boats drift past old stone walls under grey skies"
-).split()
+    "the", "quick", "calm", "fox", "jumps", "over", "a", "lazy", "dog", "while", "birds", "sing",
+    "in", "tall", "wide", "trees", "near", "quiet", "water", "and", "small", "boats", "drift",
+    "past", "old", "stone", "walls", "under", "low", "skies",
+)
 TRIGGER = " zebra"
 
 

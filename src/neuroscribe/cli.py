@@ -144,11 +144,16 @@ def run(
 def run_pipeline(cfg: RunConfig) -> str:
     from neuroscribe.warehouse import connect, resolve_path
 
+    from neuroscribe.stages import preflight
+
     warehouse = str(resolve_path(state.warehouse))
-    # Fail on an unwritable warehouse before loading anything.
+    # Every check that can fail on bad input runs here, before a run is recorded and before
+    # Prefect starts: an unwritable warehouse, a missing corpus or model, a wrong site.
     connect(warehouse).close()
+    preflight(cfg)
     if not state.verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        # Errors are reported once, by this command; Prefect's own log would repeat them.
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     from flows.pipeline import run_flow
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

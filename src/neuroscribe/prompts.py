@@ -89,7 +89,7 @@ def split_messages(rendered: str, where: str = "prompt") -> tuple[Message, ...]:
         raise PromptError(f"{where}: the body must start with a '=== role ===' line")
     messages = []
     for role, content in zip(parts[1::2], parts[2::2], strict=True):
-        messages.append(Message(role=role, content=content.strip("\n")))
+        messages.append(Message(role=role, content=content.strip("\n")))  # type: ignore[arg-type]
     return tuple(messages)
 
 

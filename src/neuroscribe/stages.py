@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from neuroscribe.agree import agree_across_units, agree_explainers, agree_unit, clarity
+from neuroscribe.collect import CollectResult, collect
 from neuroscribe.config import RunConfig
 from neuroscribe.explain import make_explainer, select_best
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Ledger
-from neuroscribe.progress import track
+from neuroscribe.progress import task, track
 from neuroscribe.records import (
     Agreement,
     Explanation,
@@ -173,10 +174,13 @@ def agree_all(
 
 
 def preflight(cfg: RunConfig) -> None:
-    """Cheap checks before any heavy work: the corpus, the site's syntax, the model's files and
-    every annotator's name. Each failure raises an error whose message names the problem."""
+    """Every check of the user's input, before a run is recorded: the corpus, the model's files,
+    every annotator's name, then (loading the model) the site, units and window length. Each
+    failure raises an error whose message names the problem."""
     from neuroscribe.collect import validate_inputs
-    from neuroscribe.models import resolve_source
+    from neuroscribe.collect.sites import resolve_site
+    from neuroscribe.collect.windows import check_window_size, special_frame
+    from neuroscribe.models import load_model, resolve_source
 
     validate_inputs(cfg)
     resolve_source(cfg.subject.model, cfg.subject.gguf_file)
@@ -184,6 +188,23 @@ def preflight(cfg: RunConfig) -> None:
         check_annotator_name(name, role="explainer")
     for name in [*cfg.simulate.simulators, cfg.explain.select_with]:
         check_annotator_name(name, role="simulator")
+    # The model is cached per process, so collection reuses this load.
+    loaded = load_model(cfg.subject.model, cfg.subject.gguf_file, cfg.subject.dtype)
+    resolve_site(loaded.model, cfg.collect.site, cfg.unit_indices)
+    check_window_size(loaded.model, cfg.collect.window_tokens, special_frame(loaded.tokenizer))
+
+
+def collect_units(cfg: RunConfig) -> CollectResult:
+    """Collection with a progress bar."""
+    with task("collect", cfg.collect.max_windows) as advance:
+        done = 0
+
+        def report(n: int, total: int) -> None:
+            nonlocal done
+            advance(n - done)
+            done = n
+
+        return collect(cfg, progress=report)
 
 
 BACKENDS = {

@@ -33,7 +33,7 @@ bootstrap = 50
 
 
 def neuroscribe(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING", "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": "200"}
     # The console script installed beside this interpreter, as a user would run it.
     exe = Path(sys.executable).parent / "neuroscribe"
     return subprocess.run(

@@ -242,6 +242,9 @@ def test_bad_corpora_and_window_sizes(models: dict[str, Path], tmp_path: Path) -
     empty.write_text("\n\n")
     with pytest.raises(CollectError, match="yielded no window"):
         collect(build_cfg(models["gpt2"], empty))
+    ok = write_txt(tmp_path / "ok.txt", random_documents(5))
+    with pytest.raises(CollectError, match="out-of-distribution corpus .* yielded no window"):
+        collect(build_cfg(models["gpt2"], ok, corpus_ood_source=str(short)))
     with pytest.raises(CollectError, match="does not exist"):
         collect(build_cfg(models["gpt2"], tmp_path / "missing.jsonl"))
     long = write_txt(tmp_path / "long.txt", random_documents(3, words=(200, 200)))

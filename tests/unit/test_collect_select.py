@@ -49,7 +49,7 @@ def test_random_sample_is_uniform_without_replacement_and_seeded() -> None:
     rows = torch.arange(100.0).unsqueeze(1)
     counts = np.zeros(100)
     for seed in range(300):
-        sample = RandomSample(capacity=10, seed=seed)
+        sample = RandomSample(capacity=10, seed=seed, row_shape=(1,))
         for a, idx in stream(rows, 7):
             sample.update(a, idx)
         picked = sample.index.tolist()
@@ -58,7 +58,7 @@ def test_random_sample_is_uniform_without_replacement_and_seeded() -> None:
         counts[picked] += 1
     # Each row is picked with probability 0.1: 30 of 300 expected, sd about 5.2.
     assert counts.min() > 10 and counts.max() < 55
-    a, b = RandomSample(10, seed=1), RandomSample(10, seed=1)
+    a, b = RandomSample(10, 1, (1,)), RandomSample(10, 1, (1,))
     for s in (a, b):
         for x, idx in stream(rows, 7):
             s.update(x, idx)
@@ -66,7 +66,7 @@ def test_random_sample_is_uniform_without_replacement_and_seeded() -> None:
 
 
 def test_random_sample_keeps_everything_when_small() -> None:
-    sample = RandomSample(capacity=20, seed=0)
+    sample = RandomSample(capacity=20, seed=0, row_shape=(3, 2))
     for a, idx in stream(torch.randn(12, 3, 2), 5):
         sample.update(a, idx)
     assert sorted(sample.index.tolist()) == list(range(12))

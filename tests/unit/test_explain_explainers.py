@@ -16,7 +16,7 @@ from neuroscribe.explain import ExplainFailure, make_explainer, select_best  # n
 from neuroscribe.explain.ngram import NgramExplainer, rank_terms  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
 from neuroscribe.llm.fake import register_fake  # noqa: E402
-from neuroscribe.records import Explanation, Simulation, Split, UnitExamples  # noqa: E402
+from neuroscribe.records import Explanation, Split, UnitExamples  # noqa: E402
 from neuroscribe.simulate.base import ok_simulation  # noqa: E402
 from neuroscribe.simulate.lexical import LexicalSimulator  # noqa: E402
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from neuroscribe.collect.corpus import check_source, open_corpus
+from neuroscribe.collect.corpus import DocumentStream, check_source, open_corpus
 from neuroscribe.collect.errors import CollectError
 from neuroscribe.collect.select import (
     RandomSample,
@@ -37,7 +37,15 @@ from neuroscribe.collect.windows import (
 )
 from neuroscribe.config import RunConfig
 from neuroscribe.models import ModelNotFoundError, load_model
-from neuroscribe.records import Record, Subject, UnitExamples, UnitId, UnitStats, Window
+from neuroscribe.records import (
+    Record,
+    Subject,
+    UnitExamples,
+    UnitId,
+    UnitStats,
+    UnitWindow,
+    Window,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -86,8 +94,7 @@ def collect(cfg: RunConfig, *, progress: Progress | None = None) -> CollectResul
         loaded = load_model(cfg.subject.model, cfg.subject.gguf_file, cfg.subject.dtype)
     except ModelNotFoundError as e:
         raise CollectError(str(e)) from e
-    model, tokenizer = loaded.model, loaded.tokenizer
-    units = cfg.unit_indices
+    model, tokenizer, units = loaded.model, loaded.tokenizer, cfg.unit_indices
     site = resolve_site(model, c.site, units)
     frame = special_frame(tokenizer)
     check_window_size(model, c.window_tokens, frame)
@@ -100,107 +107,122 @@ def collect(cfg: RunConfig, *, progress: Progress | None = None) -> CollectResul
 
     k = n_top_needed(c)
     k += max(2, k // 4)  # margin: repeated text is passed over when splits are dealt
-    n_units = len(units)
-    top = TopWindows(k, n_units, c.window_tokens)
-    sample = RandomSample(3 * c.n_random + k, seed=c.seed)  # enough after removing top windows
-    token_sample = RandomSample(token_sample_capacity(n_units), seed=c.seed + 1)
-    stats = RunningStats(n_units, c.firing_threshold)
-    store: dict[int, RawWindow] = {}  # the windows some unit still keeps, by corpus index
+    shape = (c.window_tokens, len(units))
+    # The random sample must still fill three random splits after a unit's top windows are
+    # taken out of it; the OOD sample one split.
+    main = _Pass(
+        RandomSample(3 * c.n_random + k, c.seed, shape), TopWindows(k, len(units), c.window_tokens)
+    )
+    ood = _Pass(RandomSample(c.n_random + k, c.seed + 2, shape))
+    tokens = RandomSample(token_sample_capacity(len(units)), c.seed + 1, (len(units),))
+    stats = RunningStats(len(units), c.firing_threshold)
+    total = c.max_windows * (2 if cfg.corpus.ood_source else 1)
 
-    corpus = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
-    extra = c.max_windows if cfg.corpus.ood_source else 0
-    done = 0
-    windows = cut_windows(corpus, tokenizer, c.window_tokens, c.max_windows)
-    for batch, acts in _activations(model, site, units, frame, windows, c.batch_size):
-        index = torch.tensor([w.index for w in batch])
-        top.update(acts, index)
-        sample.update(acts, index)
-        flat = acts.reshape(-1, n_units)
-        token_sample.update(flat, torch.arange(stats.n_tokens, stats.n_tokens + len(flat)))
-        stats.update(acts)
-        store.update((w.index, w) for w in batch)
-        keep = set(top.index.unique().tolist()) | set(sample.index.tolist())
-        store = {i: w for i, w in store.items() if i in keep}
-        done += len(batch)
-        if progress:
-            progress(done, c.max_windows + extra)
-    n_windows = done
-    if n_windows == 0:
-        raise CollectError(
-            f"corpus '{cfg.corpus.source}' yielded no window of {c.window_tokens} tokens "
-            f"({corpus.n_documents} documents read, {corpus.skipped} skipped as non-UTF-8 or "
-            "empty); use a larger corpus or a smaller collect.window_tokens"
-        )
-
-    ood_sample, ood_store, ood_id = RandomSample(c.n_random + k, seed=c.seed + 2), {}, ""
-    if cfg.corpus.ood_source:
-        ood = open_corpus(cfg.corpus.ood_source, cfg.corpus.text_field, cfg.corpus.max_documents)
-        ood_id = ood.corpus_id
-        ood_windows = cut_windows(ood, tokenizer, c.window_tokens, c.max_windows)
-        for batch, acts in _activations(model, site, units, frame, ood_windows, c.batch_size):
-            ood_sample.update(acts, torch.tensor([w.index for w in batch]))
-            ood_store.update((w.index, w) for w in batch)
-            keep = set(ood_sample.index.tolist())
-            ood_store = {i: w for i, w in ood_store.items() if i in keep}
-            done += len(batch)
+    def run(
+        label: str, source: str, scan: _Pass, on_batch: Callable[[torch.Tensor], None]
+    ) -> DocumentStream:
+        nonlocal total
+        docs = open_corpus(source, cfg.corpus.text_field, cfg.corpus.max_documents)
+        windows = cut_windows(docs, tokenizer, c.window_tokens, c.max_windows)
+        for batch, acts in _activations(model, site, units, frame, windows, c.batch_size):
+            scan.update(batch, acts)
+            on_batch(acts)
             if progress:
-                progress(done, n_windows + extra)
+                progress(main.n_windows + ood.n_windows, total)
+        total -= c.max_windows - scan.n_windows  # this corpus is done: no more estimating
+        if scan.n_windows == 0:
+            raise CollectError(
+                f"{label} '{source}' yielded no window of {c.window_tokens} tokens "
+                f"({docs.n_documents} documents read, {docs.skipped} skipped as non-UTF-8 or "
+                "empty); use a larger corpus or a smaller collect.window_tokens"
+            )
+        return docs
 
+    def on_main_batch(acts: torch.Tensor) -> None:
+        flat = acts.reshape(-1, len(units))
+        tokens.update(flat, torch.arange(stats.n_tokens, stats.n_tokens + len(flat)))
+        stats.update(acts)
+
+    corpus = run("corpus", cfg.corpus.source, main, on_main_batch)
+    ood_id = ""
+    if cfg.corpus.ood_source:
+        ood_source = cfg.corpus.ood_source
+        ood_id = run("out-of-distribution corpus", ood_source, ood, lambda _: None).corpus_id
+    corpus_ids = (corpus.corpus_id, ood_id)
     decoder = TokenDecoder(tokenizer)
-    records: dict[tuple[int, int], Window] = {}
-
-    def window(source: int, raw: RawWindow) -> Window:
-        key = (source, raw.index)
-        if key not in records:
-            records[key] = decoder.window(ood_id if source else corpus.corpus_id, raw)
-        return records[key]
+    records: dict[tuple[int, int], Window] = {}  # (0 main / 1 OOD, corpus index) -> window
 
     def candidate(source: int, raw: RawWindow, acts: torch.Tensor) -> Candidate:
-        return Candidate(window(source, raw).window_id, raw.token_ids, tuple(acts.tolist()))
+        key = (source, raw.index)
+        if key not in records:
+            records[key] = decoder.window(corpus_ids[source], raw)
+        return Candidate(records[key].window_id, raw.token_ids, tuple(acts.tolist()))
 
-    qs = quantiles(token_sample.rows, list(c.quantiles)) if token_sample.rows is not None else None
+    qs = quantiles(tokens.rows, list(c.quantiles))
     unit_records = []
-    for u, index in enumerate(units):
+    for u, unit_index in enumerate(units):
         dead = bool(stats.max[u] <= c.firing_threshold)
+        placed: tuple[UnitWindow, ...] = ()
+        if not dead:
+            top = main.top
+            assert top is not None
+            placed = assign_unit(
+                (
+                    (rank, candidate(0, main.store[i], top.acts[u, rank]))
+                    for rank, i in enumerate(top.index[u].tolist())
+                ),
+                (candidate(0, main.store[i], row[:, u]) for i, row in main.sampled()),
+                (candidate(1, ood.store[i], row[:, u]) for i, row in ood.sampled()),
+                c,
+            )
         unit_stats = UnitStats(
             n_tokens=stats.n_tokens,
             max=float(stats.max[u]),
             mean=float(stats.mean[u]),
             firing_rate=float(stats.firing_rate[u]),
-            quantiles=tuple(float(v) for v in qs[:, u]) if qs is not None else (),
+            quantiles=tuple(float(v) for v in qs[:, u]),
             dead=dead,
         )
-        placed: tuple = ()
-        if not dead:
-            placed = assign_unit(
-                (
-                    (rank, candidate(0, store[i], top.acts[u, rank]))
-                    for rank, i in enumerate(top.index[u].tolist())
-                ),
-                (
-                    candidate(0, store[i], sample.rows[r, :, u])
-                    for r, i in enumerate(sample.index.tolist())
-                ),
-                (
-                    candidate(1, ood_store[i], ood_sample.rows[r, :, u])
-                    for r, i in enumerate(ood_sample.index.tolist())
-                ),
-                c,
-            )
-        unit_id = UnitId(subject_id=subject.subject_id, site=str(site.name), index=index)
+        unit_id = UnitId(subject_id=subject.subject_id, site=str(site.name), index=unit_index)
         unit_records.append(UnitExamples(unit=unit_id, stats=unit_stats, windows=placed))
 
     used = {w.window_id for unit in unit_records for w in unit.windows}
-    kept = [records[key] for key in sorted(records) if records[key].window_id in used]
     return CollectResult(
         subject=subject,
         corpus_id=corpus.corpus_id,
-        windows=tuple(kept),
+        windows=tuple(records[key] for key in sorted(records) if records[key].window_id in used),
         units=tuple(unit_records),
         n_documents=corpus.n_documents,
-        n_windows=n_windows,
+        n_windows=main.n_windows,
         skipped_documents=corpus.skipped,
     )
+
+
+class _Pass:
+    """What a pass over one corpus keeps: a random sample of windows, optionally the top windows,
+    and the tokens of just the windows still kept (pruned every batch, so memory stays bounded).
+    """
+
+    def __init__(self, sample: RandomSample, top: TopWindows | None = None) -> None:
+        self.sample = sample
+        self.top = top
+        self.store: dict[int, RawWindow] = {}
+        self.n_windows = 0
+
+    def update(self, batch: list[RawWindow], acts: torch.Tensor) -> None:
+        index = torch.tensor([w.index for w in batch])
+        self.sample.update(acts, index)
+        keep = set(self.sample.index.tolist())
+        if self.top is not None:
+            self.top.update(acts, index)
+            keep |= set(self.top.index.unique().tolist())
+        self.store.update((w.index, w) for w in batch)
+        self.store = {i: w for i, w in self.store.items() if i in keep}
+        self.n_windows += len(batch)
+
+    def sampled(self) -> Iterator[tuple[int, torch.Tensor]]:
+        """The random sample in random order: (corpus index, activations [pos, unit])."""
+        return zip(self.sample.index.tolist(), self.sample.rows, strict=True)
 
 
 def _activations(

@@ -213,7 +213,7 @@ def stdlib_corpus_id() -> str:
 def stdlib_files() -> list[Path]:
     """The standard library's ``.py`` files in sorted order, test and IDLE folders excluded."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = []
+    files: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in STDLIB_SKIP_DIRS)
         files.extend(Path(dirpath) / f for f in filenames if f.endswith(".py"))

@@ -52,17 +52,15 @@ class RandomSample:
     activations [pos, unit], or one token's activations [unit]); ``index`` its stream index.
     """
 
-    def __init__(self, capacity: int, seed: int) -> None:
+    def __init__(self, capacity: int, seed: int, row_shape: tuple[int, ...]) -> None:
         self.capacity = capacity
         self._generator = torch.Generator().manual_seed(seed)
         self.keys = torch.empty(0)
         self.index = torch.empty(0, dtype=torch.long)
-        self.rows: torch.Tensor | None = None
+        self.rows = torch.empty(0, *row_shape)
 
     def update(self, rows: torch.Tensor, index: torch.Tensor) -> None:
         keys = torch.rand(rows.shape[0], generator=self._generator)
-        if self.rows is None:
-            self.rows = rows[:0]
         if len(self.keys) >= self.capacity:
             # Full: only rows whose key beats the largest kept key can enter. Usually few, so
             # filter first instead of copying the whole sample every batch.

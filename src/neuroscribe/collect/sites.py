@@ -92,8 +92,9 @@ def _input_width(module: torch.nn.Module) -> int:
     """Width of the activation read at a module: its input width, or BERT intermediate's output."""
     if isinstance(module, torch.nn.Linear):
         return module.in_features
-    if hasattr(module, "nx"):  # transformers' Conv1D (GPT-2): weight is [in, out]
-        return int(module.nx)
+    nx = getattr(module, "nx", None)  # transformers' Conv1D (GPT-2): weight is [in, out]
+    if isinstance(nx, int):
+        return nx
     dense = getattr(module, "dense", None)  # BertIntermediate: dense then activation
     if isinstance(dense, torch.nn.Linear):
         return dense.out_features

@@ -86,9 +86,9 @@ def assign_unit(
     placed: list[UnitWindow] = []
 
     def deal(candidates: Iterable[tuple[int, Candidate]], dealer: RoundRobin) -> None:
+        if dealer.full:
+            return
         for rank, c in candidates:
-            if dealer.full:
-                return
             if c.window_id in used_ids or c.token_ids in used_tokens:
                 continue
             split = dealer.next()
@@ -98,6 +98,8 @@ def assign_unit(
             placed.append(
                 UnitWindow(window_id=c.window_id, split=split, rank=rank, activations=c.activations)
             )
+            if dealer.full:
+                return  # stop before pulling (and decoding) another candidate
 
     deal(top, RoundRobin(top_quotas(cfg)))
     deal(((-1, c) for c in random), RoundRobin(random_quotas(cfg)))

@@ -85,7 +85,7 @@ def tokenize(tokenizer: Any, text: str) -> list[int]:
 def cut_windows(
     documents: Iterable[Document], tokenizer: Any, window_tokens: int, max_windows: int
 ) -> Iterator[RawWindow]:
-    """Windows of exactly ``window_tokens`` tokens, document by document, at most ``max_windows``."""
+    """Windows of exactly ``window_tokens`` tokens, in document order; ``max_windows`` at most."""
     index = 0
     for doc in documents:
         ids = tokenize(tokenizer, doc.text)

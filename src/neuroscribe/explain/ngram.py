@@ -17,6 +17,7 @@ from neuroscribe.explain.base import ExplainFailure, explain_windows, make_expla
 from neuroscribe.explain.render import firing_positions
 from neuroscribe.records import Explanation, UnitExamples, Window
 
+Gram = tuple[str, ...]
 MAX_TERMS = 3
 FIRING_FRACTION = 0.5
 """A position fires at or above this fraction of its window's maximum (stricter than the
@@ -25,7 +26,7 @@ highlight marks: the baseline should name only what drives the unit)."""
 
 def term_key(token: str) -> str:
     """Normalised token text: leading space markers and case removed."""
-    t = token
+    t = token.strip()
     for marker in ("Ġ", "▁", "##"):
         if t.startswith(marker):
             t = t[len(marker) :]
@@ -64,8 +65,8 @@ def rank_terms(unit: UnitExamples, windows: Mapping[str, Window]) -> list[str]:
     shown = explain_windows(unit, windows)
     top = [(uw, w) for uw, w in shown if uw.rank != -1]
     random = [w for uw, w in shown if uw.rank == -1]
-    fired: dict[tuple[str, ...], int] = {}
-    elsewhere: dict[tuple[str, ...], int] = {}
+    fired: dict[Gram, int] = {}
+    elsewhere: dict[Gram, int] = {}
     n_top = 0
     for uw, w in top:
         fire = set(firing_positions(uw.activations, FIRING_FRACTION))
@@ -73,9 +74,10 @@ def rank_terms(unit: UnitExamples, windows: Mapping[str, Window]) -> list[str]:
             continue
         n_top += 1
         keys = [term_key(t) for t in w.tokens]
-        at_fire, not_fire = set(), set()
+        at_fire: set[Gram] = set()
+        not_fire: set[Gram] = set()
         for i, k in enumerate(keys):
-            grams = [(k,)] + ([(keys[i - 1], k)] if i else [])
+            grams: list[Gram] = [(k,)] + ([(keys[i - 1], k)] if i else [])
             for g in grams:
                 if not all(g):  # whitespace-only tokens say nothing
                     continue
@@ -88,8 +90,8 @@ def rank_terms(unit: UnitExamples, windows: Mapping[str, Window]) -> list[str]:
     if random:
         for w in random:
             keys = [term_key(t) for t in w.tokens]
-            grams = {(k,) for k in keys} | set(zip(keys, keys[1:], strict=False))
-            for g in grams:
+            seen: set[Gram] = {(k,) for k in keys} | set(zip(keys, keys[1:], strict=False))
+            for g in seen:
                 elsewhere[g] = elsewhere.get(g, 0) + 1
     n_contrast = len(random) or n_top
     if not n_top:
@@ -98,7 +100,7 @@ def rank_terms(unit: UnitExamples, windows: Mapping[str, Window]) -> list[str]:
         ((fired[g] / n_top - elsewhere.get(g, 0) / n_contrast, fired[g], g) for g in fired),
         key=lambda x: (-x[0], -x[1], len(x[2]), x[2]),
     )
-    chosen: list[tuple[str, ...]] = []
+    chosen: list[Gram] = []
     for score, _, g in scored:
         if score <= 0 or len(chosen) == MAX_TERMS:
             break

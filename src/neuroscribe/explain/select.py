@@ -47,7 +47,8 @@ def _best(scores: dict[int, float | None], samples: list[Explanation]) -> int | 
 
     def key(pos: int) -> tuple[bool, float, int]:
         value = scores[pos]
-        defined = value is not None and value == value  # NaN counts as undefined
-        return (not defined, -(value if defined else 0.0), samples[pos].sample_index)
+        if value is None or value != value:  # NaN counts as undefined
+            return (True, 0.0, samples[pos].sample_index)
+        return (False, -value, samples[pos].sample_index)
 
     return min(scores, key=key)

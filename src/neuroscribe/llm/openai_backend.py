@@ -2,9 +2,9 @@
 
 Settings come from the environment, never from the config file (the key is a secret):
 ``NEUROSCRIBE_OPENAI_BASE_URL`` or ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, and
-``NEUROSCRIBE_OPENAI_{TIMEOUT,MAX_RETRIES,LOGPROBS,JSON_SCHEMA}``. Retries and timeouts are the
-client's own. Capabilities are declared, not probed: logprobs off and JSON schema on by default,
-which llama.cpp's server, vLLM and OpenAI all satisfy.
+``NEUROSCRIBE_OPENAI_{TIMEOUT,MAX_RETRIES,LOGPROBS,JSON_SCHEMA,CONCURRENCY}``. Retries and
+timeouts are the client's own. Capabilities are declared, not probed: logprobs off and JSON
+schema on by default, which llama.cpp's server, vLLM and OpenAI all satisfy.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class OpenAISettings:
     max_retries: int = 2
     logprobs: bool = False
     json_schema: bool = True
+    max_concurrency: int = 4
+    """Requests in flight at once from one annotator (windows are simulated in parallel)."""
 
     @classmethod
     def from_env(cls) -> OpenAISettings:
@@ -42,6 +44,7 @@ class OpenAISettings:
             max_retries=int(env.get("NEUROSCRIBE_OPENAI_MAX_RETRIES") or 2),
             logprobs=env_flag("NEUROSCRIBE_OPENAI_LOGPROBS", False),
             json_schema=env_flag("NEUROSCRIBE_OPENAI_JSON_SCHEMA", True),
+            max_concurrency=max(1, int(env.get("NEUROSCRIBE_OPENAI_CONCURRENCY") or 4)),
         )
 
 
@@ -58,6 +61,7 @@ class OpenAIBackend:
         self.capabilities = Capabilities(
             logprobs=settings.logprobs, prompt_distributions=False, json_schema=settings.json_schema
         )
+        self.max_concurrency = settings.max_concurrency
         self._client: Any = None
 
     @property

@@ -25,6 +25,11 @@ _SHARED_CACHE: dict[str, Any] = {}
 """Process-wide response cache for real backends, keyed by request hash."""
 
 
+def clear_response_cache() -> None:
+    """Forget every cached response (tests; a long-lived process that wants fresh samples)."""
+    _SHARED_CACHE.clear()
+
+
 class BackendError(RuntimeError):
     """A call that did not produce a response (network, server, protocol). Callers turn it into a
     typed failure; the message is stored in the ledger, never used as annotator output."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -104,7 +105,13 @@ class JsonSimulator:
         )
 
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
-        return [self._one(explanation, w) for w in windows]
+        # Endpoints serve requests in parallel; scripted and in-process backends do not declare
+        # ``max_concurrency`` and run in order (a script's order must not depend on threads).
+        workers = min(getattr(self.backend, "max_concurrency", 1), len(windows))
+        if workers <= 1:
+            return [self._one(explanation, w) for w in windows]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda w: self._one(explanation, w), windows))
 
     def _request(self, messages: tuple[Message, ...], n_tokens: int) -> ChatRequest:
         schema = answer_schema(n_tokens) if self.backend.capabilities.json_schema else None

@@ -37,6 +37,13 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+KEYED_TABLES = frozenset({
+    "runs", "subjects", "units", "windows", "unit_windows", "explanations", "simulations", "scores",
+})
+"""Tables keyed by content ids, where a repeated write is skipped. The others (agreements,
+llm_calls) are logs of what each run computed or called, and take every row."""
+
+
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]]) -> int:
     """Insert dict rows through Arrow (fast; never executemany), skipping existing keys."""
     if not rows:
@@ -46,7 +53,8 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[
     con.register("_incoming", arrow)
     try:
         before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
-        con.execute(f"INSERT OR IGNORE INTO {table} ({cols}) SELECT {cols} FROM _incoming")  # noqa: S608
+        verb = "INSERT OR IGNORE" if table in KEYED_TABLES else "INSERT"
+        con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _incoming")  # noqa: S608
         after = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
     finally:
         con.unregister("_incoming")
