@@ -51,12 +51,14 @@ def explain_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[st
 
 
 @task(name="simulate", cache_policy=NONE)
-def simulate_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str]) -> int:
+def simulate_task(
+    cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str], explanation_ids: list[str]
+) -> int:
     _stage(warehouse, run_id, "simulate")
     with closing(connect(warehouse)) as con:
         units = store.load_units(con, unit_keys)
         windows = store.load_windows(con, (w.window_id for u in units for w in u.windows))
-        explanations = store.load_explanations(con, unit_keys)
+        explanations = store.load_explanations(con, explanation_ids)
     ledger = Ledger()
     simulations = stages.simulate_explanations(explanations, units, windows, cfg, ledger)
     with closing(connect(warehouse)) as con:
@@ -66,11 +68,13 @@ def simulate_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[s
 
 
 @task(name="score", cache_policy=NONE)
-def score_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str]) -> int:
+def score_task(
+    cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str], explanation_ids: list[str]
+) -> int:
     _stage(warehouse, run_id, "score")
     with closing(connect(warehouse)) as con:
         units = store.load_units(con, unit_keys)
-        explanations = store.load_explanations(con, unit_keys)
+        explanations = store.load_explanations(con, explanation_ids)
         simulations = store.load_simulations(con, [e.explanation_id for e in explanations])
     scores = stages.score_all(explanations, units, simulations, cfg)
     with closing(connect(warehouse)) as con:
@@ -79,10 +83,10 @@ def score_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str]
 
 
 @task(name="agree", cache_policy=NONE)
-def agree_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str]) -> int:
+def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: list[str]) -> int:
     _stage(warehouse, run_id, "agree")
     with closing(connect(warehouse)) as con:
-        explanations = store.load_explanations(con, unit_keys)
+        explanations = store.load_explanations(con, explanation_ids)
         ids = [e.explanation_id for e in explanations]
         simulations = store.load_simulations(con, ids)
         scores = store.load_scores(con, ids)
@@ -100,10 +104,10 @@ def run_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
         store.start_run(con, run_id, cfg)
     try:
         unit_keys = collect_task(cfg, warehouse, run_id)
-        explain_task(cfg, warehouse, run_id, unit_keys)
-        simulate_task(cfg, warehouse, run_id, unit_keys)
-        score_task(cfg, warehouse, run_id, unit_keys)
-        agree_task(cfg, warehouse, run_id, unit_keys)
+        explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
+        simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
+        score_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
+        agree_task(cfg, warehouse, run_id, explanation_ids)
     except BaseException as e:
         with closing(connect(warehouse)) as con:
             store.finish_run(con, run_id, "failed", f"{type(e).__name__}: {e}")

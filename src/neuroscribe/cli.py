@@ -142,9 +142,8 @@ def run(
 
 
 def run_pipeline(cfg: RunConfig) -> str:
-    from neuroscribe.warehouse import connect, resolve_path
-
     from neuroscribe.stages import preflight
+    from neuroscribe.warehouse import connect, resolve_path
 
     warehouse = str(resolve_path(state.warehouse))
     # Every check that can fail on bad input runs here, before a run is recorded and before

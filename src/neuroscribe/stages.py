@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from neuroscribe.agree import agree_across_units, agree_explainers, agree_unit, clarity
+from neuroscribe.agree import (
+    agree_across_units,
+    agree_explainers,
+    agree_explanation_texts,
+    agree_overall,
+    agree_unit,
+    clarity,
+)
 from neuroscribe.collect import CollectResult, collect
 from neuroscribe.config import RunConfig
 from neuroscribe.explain import make_explainer, select_best
@@ -26,9 +33,9 @@ from neuroscribe.records import (
     Window,
 )
 from neuroscribe.score import score_explanation, validation_score
+from neuroscribe.score.controls import SHUFFLED_CONTROL
 from neuroscribe.simulate import make_simulator
 
-SHUFFLED_CONTROL = "control/shuffled"
 SIMULATED_SPLITS = (Split.CALIBRATE, Split.SCORE_TOP, Split.SCORE_RANDOM, Split.SCORE_OOD)
 
 
@@ -157,6 +164,7 @@ def agree_all(
             for e in mine
         }
         unit_stats.extend(agree_explainers(key, per_explainer))
+        unit_stats.extend(agree_explanation_texts(key, {e.explainer: e.text for e in mine}))
         value = clarity(unit_stats)
         out.extend(unit_stats)
         out.append(
@@ -170,6 +178,7 @@ def agree_all(
             )
         )
     out.extend(agree_across_units(scores, real))
+    out.extend(agree_overall(real, simulations))
     return out
 
 

@@ -119,7 +119,9 @@ def test_smollm2_explains_and_simulates_with_right_shapes():
     window = windows[unit.in_splits(Split.SCORE_TOP)[0].window_id]
     explanation = e if e.status == "ok" else e.model_copy(
         update={"status": "ok", "text": 'the token "zebra"', "failure": None})
-    sim = make_simulator(name, SimulateConfig(), ledger)
+    # float32, so that the check below against a plain forward pass is exact (bf16 differs by
+    # rounding); it also checks that reusing the cached prompt prefix changes nothing.
+    sim = make_simulator(name, SimulateConfig(local_dtype="float32"), ledger)
     [s] = sim.simulate(explanation, [window])
     assert s.status == "ok" and len(s.predictions) == 32
     assert all(0.0 <= p <= 10.0 for p in s.predictions)

@@ -92,7 +92,7 @@ def test_records_round_trip_and_writes_are_idempotent(warehouse_path):
             store.save_scores(con, "r1", [score])
         assert store.load_units(con, [unit.unit.key]) == [unit]
         assert store.load_windows(con, ["w0", "w1", "w2"]) == {w.window_id: w for w in windows}
-        assert store.load_explanations(con, [unit.unit.key]) == [expl]
+        assert store.load_explanations(con, ["e1"]) == [expl]
         assert store.load_simulations(con, ["e1"]) == [sim]
         assert store.load_scores(con, ["e1"]) == [score]
         # A running run's scores are not in the contract view; a finished run's are.
@@ -166,3 +166,27 @@ def test_unwritable_location_is_a_clear_error(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(WarehouseError, match="cannot create the warehouse folder"):
         connect(blocker / "w.duckdb")
+
+
+def test_rows_of_a_failed_run_are_taken_over_by_the_next_run(warehouse_path):
+    """A run that fails after scoring leaves its rows hidden (not finished); the next run that
+    computes the same keys adopts them, so they show under a finished run, once."""
+    subject, windows, unit = _records()
+    cfg = RunConfig()
+    expl = Explanation(explanation_id="e1", unit_key=unit.unit.key, explainer="baseline/ngram",
+                       text="x")
+    score = Score(explanation_id="e1", simulator="baseline/lexical", kind="corr_top_random",
+                  value=0.5, n_tokens=6, n_windows=2)
+    with closing(connect(warehouse_path)) as con:
+        for run in ("r1", "r2"):
+            store.start_run(con, run, cfg)
+            store.save_collection(con, run, subject, "c", windows, [unit])
+            store.save_explanations(con, run, cfg.config_hash, [expl])
+            store.save_scores(con, run, [score])
+            store.finish_run(con, run, "failed" if run == "r1" else "finished")
+        rows = con.execute("SELECT run_id FROM scored_explanations").fetchall()
+        assert rows == [("r2",)]
+        # A finished run's rows are never taken over.
+        store.start_run(con, "r3", cfg)
+        store.save_scores(con, "r3", [score])
+        assert con.execute("SELECT run_id FROM scores").fetchall() == [("r2",)]

@@ -6,24 +6,32 @@ reason.
 
 from neuroscribe.agree.agree import (
     AGREEMENT_KINDS,
+    CLARITY_COMPONENTS,
     SIMULATOR_SCALE,
     agree_across_units,
     agree_explainers,
     agree_unit,
     annotator_label,
     clarity,
+    ratings_matrix,
 )
 from neuroscribe.agree.metrics import krippendorff_alpha_interval, rankdata, spearman
+from neuroscribe.agree.overall import agree_overall
+from neuroscribe.agree.texts import agree_explanation_texts
 
 __all__ = [
     "AGREEMENT_KINDS",
+    "CLARITY_COMPONENTS",
     "SIMULATOR_SCALE",
     "agree_across_units",
     "agree_explainers",
+    "agree_explanation_texts",
+    "agree_overall",
     "agree_unit",
     "annotator_label",
     "clarity",
     "krippendorff_alpha_interval",
     "rankdata",
+    "ratings_matrix",
     "spearman",
 ]

@@ -29,8 +29,15 @@ AGREEMENT_KINDS: dict[str, str] = {
     "mean_pearson_simulators": "Mean of the defined pearson_simulators values of the unit.",
     "explainer_sim_corr": "Pearson r between the simulated activations of two explainers' "
     "explanations under the same simulator, pooled over shared tokens, averaged over simulators.",
+    "explainer_text_similarity": "Cosine similarity of the MiniLM sentence embeddings "
+    "(all-MiniLM-L6-v2, mean-pooled, unit length) of two explainers' explanations of the unit.",
     "spearman_<score kind>": "Spearman rho across units between two annotators' (explainer|"
     "simulator) scores of that kind; unit_key is NULL.",
+    "alpha_simulators_all_units": "Krippendorff's alpha (interval) between simulators over the "
+    "tokens of every unit's simulated windows pooled (items = (explanation, window, token)), one "
+    "row per simulator pair and, with three or more simulators, one for all; unit_key is NULL.",
+    "clarity": "Per unit: mean of the available components alpha_simulators, explainer_sim_corr "
+    "and explainer_text_similarity (each averaged over the unit's rows, clipped to [0, 1]).",
 }
 """Every agreement kind, with its definition. Values are None (with a reason) when undefined."""
 
@@ -70,21 +77,19 @@ def _pair_reason(reason: str | None, a: str, b: str) -> str | None:
     return reason
 
 
-def agree_unit(
-    unit_key: str, simulations: Mapping[str, Sequence[Simulation]], windows: Sequence[str]
-) -> list[Agreement]:
-    """Agreement across simulators on the same tokens of one unit.
+def ratings_matrix(
+    simulations: Mapping[str, Sequence[Simulation]], windows: Sequence[str] | None = None
+) -> np.ndarray:
+    """``[n_simulators, n_items]`` predictions divided by ``SIMULATOR_SCALE``, NaN where missing.
 
-    ``simulations`` maps each simulator to its simulations, normally of one explanation; if they
-    cover several explanations of the unit, each (explanation, token) is a separate item. Only
-    the windows named in ``windows`` are used; failed simulations are missing values. Returns
-    ``alpha_simulators``, one ``pearson_simulators`` row per simulator pair and
-    ``mean_pearson_simulators``; nothing when fewer than two simulators are given.
+    Rows are the simulators in sorted order. Items are the tokens of each (explanation, window)
+    that at least one simulator simulated usably, explanations sorted, windows in the order of
+    ``windows`` (default: every simulated window, sorted). Failed simulations are missing values.
     """
     names = sorted(simulations)
-    if len(names) < 2:
-        return []
     indexed = {s: _by_item(s, simulations[s]) for s in names}
+    if windows is None:
+        windows = sorted({w for idx in indexed.values() for _, w in idx})
     explanation_ids = sorted({e for idx in indexed.values() for e, _ in idx})
     columns: list[np.ndarray] = []
     for e in explanation_ids:
@@ -99,7 +104,24 @@ def agree_unit(
                     block[i] = p.predictions
             columns.append(block)
     ratings = np.concatenate(columns, axis=1) if columns else np.zeros((len(names), 0))
-    ratings = ratings / SIMULATOR_SCALE
+    return ratings / SIMULATOR_SCALE
+
+
+def agree_unit(
+    unit_key: str, simulations: Mapping[str, Sequence[Simulation]], windows: Sequence[str]
+) -> list[Agreement]:
+    """Agreement across simulators on the same tokens of one unit.
+
+    ``simulations`` maps each simulator to its simulations, normally of one explanation; if they
+    cover several explanations of the unit, each (explanation, token) is a separate item. Only
+    the windows named in ``windows`` are used; failed simulations are missing values. Returns
+    ``alpha_simulators``, one ``pearson_simulators`` row per simulator pair and
+    ``mean_pearson_simulators``; nothing when fewer than two simulators are given.
+    """
+    names = sorted(simulations)
+    if len(names) < 2:
+        return []
+    ratings = ratings_matrix(simulations, windows)
 
     alpha = krippendorff_alpha_interval(ratings)
     rows = [
@@ -251,19 +273,28 @@ def agree_across_units(
     return rows
 
 
+CLARITY_COMPONENTS = ("alpha_simulators", "explainer_sim_corr", "explainer_text_similarity")
+"""Agreement kinds that clarity averages, each first averaged over the unit's rows of that kind."""
+
+
 def clarity(agreements: Sequence[Agreement]) -> float | None:
     """How much annotators agree about one unit, in [0, 1]; None if nothing is available.
 
     clarity = mean of the available components among
-      - the mean of the unit's defined ``alpha_simulators`` values, clipped to [0, 1];
-      - the mean of the unit's defined ``explainer_sim_corr`` values, clipped to [0, 1].
-    Negative agreement counts as none (0). Other kinds are ignored.
+      - the mean of the unit's defined ``alpha_simulators`` values (simulators agree on tokens);
+      - the mean of the unit's defined ``explainer_sim_corr`` values (explainers' explanations
+        make the simulators predict alike);
+      - the mean of the unit's defined ``explainer_text_similarity`` values (explainers say
+        the same thing in words);
+    each clipped to [0, 1] before averaging. Negative agreement counts as none (0). A component
+    with no defined value is left out, not counted as 0. Other kinds are ignored. Note that
+    MiniLM gives unrelated sentences a cosine near 0-0.2, not exactly 0.
     """
     units = {a.unit_key for a in agreements}
     if len(units) > 1 or None in units:
         raise ValueError(f"clarity is per unit; got agreements of {sorted(map(str, units))}")
     components = []
-    for kind in ("alpha_simulators", "explainer_sim_corr"):
+    for kind in CLARITY_COMPONENTS:
         values = [a.value for a in agreements if a.kind == kind and a.value is not None]
         if values:
             components.append(min(1.0, max(0.0, float(np.mean(values)))))

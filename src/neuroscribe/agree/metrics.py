@@ -9,7 +9,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from neuroscribe.score.metrics import MetricValue, pearson
+from neuroscribe.score.metrics import MetricValue, pearson, rankdata
+
+__all__ = ["krippendorff_alpha_interval", "pairable_count", "rankdata", "spearman"]
 
 
 def krippendorff_alpha_interval(values: np.ndarray | Sequence[Sequence[float]]) -> MetricValue:
@@ -59,20 +61,6 @@ def krippendorff_alpha_interval(values: np.ndarray | Sequence[Sequence[float]]) 
 def pairable_count(values: np.ndarray) -> int:
     """Number of items (columns) with at least two non-NaN values."""
     return int(((~np.isnan(np.asarray(values, dtype=np.float64))).sum(axis=0) >= 2).sum())
-
-
-def rankdata(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n, ties given the average of the ranks they span (scipy's ``method="average"``)."""
-    x = np.asarray(x, dtype=np.float64)
-    order = np.argsort(x, kind="mergesort")
-    sorted_x = x[order]
-    # Start index of each run of equal values; a run spanning positions i..j gets (i+j)/2 + 1.
-    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
-    ends = np.r_[starts[1:], x.size] - 1
-    run_rank = (starts + ends) / 2.0 + 1.0
-    ranks = np.empty(x.size, dtype=np.float64)
-    ranks[order] = np.repeat(run_rank, ends - starts + 1)
-    return ranks
 
 
 def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> MetricValue:

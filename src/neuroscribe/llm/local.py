@@ -22,16 +22,26 @@ class LocalBackend:
 
     capabilities = Capabilities(logprobs=True, prompt_distributions=True, json_schema=False)
 
-    def __init__(self, name: str, model_name: str, recorder: CallRecorder) -> None:
+    def __init__(
+        self, name: str, model_name: str, recorder: CallRecorder, dtype: str = "float32"
+    ) -> None:
         self.name = name
         self.model_name = model_name
         self.recorder = recorder
+        self.dtype = dtype
+        self._kv: tuple[list[int], Any] | None = None
+        """Token ids and key/value cache of the last prompt scored (see _forward_reusing_prefix)."""
+
+    @property
+    def cache_identity(self) -> str:
+        """What the answers depend on besides the request: the model and its dtype."""
+        return f"{self.name}@{self.dtype}"
 
     @property
     def loaded(self) -> Any:
         from neuroscribe.models import load_model
 
-        loaded = load_model(self.model_name)
+        loaded = load_model(self.model_name, None, self.dtype)
         if not loaded.is_causal:
             raise ValueError(f"{self.name}: '{self.model_name}' is not a causal (chat) model")
         return loaded
@@ -50,7 +60,7 @@ class LocalBackend:
 
     def chat(self, request: ChatRequest) -> ChatResponse:
         return self.recorder.run(
-            request.request_hash(self.name), chat_params(request),
+            request.request_hash(self.cache_identity), chat_params(request),
             lambda: self._generate(request), describe_chat,
         )
 
@@ -102,7 +112,9 @@ class LocalBackend:
         the future, so that is an error. Softmax is over the full vocabulary; the candidates'
         probabilities are returned as they are (callers renormalise and keep the mass).
         """
-        key = content_hash(self.name, prompt, list(positions), list(candidates), length=32)
+        key = content_hash(
+            self.cache_identity, prompt, list(positions), list(candidates), length=32
+        )
         params = {
             "kind": "next_token_distributions",
             "prompt_chars": len(prompt),
@@ -131,10 +143,40 @@ class LocalBackend:
             if i is None or ends[i] > p:
                 raise ValueError(f"{self.name}: no token boundary at character {p} of the prompt")
             rows.append(i)
+        ids = enc["input_ids"]
         with torch.inference_mode():
-            logits = model(input_ids=enc["input_ids"]).logits[0]
-        probs = torch.softmax(logits[rows].float(), dim=-1)[:, cand_ids]
+            logits, start = self._forward_reusing_prefix(model, ids, min(rows))
+        probs = torch.softmax(logits[[r - start for r in rows]].float(), dim=-1)[:, cand_ids]
         return [dict(zip(candidates, row, strict=True)) for row in probs.tolist()]
+
+
+    def _forward_reusing_prefix(self, model: Any, ids: Any, first_row: int) -> tuple[Any, int]:
+        """Logits for ``ids[0, start:]``, reusing the key/value cache of the previous prompt for
+        the tokens both prompts share (the simulator's instructions, example and explanation
+        are the same for every window of an explanation; only the token table differs).
+
+        Exact: attention over cached keys and values equals attention over recomputed ones. The
+        logits of reused tokens are not recomputed, so reuse stops before ``first_row``.
+        """
+        from transformers import DynamicCache
+
+        tokens = ids[0].tolist()
+        shared = 0
+        if self._kv is not None:
+            prev = self._kv[0]
+            limit = min(len(prev), len(tokens) - 1, first_row)
+            while shared < limit and prev[shared] == tokens[shared]:
+                shared += 1
+        if shared >= 32:
+            cache = self._kv[1]
+            extra = cache.get_seq_length() - shared
+            if extra > 0:
+                cache.crop(-extra)  # transformers 5: a negative count of tokens to drop
+        else:
+            cache, shared = DynamicCache(), 0
+        out = model(input_ids=ids[:, shared:], past_key_values=cache, use_cache=True)
+        self._kv = (tokens, out.past_key_values)
+        return out.logits[0], shared
 
 
 def _last_token_starting_before(starts: list[int], offset: int) -> int | None:

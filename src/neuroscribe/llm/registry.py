@@ -142,6 +142,7 @@ def make_backend(
     ledger: Ledger | None = None,
     purpose: str = "explain",
     prompt_sha: str | None = None,
+    local_dtype: str = "float32",
 ) -> Backend:
     """Build the LLM backend named ``backend/model``; ValueError for an unknown backend."""
     backend, model = split_name(name)
@@ -149,7 +150,7 @@ def make_backend(
     if backend == "local":
         from neuroscribe.llm.local import LocalBackend
 
-        return LocalBackend(name, model, recorder)
+        return LocalBackend(name, model, recorder, local_dtype)
     if backend == "openai":
         from neuroscribe.llm.openai_backend import OpenAIBackend, OpenAISettings
 

@@ -1,24 +1,49 @@
 """Score explanations: how well a simulator's predictions from an explanation match the truth.
 
 Definitions of every score kind are in ``SCORE_KINDS``; undefined values are None with a reason.
+``compare_with_controls`` reads an annotator's scores against the shuffled and baseline controls.
 """
 
+from neuroscribe.score.controls import (
+    BASELINE_EXPLAINER,
+    CONTROL_EXPLAINERS,
+    SHUFFLED_CONTROL,
+    ControlComparison,
+    compare_with_controls,
+)
+from neuroscribe.score.detection import (
+    DETECTION_FRACTION,
+    auroc,
+    balanced_accuracy,
+    choose_cut,
+)
 from neuroscribe.score.metrics import (
     MetricValue,
     bootstrap_ci,
     explained_variance_calibrated,
     pearson,
     pearson_pooled,
+    rankdata,
 )
 from neuroscribe.score.score import SCORE_KINDS, score_explanation, validation_score
 
 __all__ = [
+    "BASELINE_EXPLAINER",
+    "CONTROL_EXPLAINERS",
+    "DETECTION_FRACTION",
     "SCORE_KINDS",
+    "SHUFFLED_CONTROL",
+    "ControlComparison",
     "MetricValue",
+    "auroc",
+    "balanced_accuracy",
     "bootstrap_ci",
+    "choose_cut",
+    "compare_with_controls",
     "explained_variance_calibrated",
     "pearson",
     "pearson_pooled",
+    "rankdata",
     "score_explanation",
     "validation_score",
 ]

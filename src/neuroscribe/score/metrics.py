@@ -70,6 +70,20 @@ def pearson(x: np.ndarray, y: np.ndarray) -> MetricValue:
     return MetricValue(min(1.0, max(-1.0, r)))
 
 
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given the average of the ranks they span (scipy's ``method="average"``)."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    # Start index of each run of equal values; a run spanning positions i..j gets (i+j)/2 + 1.
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], x.size] - 1
+    run_rank = (starts + ends) / 2.0 + 1.0
+    ranks = np.empty(x.size, dtype=np.float64)
+    ranks[order] = np.repeat(run_rank, ends - starts + 1)
+    return ranks
+
+
 def pearson_pooled(true: Windows, pred: Windows) -> MetricValue:
     """Pearson r pooled over all tokens of all windows: OpenAI's correlation score.
 

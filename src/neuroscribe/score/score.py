@@ -7,6 +7,12 @@ from dataclasses import dataclass
 
 from neuroscribe.config import ScoreConfig
 from neuroscribe.records import Score, Simulation, Split, UnitExamples, UnitWindow
+from neuroscribe.score.detection import (
+    DETECTION_FRACTION,
+    choose_cut,
+    detection_metrics,
+    window_max,
+)
 from neuroscribe.score.metrics import (
     Metric,
     MetricValue,
@@ -25,6 +31,14 @@ SCORE_KINDS: dict[str, str] = {
     "ev_calibrated": "Centred R² (1 - SSE/SST) on the held-out top and random windows of "
     "predictions mapped to activation units by a least-squares line fitted on the calibration "
     "windows; may be negative.",
+    "detection_bacc": "Balanced accuracy over the held-out top and random windows of 'the unit "
+    f"fires here' (window max true activation >= {DETECTION_FRACTION} x the unit's corpus max) "
+    "predicted as 'window max simulated activation > cut', the cut chosen on the calibration "
+    "windows (best balanced accuracy there; scale midpoint 5 when they cannot choose). NULL when "
+    "one class is absent.",
+    "detection_auroc": "AUROC (ties count half) of the window max simulated activation for the "
+    "same firing/silent window labels as detection_bacc; threshold-free. NULL when one class is "
+    "absent.",
 }
 """Every score kind, with its definition. Values are None (with a reason) when undefined."""
 
@@ -33,6 +47,8 @@ _EVAL_SPLITS: dict[str, tuple[Split, ...]] = {
     "corr_random": (Split.SCORE_RANDOM,),
     "corr_ood": (Split.SCORE_OOD,),
     "ev_calibrated": (Split.SCORE_TOP, Split.SCORE_RANDOM),
+    "detection_bacc": (Split.SCORE_TOP, Split.SCORE_RANDOM),
+    "detection_auroc": (Split.SCORE_TOP, Split.SCORE_RANDOM),
 }
 
 
@@ -113,7 +129,8 @@ def score_explanation(
     as missing: it is left out (never scored as zeros) and named in ``reason``, which is therefore
     also set on a defined score computed from only part of its windows. ``n_windows`` and
     ``n_tokens`` count what the value rests on (for ``ev_calibrated``: the evaluation windows).
-    ``corr_ood`` is produced only when the unit has out-of-distribution windows. Confidence
+    ``corr_ood`` is produced only when the unit has out-of-distribution windows. The detection
+    kinds are NULL for a unit whose corpus max activation is not positive. Confidence
     intervals resample windows (``cfg.bootstrap`` times, level ``cfg.ci_level``, ``seed``).
     """
     for sim in simulations:
@@ -129,19 +146,41 @@ def score_explanation(
     def ev_metric(t: Windows, p: Windows) -> MetricValue:
         return explained_variance_calibrated(calibration.true, calibration.pred, t, p)
 
+    metrics: dict[str, Metric] = {
+        "corr_top_random": pearson_pooled,
+        "corr_random": pearson_pooled,
+        "corr_ood": pearson_pooled,
+        "ev_calibrated": ev_metric,
+    }
+    notes: dict[str, str | None] = {
+        "ev_calibrated": f"calibration: {cal_note}" if cal_note else None
+    }
+    never_fires: str | None = None
+    if unit.stats.max > 0:
+        fire_at = DETECTION_FRACTION * unit.stats.max
+        cut, cut_note = choose_cut(
+            window_max(calibration.true) >= fire_at, window_max(calibration.pred)
+        )
+        metrics.update(detection_metrics(fire_at, cut))
+        notes["detection_bacc"] = _join(cut_note, f"calibration: {cal_note}" if cal_note else None)
+    else:
+        never_fires = f"unit never fires (corpus max activation {unit.stats.max:g} <= 0)"
+
     scores = []
     for kind, splits in _EVAL_SPLITS.items():
         windows = unit.in_splits(*splits)
         if kind == "corr_ood" and not windows:
             continue
         aligned = _align(windows, by_window)
-        metric: Metric = ev_metric if kind == "ev_calibrated" else pearson_pooled
-        extra = f"calibration: {cal_note}" if kind == "ev_calibrated" and cal_note else None
-        result = metric(aligned.true, aligned.pred)
+        metric = metrics.get(kind)
         if not windows:
             result = MetricValue(None, f"no {' or '.join(s.value for s in splits)} windows")
+        elif metric is None:
+            result = MetricValue(None, never_fires)
+        else:
+            result = metric(aligned.true, aligned.pred)
         low, high = (None, None)
-        if result.value is not None:
+        if result.value is not None and metric is not None:
             low, high = bootstrap_ci(
                 aligned.true, aligned.pred, metric, cfg.bootstrap, cfg.ci_level, seed
             )
@@ -151,7 +190,7 @@ def score_explanation(
                 simulator=simulator,
                 kind=kind,
                 value=result.value,
-                reason=_join(result.reason, aligned.coverage_note(), extra),
+                reason=_join(result.reason, aligned.coverage_note(), notes.get(kind)),
                 n_tokens=aligned.n_tokens,
                 n_windows=len(aligned.true),
                 ci_low=low,

@@ -37,11 +37,23 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-KEYED_TABLES = frozenset({
-    "runs", "subjects", "units", "windows", "unit_windows", "explanations", "simulations", "scores",
-})
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "runs": ("run_id",),
+    "subjects": ("subject_id",),
+    "windows": ("window_id",),
+    "units": ("unit_key",),
+    "unit_windows": ("unit_key", "window_id"),
+    "explanations": ("explanation_id",),
+    "simulations": ("simulation_id",),
+    "scores": ("explanation_id", "simulator", "kind"),
+}
 """Tables keyed by content ids, where a repeated write is skipped. The others (agreements,
 llm_calls) are logs of what each run computed or called, and take every row."""
+
+ADOPTABLE = frozenset({"units", "unit_windows", "explanations", "simulations", "scores"})
+"""Tables whose rows name the run that wrote them. A row left by a run that did not finish is
+taken over by the next run that writes the same key, so that finished work reappears under a
+finished run instead of staying hidden behind a failed one."""
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]]) -> int:
@@ -53,7 +65,16 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[
     con.register("_incoming", arrow)
     try:
         before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
-        verb = "INSERT OR IGNORE" if table in KEYED_TABLES else "INSERT"
+        keys = TABLE_KEYS.get(table)
+        if table in ADOPTABLE and keys:
+            k = ", ".join(keys)
+            con.execute(
+                f"DELETE FROM {table} WHERE ({k}) IN (SELECT ({k}) FROM _incoming)"  # noqa: S608
+                " AND run_id IN (SELECT run_id FROM runs WHERE status <> 'finished')"
+                " AND run_id NOT IN (SELECT DISTINCT run_id FROM _incoming)"
+            )
+            before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
+        verb = "INSERT OR IGNORE" if keys else "INSERT"
         con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _incoming")  # noqa: S608
         after = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
     finally:
@@ -289,14 +310,15 @@ def save_explanations(
 
 
 def load_explanations(
-    con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str], selected_only: bool = True
+    con: duckdb.DuckDBPyConnection, explanation_ids: Sequence[str], selected_only: bool = True
 ) -> list[Explanation]:
+    """The explanations with these ids (a run passes its own ids between stages)."""
     rows = con.execute(
         "SELECT explanation_id, unit_key, explainer, sample_index, status, text, failure,"
         " prompt_name, prompt_version, prompt_sha, selected, validation_score FROM explanations"
-        " WHERE list_contains(?, unit_key) AND (selected OR NOT ?)"
+        " WHERE list_contains(?, explanation_id) AND (selected OR NOT ?)"
         " ORDER BY unit_key, explainer, sample_index",
-        [list(unit_keys), selected_only],
+        [list(explanation_ids), selected_only],
     ).fetchall()
     return [
         Explanation(

@@ -1,0 +1,212 @@
+"""compare_with_controls by hand, and the control_comparison view agreeing with it."""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+import pytest
+
+from neuroscribe.config import RunConfig
+from neuroscribe.records import (
+    Explanation,
+    Score,
+    Subject,
+    UnitExamples,
+    UnitId,
+    UnitStats,
+)
+from neuroscribe.score import (
+    BASELINE_EXPLAINER,
+    SHUFFLED_CONTROL,
+    ControlComparison,
+    compare_with_controls,
+)
+from neuroscribe.warehouse import connect, store
+
+SUBJECT = Subject(name="tiny", weights_hash="abc123", architecture="llama", n_layers=2)
+SIM, OTHER_SIM = "baseline/lexical", "local/m"
+REAL, SECOND = "local/x", "openai/m"
+
+
+def unit(index: int, site: str = "layers.1.mlp") -> UnitExamples:
+    return UnitExamples(
+        unit=UnitId(subject_id=SUBJECT.subject_id, site=site, index=index),
+        stats=UnitStats(n_tokens=9, max=3.0, mean=0.5, firing_rate=0.3, quantiles=(), dead=False),
+        windows=(),
+    )
+
+
+UNITS = [unit(i) for i in range(6)]
+KEYS = [u.unit.key for u in UNITS]
+
+# (unit, explainer, simulator, kind) -> value; a missing key means no score row.
+TABLE: dict[tuple[int, str, str, str], float | None] = {
+    # u0: beats both.
+    (0, REAL, SIM, "corr_top_random"): 0.8,
+    (0, SHUFFLED_CONTROL, SIM, "corr_top_random"): 0.1,
+    (0, BASELINE_EXPLAINER, SIM, "corr_top_random"): 0.5,
+    # u1: beats the shuffled control only.
+    (1, REAL, SIM, "corr_top_random"): 0.4,
+    (1, SHUFFLED_CONTROL, SIM, "corr_top_random"): 0.1,
+    (1, BASELINE_EXPLAINER, SIM, "corr_top_random"): 0.6,
+    # u2: the annotator's score is undefined: it beats nothing.
+    (2, REAL, SIM, "corr_top_random"): None,
+    (2, SHUFFLED_CONTROL, SIM, "corr_top_random"): 0.2,
+    (2, BASELINE_EXPLAINER, SIM, "corr_top_random"): None,
+    # u3: beats an undefined shuffled score; a tie with the baseline does not beat it.
+    (3, REAL, SIM, "corr_top_random"): 0.3,
+    (3, SHUFFLED_CONTROL, SIM, "corr_top_random"): None,
+    (3, BASELINE_EXPLAINER, SIM, "corr_top_random"): 0.3,
+    # u4: all three undefined: not compared.
+    (4, REAL, SIM, "corr_top_random"): None,
+    (4, SHUFFLED_CONTROL, SIM, "corr_top_random"): None,
+    (4, BASELINE_EXPLAINER, SIM, "corr_top_random"): None,
+    # u5: no baseline row: not compared.
+    (5, REAL, SIM, "corr_top_random"): 0.9,
+    (5, SHUFFLED_CONTROL, SIM, "corr_top_random"): 0.0,
+    # Another kind, another explainer, and a simulator whose controls were never run.
+    (0, REAL, SIM, "ev_calibrated"): 0.2,
+    (0, SHUFFLED_CONTROL, SIM, "ev_calibrated"): 0.3,
+    (0, BASELINE_EXPLAINER, SIM, "ev_calibrated"): 0.1,
+    (0, SECOND, SIM, "corr_top_random"): 0.6,
+    (0, REAL, OTHER_SIM, "corr_top_random"): 0.7,
+}
+
+
+def expl_id(u: int, explainer: str) -> str:
+    return f"e-{u}-{explainer}"
+
+
+def records() -> tuple[list[Explanation], list[Score]]:
+    pairs = sorted({(u, e) for u, e, _, _ in TABLE})
+    explanations = [
+        Explanation(explanation_id=expl_id(u, e), unit_key=KEYS[u], explainer=e, text=f"{e} {u}")
+        for u, e in pairs
+    ]
+    # A losing best-of-n sample with a high score must be ignored.
+    explanations.append(
+        Explanation(
+            explanation_id="loser", unit_key=KEYS[1], explainer=REAL, text="x", selected=False
+        )
+    )
+    scores = [
+        Score(
+            explanation_id=expl_id(u, e),
+            simulator=s,
+            kind=k,
+            value=v,
+            reason=None if v is not None else "constant predictions",
+            n_tokens=10,
+            n_windows=2,
+        )
+        for (u, e, s, k), v in TABLE.items()
+    ]
+    scores.append(
+        Score(explanation_id="loser", simulator=SIM, kind="corr_top_random", value=0.99,
+              n_tokens=10, n_windows=2)
+    )  # fmt: skip
+    return explanations, scores
+
+
+def test_compare_with_controls_by_hand() -> None:
+    explanations, scores = records()
+    rows = {
+        (r.explainer, r.simulator, r.score_kind): r
+        for r in compare_with_controls(scores, explanations)
+    }
+    assert set(rows) == {
+        (REAL, SIM, "corr_top_random"),
+        (REAL, SIM, "ev_calibrated"),
+        (SECOND, SIM, "corr_top_random"),
+    }  # no row for the controls themselves, nor for OTHER_SIM (no controls under it)
+    main = rows[(REAL, SIM, "corr_top_random")]
+    assert main.model_dump() == {
+        "explainer": REAL,
+        "simulator": SIM,
+        "score_kind": "corr_top_random",
+        "n_units": 4,  # u0-u3
+        "n_beats_shuffled": 3,  # u0, u1, u3
+        "n_beats_baseline": 1,  # u0
+        "n_beats_both": 1,
+        "share_beats_both": 0.25,
+        "mean_score": pytest.approx((0.8 + 0.4 + 0.3) / 3),
+        "mean_shuffled": pytest.approx((0.1 + 0.1 + 0.2) / 3),
+        "mean_baseline": pytest.approx((0.5 + 0.6 + 0.3) / 3),
+    }
+    assert isinstance(main, ControlComparison)
+    ev = rows[(REAL, SIM, "ev_calibrated")]
+    assert (ev.n_units, ev.n_beats_shuffled, ev.n_beats_baseline, ev.share_beats_both) == (
+        1,
+        0,
+        1,
+        0.0,
+    )
+    assert rows[(SECOND, SIM, "corr_top_random")].share_beats_both == 1.0
+    only_corr = compare_with_controls(scores, explanations, score_kinds=["ev_calibrated"])
+    assert [r.score_kind for r in only_corr] == ["ev_calibrated"]
+
+
+def test_duplicate_scores_are_refused() -> None:
+    explanations, scores = records()
+    twin = explanations[0].model_copy(update={"explanation_id": "twin"})
+    dup = [
+        s.model_copy(update={"explanation_id": "twin"})
+        for s in scores
+        if s.explanation_id == explanations[0].explanation_id
+    ]
+    with pytest.raises(ValueError, match="two .* scores of unit"):
+        compare_with_controls(scores + dup, [*explanations, twin])
+
+
+VIEW_COLUMNS = (
+    "explainer, simulator, score_kind, n_units, n_beats_shuffled, n_beats_baseline, n_beats_both,"
+    " share_beats_both, mean_score, mean_shuffled, mean_baseline"
+)
+
+
+def test_view_agrees_with_python(warehouse_path) -> None:
+    explanations, scores = records()
+    cfg = RunConfig()
+    # Units of a second site, with scores from a run that failed: neither may leak in.
+    other_site = [unit(i, site="layers.0.mlp") for i in range(2)]
+    stray = [
+        Explanation(explanation_id=f"stray-{e}", unit_key=other_site[0].unit.key, explainer=e,
+                    text="t")
+        for e in (REAL, SHUFFLED_CONTROL, BASELINE_EXPLAINER)
+    ]  # fmt: skip
+    stray_scores = [
+        Score(explanation_id=e.explanation_id, simulator=SIM, kind="corr_top_random",
+              value=0.5 if e.explainer == REAL else 0.0, n_tokens=1, n_windows=1)
+        for e in stray
+    ]  # fmt: skip
+    with closing(connect(warehouse_path)) as con:
+        store.start_run(con, "r1", cfg)
+        store.save_collection(con, "r1", SUBJECT, "c", [], UNITS + other_site)
+        store.save_explanations(con, "r1", cfg.config_hash, explanations + stray)
+        store.save_scores(con, "r1", scores)
+        store.finish_run(con, "r1", "finished")
+        store.start_run(con, "r2", cfg)
+        store.save_scores(con, "r2", stray_scores)
+        store.finish_run(con, "r2", "failed")
+        got = con.execute(
+            f"SELECT {VIEW_COLUMNS}, subject_id, site FROM control_comparison"  # noqa: S608
+            " ORDER BY explainer, simulator, score_kind"
+        ).fetchall()
+    expected = compare_with_controls(scores, explanations)
+    assert len(got) == len(expected) == 3
+    for row, want in zip(got, expected, strict=True):
+        assert row[:8] == (
+            want.explainer,
+            want.simulator,
+            want.score_kind,
+            want.n_units,
+            want.n_beats_shuffled,
+            want.n_beats_baseline,
+            want.n_beats_both,
+            pytest.approx(want.share_beats_both),
+        )
+        for got_mean, want_mean in zip(
+            row[8:11], (want.mean_score, want.mean_shuffled, want.mean_baseline), strict=True
+        ):
+            assert got_mean == pytest.approx(want_mean)
+        assert row[11:] == (SUBJECT.subject_id, "layers.1.mlp")
