@@ -28,8 +28,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+# Off a terminal (pipes, logs, CI) rich would wrap tables at 80 columns; give them room.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
 
 
 class State:
@@ -178,7 +179,11 @@ def run_pipeline(cfg: RunConfig) -> str:
 
 
 def print_run_table(warehouse: str, run_id: str) -> None:
-    from neuroscribe.warehouse import open_readonly
+    """Per unit: each explanation's score under each simulator with its interval, the controls
+    among them, and the unit's clarity; then per annotator: mean score and share of units that
+    beat both controls."""
+    from neuroscribe.score.controls import compare_with_controls
+    from neuroscribe.warehouse import open_readonly, store
 
     with closing(open_readonly(warehouse)) as con:
         rows = con.execute(
@@ -195,36 +200,81 @@ def print_run_table(warehouse: str, run_id: str) -> None:
                 [run_id],
             ).fetchall()
         )
+        ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT explanation_id FROM scores WHERE run_id = ?", [run_id]
+            ).fetchall()
+        ]
+        explanations = store.load_explanations(con, ids)
+        scores = store.load_scores(con, ids)
     simulators = sorted({r[3] for r in rows})
     table = Table(
-        title=f"run {run_id}: correlation score on held-out top+random windows [95% CI]",
-        show_lines=False,
+        title=f"run {run_id}: correlation with the truth on held-out top + random "
+        "windows, [95% bootstrap CI]"
     )
     table.add_column("unit", justify="right")
-    table.add_column("explainer")
-    table.add_column("explanation", max_width=48)
-    for s in simulators:
-        table.add_column(s, justify="right")
+    table.add_column("explainer", no_wrap=True)
+    table.add_column("explanation", max_width=50)
+    for sim in simulators:
+        table.add_column(f"sim: {sim}", justify="right", no_wrap=True)
     table.add_column("clarity", justify="right")
     cells: dict[tuple[int, str, str], dict[str, str]] = {}
     for unit, explainer, text, sim, value, lo, hi, reason in rows:
-        cell = cells.setdefault((unit, explainer, text), {})
+        cell = cells.setdefault((unit, explainer, text or ""), {})
         if value is None:
-            cell[sim] = f"n/a ({reason})" if reason else "n/a"
+            cell[sim] = f"n/a: {reason}" if reason else "n/a"
         elif lo is not None and hi is not None:
-            cell[sim] = f"{value:+.2f} [{lo:+.2f},{hi:+.2f}]"
+            cell[sim] = f"{value:+.2f} [{lo:+.2f}, {hi:+.2f}]"
         else:
             cell[sim] = f"{value:+.2f}"
-    for (unit, explainer, text), by_sim in cells.items():
-        c = clar.get(unit)
-        table.add_row(
-            str(unit),
-            explainer,
-            text or "",
-            *(by_sim.get(s, "") for s in simulators),
-            "" if c is None else f"{c:.2f}",
-        )
+    units = sorted({k[0] for k in cells})
+    for unit in units:
+        mine = [(k, v) for k, v in cells.items() if k[0] == unit]
+        for i, ((_, explainer, text), by_sim) in enumerate(mine):
+            c = clar.get(unit)
+            table.add_row(
+                str(unit) if i == 0 else "",
+                explainer,
+                text,
+                *(by_sim.get(sim, "") for sim in simulators),
+                "" if i or c is None else f"{c:.2f}",
+                end_section=i == len(mine) - 1,
+            )
     out.print(table)
+    comparisons = compare_with_controls(scores, explanations, ["corr_top_random"])
+    if comparisons:
+        summary = Table(
+            title="per annotator (corr_top_random): mean over units, and the share "
+            "of units beating both controls (shuffled and n-gram baseline)"
+        )
+        for col in (
+            "explainer",
+            "simulator",
+            "units",
+            "mean",
+            "shuffled",
+            "baseline",
+            "beats both",
+        ):
+            summary.add_column(
+                col, justify="left" if col in ("explainer", "simulator") else "right"
+            )
+        for c in comparisons:
+            summary.add_row(
+                c.explainer,
+                c.simulator,
+                str(c.n_units),
+                _fmt(c.mean_score),
+                _fmt(c.mean_shuffled),
+                _fmt(c.mean_baseline),
+                f"{c.n_beats_both}/{c.n_units} ({c.share_beats_both:.0%})",
+            )
+        out.print(summary)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
 
 
 @app.command()

@@ -83,8 +83,9 @@ class ExplainConfig(Section):
     """Explanations sampled per unit per LLM explainer; the best on the validation split is kept."""
     temperature: float = Field(default=0.7, ge=0.0)
     max_tokens: int = Field(default=40, ge=1)
-    local_dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    """Dtype of ``local/...`` explainers (bf16 is several times faster on CPUs that have it)."""
+    local_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Dtype of ``local/...`` explainers. bf16 pays only on CPUs with native bf16 (AVX512-BF16,
+    AMX); on an AVX2-only CPU it was 6x slower than float32 (benchmarks/forward_dtype.py)."""
     select_with: str = "baseline/lexical"
     """Simulator that ranks the sampled explanations on the validation split (best-of-n)."""
     format: Literal["highlight", "table"] = "highlight"
@@ -97,8 +98,8 @@ class SimulateConfig(Section):
     simulators: list[str] = Field(
         default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/lexical"]
     )
-    local_dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    """Dtype of ``local/...`` simulators."""
+    local_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Dtype of ``local/...`` simulators (see ``ExplainConfig.local_dtype``)."""
 
 
 class ScoreConfig(Section):
