@@ -320,3 +320,60 @@ def query(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def export(
+    out_path: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="parquet, jsonl, csv, or neuronpedia (JSONL).")
+    ] = "parquet",
+    subject: Annotated[str | None, typer.Option(help="Subject name or id.")] = None,
+    site: Annotated[str | None, typer.Option(help="Canonical site, e.g. layers.15.mlp.")] = None,
+    explainer: Annotated[str | None, typer.Option(help="Only this explainer.")] = None,
+    simulator: Annotated[str | None, typer.Option(help="Only this simulator.")] = None,
+    score_kind: Annotated[str | None, typer.Option(help="Only this score kind.")] = None,
+    min_score: Annotated[float | None, typer.Option(help="Keep scores at least this.")] = None,
+    run_id: Annotated[str | None, typer.Option(help="Only rows scored by this run.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Export scored_explanations (filtered) with a manifest that traces every row."""
+    from neuroscribe.export import FORMATS, export_scored
+    from neuroscribe.warehouse import open_readonly
+
+    if fmt not in FORMATS:
+        raise fail(f"unknown format '{fmt}'; use one of: {', '.join(FORMATS)}")
+    with user_errors(), closing(open_readonly(state.warehouse)) as con:
+        manifest = export_scored(
+            con,
+            out_path,
+            fmt,  # type: ignore[arg-type]
+            subject=subject,
+            site=site,
+            explainer=explainer,
+            simulator=simulator,
+            score_kind=score_kind,
+            min_score=min_score,
+            run_id=run_id,
+            force=force,
+        )
+    out.print(
+        f"{manifest.rows} rows -> {out_path} (sha256 {manifest.sha256[:12]}); "
+        f"manifest: {out_path}.manifest.json"
+    )
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for index.html.")] = Path("report"),
+    run_id: Annotated[str | None, typer.Option(help="One run (default: all finished).")] = None,
+    max_units: Annotated[int, typer.Option(help="At most this many units.")] = 500,
+) -> None:
+    """Write a static HTML report: explanations, scores, and windows shaded by true and
+    simulated activation."""
+    from neuroscribe.report import write_report
+    from neuroscribe.warehouse import open_readonly
+
+    with user_errors(), closing(open_readonly(state.warehouse)) as con:
+        path = write_report(con, out_dir, run_id, max_units=max_units)
+    out.print(f"report: {path.resolve()}")
