@@ -8,12 +8,12 @@ to the next task. A run is marked ``finished`` only after the last stage; any ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import closing
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-import flows  # noqa: F401  (sets the offline Prefect settings before prefect is imported)
 from neuroscribe import stages
 from neuroscribe.config import RunConfig
 from neuroscribe.llm.base import Ledger
@@ -59,8 +59,11 @@ def simulate_task(
         units = store.load_units(con, unit_keys)
         windows = store.load_windows(con, (w.window_id for u in units for w in u.windows))
         explanations = store.load_explanations(con, explanation_ids)
+        done = frozenset(
+            (s.explanation_id, s.simulator) for s in store.load_simulations(con, explanation_ids)
+        )
     ledger = Ledger()
-    simulations = stages.simulate_explanations(explanations, units, windows, cfg, ledger)
+    simulations = stages.simulate_explanations(explanations, units, windows, cfg, ledger, done)
     with closing(connect(warehouse)) as con:
         store.save_llm_calls(con, run_id, ledger.drain())
         store.save_simulations(con, run_id, simulations)
@@ -96,18 +99,12 @@ def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: lis
     return len(agreements)
 
 
-@flow(name="neuroscribe-run", validate_parameters=False)
-def run_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
-    """Every stage, end to end. Returns the run id."""
-    stages.preflight(cfg)
+def _recorded(cfg: RunConfig, warehouse: str, run_id: str, body: Callable[[], None]) -> str:
+    """Record the run, run ``body``, and mark the run finished, or failed with the error."""
     with closing(connect(warehouse)) as con:
         store.start_run(con, run_id, cfg)
     try:
-        unit_keys = collect_task(cfg, warehouse, run_id)
-        explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
-        simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
-        score_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
-        agree_task(cfg, warehouse, run_id, explanation_ids)
+        body()
     except BaseException as e:
         with closing(connect(warehouse)) as con:
             store.finish_run(con, run_id, "failed", f"{type(e).__name__}: {e}")
@@ -115,3 +112,67 @@ def run_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
     with closing(connect(warehouse)) as con:
         store.finish_run(con, run_id, "finished")
     return run_id
+
+
+def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
+    """The config's units as already collected in the warehouse; an error if there are none."""
+    with closing(connect(warehouse)) as con:
+        keys = store.find_unit_keys(con, stages.subject_id(cfg), cfg.collect.site, cfg.unit_indices)
+    if not keys:
+        raise ValueError(
+            f"no collected units of {cfg.subject.model} at {cfg.collect.site} in {warehouse}; "
+            "run `neuroscribe collect` (or `neuroscribe run`) first"
+        )
+    return keys
+
+
+@flow(name="neuroscribe-run", validate_parameters=False)
+def run_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
+    """Every stage, end to end. Returns the run id."""
+    stages.preflight(cfg)
+
+    def body() -> None:
+        unit_keys = collect_task(cfg, warehouse, run_id)
+        explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
+        simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
+        score_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
+        agree_task(cfg, warehouse, run_id, explanation_ids)
+
+    return _recorded(cfg, warehouse, run_id, body)
+
+
+@flow(name="neuroscribe-collect", validate_parameters=False)
+def collect_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
+    """Collection alone: windows, activations, statistics and held-out splits."""
+    stages.preflight(cfg, annotators=False)
+    return _recorded(cfg, warehouse, run_id, lambda: collect_task(cfg, warehouse, run_id))
+
+
+@flow(name="neuroscribe-score", validate_parameters=False)
+def score_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
+    """Simulate and score the current explanations of already collected units with the
+    configured simulators, doing only what is missing (a new simulator scores everything that
+    exists; an old one nothing new)."""
+    stages.check_annotators(cfg, explainers=False)
+
+    def body() -> None:
+        unit_keys = _collected_units(cfg, warehouse)
+        with closing(connect(warehouse)) as con:
+            ids = store.current_explanation_ids(con, unit_keys)
+        simulate_task(cfg, warehouse, run_id, unit_keys, ids)
+        score_task(cfg, warehouse, run_id, unit_keys, ids)
+
+    return _recorded(cfg, warehouse, run_id, body)
+
+
+@flow(name="neuroscribe-agree", validate_parameters=False)
+def agree_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
+    """Agreement statistics over everything stored for the config's units (no LLM calls)."""
+
+    def body() -> None:
+        unit_keys = _collected_units(cfg, warehouse)
+        with closing(connect(warehouse)) as con:
+            ids = store.current_explanation_ids(con, unit_keys)
+        agree_task(cfg, warehouse, run_id, ids)
+
+    return _recorded(cfg, warehouse, run_id, body)

@@ -101,61 +101,183 @@ def _split_list(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
+Model = Annotated[
+    str | None,
+    typer.Option(help="Subject model: hub name, local path, or 'smollm2-135m-instruct'."),
+]
+GgufFile = Annotated[str | None, typer.Option(help="GGUF file inside --model.")]
+Site = Annotated[str | None, typer.Option(help="Canonical site, e.g. layers.15.mlp.")]
+Units = Annotated[int | None, typer.Option(help="Units 0..N-1 of the site.")]
+Corpus = Annotated[
+    str | None,
+    typer.Option(help="'stdlib', a .txt/.jsonl/.parquet file or folder, or hf:<dataset>."),
+]
+MaxWindows = Annotated[int | None, typer.Option(help="Windows of the corpus to read.")]
+Explainers = Annotated[str | None, typer.Option(help="Comma-separated backend/model.")]
+Simulators = Annotated[str | None, typer.Option(help="Comma-separated backend/model.")]
+Samples = Annotated[int | None, typer.Option(help="Explanations sampled per unit.")]
+Dtype = Annotated[str | None, typer.Option(help="float32 or bfloat16 for collection.")]
+
+
+def _config(**flags: Any) -> RunConfig:
+    """The config file, then the command's flags (those given) on top."""
+    keys = {
+        "model": "subject.model",
+        "gguf_file": "subject.gguf_file",
+        "dtype": "subject.dtype",
+        "site": "collect.site",
+        "units": "collect.units",
+        "max_windows": "collect.max_windows",
+        "corpus": "corpus.source",
+        "explainers": "explain.explainers",
+        "samples": "explain.samples",
+        "simulators": "simulate.simulators",
+    }
+    lists = {"explainers", "simulators"}
+    overrides = {
+        keys[k]: _split_list(v) if k in lists else v for k, v in flags.items() if v is not None
+    }
+    return load_config(state.config, overrides)
+
+
 @app.command()
 def run(
-    model: Annotated[
-        str | None,
-        typer.Option(help="Subject model: hub name, local path, or 'smollm2-135m-instruct'."),
-    ] = None,
-    gguf_file: Annotated[str | None, typer.Option(help="GGUF file inside --model.")] = None,
-    site: Annotated[str | None, typer.Option(help="Canonical site, e.g. layers.15.mlp.")] = None,
-    units: Annotated[int | None, typer.Option(help="Explain units 0..N-1 of the site.")] = None,
-    corpus: Annotated[
-        str | None,
-        typer.Option(help="'stdlib', a .txt/.jsonl/.parquet file or folder, or hf:<dataset>."),
-    ] = None,
-    max_windows: Annotated[int | None, typer.Option(help="Windows of the corpus to read.")] = None,
-    explainers: Annotated[str | None, typer.Option(help="Comma-separated backend/model.")] = None,
-    simulators: Annotated[str | None, typer.Option(help="Comma-separated backend/model.")] = None,
-    samples: Annotated[int | None, typer.Option(help="Explanations sampled per unit.")] = None,
-    dtype: Annotated[str | None, typer.Option(help="float32 or bfloat16 for collection.")] = None,
+    model: Model = None,
+    gguf_file: GgufFile = None,
+    site: Site = None,
+    units: Units = None,
+    corpus: Corpus = None,
+    max_windows: MaxWindows = None,
+    explainers: Explainers = None,
+    simulators: Simulators = None,
+    samples: Samples = None,
+    dtype: Dtype = None,
 ) -> None:
     """Run every stage (collect, explain, simulate, score, agree) and store it all."""
     with user_errors():
-        cfg = load_config(
-            state.config,
-            _overrides(
-                **{
-                    "subject.model": model,
-                    "subject.gguf_file": gguf_file,
-                    "subject.dtype": dtype,
-                    "collect.site": site,
-                    "collect.units": units,
-                    "collect.max_windows": max_windows,
-                    "corpus.source": corpus,
-                    "explain.explainers": _split_list(explainers),
-                    "explain.samples": samples,
-                    "simulate.simulators": _split_list(simulators),
-                }
-            ),
+        cfg = _config(
+            model=model,
+            gguf_file=gguf_file,
+            site=site,
+            units=units,
+            corpus=corpus,
+            max_windows=max_windows,
+            explainers=explainers,
+            simulators=simulators,
+            samples=samples,
+            dtype=dtype,
         )
-        run_pipeline(cfg)
+        run_id, warehouse = run_stage("run", cfg)
+    print_run_table(warehouse, run_id)
+    _where(warehouse)
 
 
-def run_pipeline(cfg: RunConfig) -> str:
-    from neuroscribe.stages import preflight
+@app.command()
+def collect(
+    model: Model = None,
+    gguf_file: GgufFile = None,
+    site: Site = None,
+    units: Units = None,
+    corpus: Corpus = None,
+    max_windows: MaxWindows = None,
+    dtype: Dtype = None,
+) -> None:
+    """Collect windows, activations, statistics and held-out splits (no annotators)."""
+    with user_errors():
+        cfg = _config(
+            model=model,
+            gguf_file=gguf_file,
+            site=site,
+            units=units,
+            corpus=corpus,
+            max_windows=max_windows,
+            dtype=dtype,
+        )
+        run_id, warehouse = run_stage("collect", cfg)
+    _where(warehouse)
+
+
+@app.command()
+def score(
+    model: Model = None,
+    gguf_file: GgufFile = None,
+    site: Site = None,
+    units: Units = None,
+    simulators: Simulators = None,
+) -> None:
+    """Simulate and score the stored explanations of collected units with the configured
+    simulators, doing only what is missing."""
+    with user_errors():
+        cfg = _config(
+            model=model, gguf_file=gguf_file, site=site, units=units, simulators=simulators
+        )
+        run_id, warehouse = run_stage("score", cfg)
+        print_run_table(warehouse, run_id, units_of=cfg)
+    _where(warehouse)
+
+
+@app.command()
+def agree(
+    model: Model = None,
+    gguf_file: GgufFile = None,
+    site: Site = None,
+    units: Units = None,
+) -> None:
+    """Agreement between annotators from the stored predictions (no LLM calls)."""
+    with user_errors():
+        cfg = _config(model=model, gguf_file=gguf_file, site=site, units=units)
+        run_id, warehouse = run_stage("agree", cfg)
+    from neuroscribe.warehouse import open_readonly
+
+    with closing(open_readonly(warehouse)) as con:
+        rows = con.execute(
+            "SELECT kind, count(*), round(avg(value), 3), count(value) FROM agreements"
+            " WHERE run_id = ? GROUP BY kind ORDER BY kind",
+            [run_id],
+        ).fetchall()
+    table = Table(
+        "agreement kind",
+        "rows",
+        "mean value",
+        "defined",
+        title=f"run {run_id}: agreement statistics (view annotator_agreement)",
+    )
+    for r in rows:
+        table.add_row(*("n/a" if v is None else str(v) for v in r))
+    out.print(table)
+    _where(warehouse)
+
+
+def _where(warehouse: str) -> None:
+    out.print(f"warehouse: {Path(warehouse).resolve()}")
+    out.print(f'try: neuroscribe --warehouse {warehouse} query "select * from scored_explanations"')
+
+
+def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str]:
+    """Check the input, then run one Prefect flow (``run``, ``collect``, ``score`` or ``agree``)
+    with progress bars. Returns (run id, warehouse path)."""
+    from neuroscribe.stages import check_annotators, preflight
     from neuroscribe.warehouse import connect, resolve_path
 
     warehouse = str(resolve_path(state.warehouse))
     # Every check that can fail on bad input runs here, before a run is recorded and before
     # Prefect starts: an unwritable warehouse, a missing corpus or model, a wrong site.
     connect(warehouse).close()
-    preflight(cfg)
+    if stage in ("run", "collect"):
+        preflight(cfg, annotators=stage == "run")
+    elif stage == "score":
+        check_annotators(cfg, explainers=False)
     if not state.verbose:
         # Errors are reported once, by this command; Prefect's own log would repeat them.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-    from flows.pipeline import run_flow
+    from flows import pipeline
 
+    flow = {
+        "run": pipeline.run_flow,
+        "collect": pipeline.collect_flow,
+        "score": pipeline.score_flow,
+        "agree": pipeline.agree_flow,
+    }[stage]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_id = f"{stamp}-{content_hash(cfg.config_hash, time.time_ns())[:8]}"
     t0 = time.perf_counter()
@@ -168,17 +290,14 @@ def run_pipeline(cfg: RunConfig) -> str:
     with Progress(*columns, console=err, transient=False) as prog:
         progress.set_reporter(rich_reporter(prog))
         try:
-            run_flow(cfg, warehouse, run_id)
+            flow(cfg, warehouse, run_id)
         finally:
             progress.set_reporter(None)
-    elapsed = time.perf_counter() - t0
-    print_run_table(warehouse, run_id)
-    out.print(f"run {run_id} finished in {elapsed:.0f} s; warehouse: {Path(warehouse).resolve()}")
-    out.print(f'try: neuroscribe --warehouse {warehouse} query "select * from scored_explanations"')
-    return run_id
+    out.print(f"{stage} {run_id} finished in {time.perf_counter() - t0:.0f} s")
+    return run_id, warehouse
 
 
-def print_run_table(warehouse: str, run_id: str) -> None:
+def print_run_table(warehouse: str, run_id: str, units_of: RunConfig | None = None) -> None:
     """Per unit: each explanation's score under each simulator with its interval, the controls
     among them, and the unit's clarity; then per annotator: mean score and share of units that
     beat both controls."""
@@ -186,26 +305,38 @@ def print_run_table(warehouse: str, run_id: str) -> None:
     from neuroscribe.warehouse import open_readonly, store
 
     with closing(open_readonly(warehouse)) as con:
+        if units_of is None:  # what this run scored
+            ids = [
+                r[0]
+                for r in con.execute(
+                    "SELECT DISTINCT explanation_id FROM scores WHERE run_id = ?", [run_id]
+                ).fetchall()
+            ]
+        else:  # the current explanations of the config's units, whichever run scored them
+            from neuroscribe.stages import subject_id
+
+            keys = store.find_unit_keys(
+                con, subject_id(units_of), units_of.collect.site, units_of.unit_indices
+            )
+            ids = store.current_explanation_ids(con, keys)
         rows = con.execute(
             "SELECT unit_index, explainer, explanation, simulator, score, ci_low, ci_high,"
             " score_undefined_reason FROM scored_explanations"
-            " WHERE run_id = ? AND score_kind = 'corr_top_random'"
+            " WHERE list_contains(?, explanation_id) AND score_kind = 'corr_top_random'"
             " ORDER BY unit_index, explainer, simulator",
-            [run_id],
+            [ids],
         ).fetchall()
+        # Each unit's clarity from the latest finished run that measured it (this one, for `run`).
         clar = dict(
             con.execute(
-                "SELECT u.unit_index, a.value FROM agreements a JOIN units u USING (unit_key)"
-                " WHERE a.run_id = ? AND a.kind = 'clarity'",
-                [run_id],
+                "SELECT u.unit_index, arg_max(a.value, r.started_at) FROM agreements a"
+                " JOIN units u USING (unit_key) JOIN runs r ON r.run_id = a.run_id"
+                " JOIN explanations e ON e.unit_key = a.unit_key"
+                " WHERE a.kind = 'clarity' AND r.status = 'finished'"
+                " AND list_contains(?, e.explanation_id) GROUP BY u.unit_index",
+                [ids],
             ).fetchall()
         )
-        ids = [
-            r[0]
-            for r in con.execute(
-                "SELECT DISTINCT explanation_id FROM scores WHERE run_id = ?", [run_id]
-            ).fetchall()
-        ]
         explanations = store.load_explanations(con, ids)
         scores = store.load_scores(con, ids)
     simulators = sorted({r[3] for r in rows})

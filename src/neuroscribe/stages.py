@@ -97,14 +97,19 @@ def simulate_explanations(
     windows: Mapping[str, Window],
     cfg: RunConfig,
     ledger: Ledger,
+    done: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Simulation]:
-    """Every simulator on every selected explanation, over the held-out windows of its unit."""
+    """Every simulator on every selected explanation, over the held-out windows of its unit,
+    except the (explanation id, simulator) pairs in ``done``."""
     by_key = {u.unit.key: u for u in units}
     todo = [e for e in explanations if e.status == "ok" and e.selected and e.unit_key in by_key]
     out: list[Simulation] = []
     for name in cfg.simulate.simulators:
+        mine = [e for e in todo if (e.explanation_id, name) not in done]
+        if not mine:
+            continue
         simulator = make_simulator(name, cfg.simulate, ledger)
-        for e in track(todo, f"simulate {name}"):
+        for e in track(mine, f"simulate {name}"):
             held_out = [
                 windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)
             ]
@@ -182,7 +187,7 @@ def agree_all(
     return out
 
 
-def preflight(cfg: RunConfig) -> None:
+def preflight(cfg: RunConfig, annotators: bool = True) -> None:
     """Every check of the user's input, before a run is recorded: the corpus, the model's files,
     every annotator's name, then (loading the model) the site, units and window length. Each
     failure raises an error whose message names the problem."""
@@ -193,14 +198,31 @@ def preflight(cfg: RunConfig) -> None:
 
     validate_inputs(cfg)
     resolve_source(cfg.subject.model, cfg.subject.gguf_file)
-    for name in cfg.explain.explainers:
-        check_annotator_name(name, role="explainer")
-    for name in [*cfg.simulate.simulators, cfg.explain.select_with]:
-        check_annotator_name(name, role="simulator")
+    if annotators:
+        check_annotators(cfg)
     # The model is cached per process, so collection reuses this load.
     loaded = load_model(cfg.subject.model, cfg.subject.gguf_file, cfg.subject.dtype)
     resolve_site(loaded.model, cfg.collect.site, cfg.unit_indices)
     check_window_size(loaded.model, cfg.collect.window_tokens, special_frame(loaded.tokenizer))
+
+
+def check_annotators(cfg: RunConfig, explainers: bool = True) -> None:
+    if explainers:
+        for name in cfg.explain.explainers:
+            check_annotator_name(name, role="explainer")
+    for name in [*cfg.simulate.simulators, cfg.explain.select_with]:
+        check_annotator_name(name, role="simulator")
+
+
+def subject_id(cfg: RunConfig) -> str:
+    """The subject's id (name and weights hash) without loading the model."""
+    from neuroscribe.models import resolve_source, weights_hash
+    from neuroscribe.records import Subject
+
+    source = resolve_source(cfg.subject.model, cfg.subject.gguf_file)
+    return Subject(
+        name=cfg.subject.model, weights_hash=weights_hash(source), architecture="", n_layers=0
+    ).subject_id
 
 
 def collect_units(cfg: RunConfig) -> CollectResult:

@@ -115,3 +115,20 @@ def test_run_small_default_then_query(tmp_path):
 
     w = neuroscribe("--warehouse", str(wh), "query", "delete from runs", cwd=tmp_path)
     assert w.returncode == 2 and "read-only" in w.stderr
+
+    # The stages alone: scoring again with the same simulators finds nothing missing and makes
+    # no LLM call; agreement is recomputed from stored predictions only.
+    def count(sql: str) -> int:
+        with duckdb.connect(str(wh), read_only=True) as c:
+            return c.execute(sql).fetchall()[0][0]
+
+    sims, calls = count("SELECT count(*) FROM simulations"), count("SELECT count(*) FROM llm_calls")
+    con.close()
+    s = neuroscribe("--warehouse", str(wh), "--config", str(cfg), "score", cwd=tmp_path)
+    assert s.returncode == 0, s.stderr[-3000:]
+    a = neuroscribe("--warehouse", str(wh), "--config", str(cfg), "agree", cwd=tmp_path)
+    assert a.returncode == 0, a.stderr[-3000:]
+    assert count("SELECT count(*) FROM simulations") == sims
+    assert count("SELECT count(*) FROM llm_calls") == calls
+    assert count("SELECT count(*) FROM runs WHERE status = 'finished'") == 3
+    assert count("SELECT count(DISTINCT run_id) FROM agreements") == 2

@@ -190,3 +190,13 @@ def test_rows_of_a_failed_run_are_taken_over_by_the_next_run(warehouse_path):
         store.start_run(con, "r3", cfg)
         store.save_scores(con, "r3", [score])
         assert con.execute("SELECT run_id FROM scores").fetchall() == [("r2",)]
+
+
+def test_a_unit_collected_differently_is_refused(warehouse_path):
+    subject, windows, unit = _records()
+    other = unit.model_copy(update={"windows": unit.windows[:2]})
+    with closing(connect(warehouse_path)) as con:
+        store.save_collection(con, "r1", subject, "c", windows, [unit])
+        store.save_collection(con, "r2", subject, "c", windows, [unit])  # same: fine
+        with pytest.raises(store.CollectionConflict, match="other windows or splits"):
+            store.save_collection(con, "r3", subject, "c", windows, [other])

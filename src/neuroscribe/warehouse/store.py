@@ -145,6 +145,7 @@ def save_collection(
     units: Iterable[UnitExamples],
 ) -> None:
     units = list(units)
+    _check_same_collection(con, units)
     with transaction(con):
         insert_rows(
             con,
@@ -212,6 +213,30 @@ def save_collection(
                 for w in u.windows
             ],
         )
+
+
+class CollectionConflict(ValueError):
+    """A unit is already in the warehouse with other windows or splits (another corpus or
+    collection settings). Mixing them would break the held-out splits, so it is refused."""
+
+
+def _check_same_collection(con: duckdb.DuckDBPyConnection, units: Sequence[UnitExamples]) -> None:
+    keys = [u.unit.key for u in units]
+    rows = con.execute(
+        "SELECT unit_key, list(window_id || ':' || split ORDER BY window_id) FROM unit_windows"
+        " WHERE list_contains(?, unit_key) GROUP BY unit_key",
+        [keys],
+    ).fetchall()
+    stored = dict(rows)
+    for u in units:
+        old = stored.get(u.unit.key)
+        new = sorted(f"{w.window_id}:{w.split.value}" for w in u.windows)
+        if old is not None and sorted(old) != new:
+            raise CollectionConflict(
+                f"unit {u.unit.key} is already in this warehouse with other windows or splits "
+                "(another corpus, or other collect settings); use another --warehouse for this "
+                "collection"
+            )
 
 
 def load_units(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list[UnitExamples]:
@@ -442,3 +467,30 @@ def load_scores(con: duckdb.DuckDBPyConnection, explanation_ids: Sequence[str]) 
         )
         for r in rows
     ]
+
+
+def find_unit_keys(
+    con: duckdb.DuckDBPyConnection, subject_id: str, site: str, indices: Sequence[int]
+) -> list[str]:
+    """Keys of the collected units of a subject's site with these indices, in index order."""
+    rows = con.execute(
+        "SELECT unit_key FROM units WHERE subject_id = ? AND site = ?"
+        " AND list_contains(?, unit_index) ORDER BY unit_index",
+        [subject_id, site, list(indices)],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def current_explanation_ids(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list[str]:
+    """For each (unit, explainer): the selected explanation of the most recent finished run that
+    made one (controls included). What later stages annotate and compare."""
+    rows = con.execute(
+        "SELECT explanation_id FROM explanations e JOIN runs r USING (run_id)"
+        " WHERE list_contains(?, e.unit_key) AND e.selected AND e.status = 'ok'"
+        " AND r.status = 'finished'"
+        " QUALIFY row_number() OVER (PARTITION BY e.unit_key, e.explainer"
+        "   ORDER BY r.started_at DESC, e.explanation_id) = 1"
+        " ORDER BY e.unit_key, e.explainer",
+        [list(unit_keys)],
+    ).fetchall()
+    return [r[0] for r in rows]
