@@ -17,6 +17,7 @@ from prefect.cache_policies import NONE
 from neuroscribe import stages
 from neuroscribe.config import RunConfig
 from neuroscribe.llm.base import Ledger
+from neuroscribe.llm.cache import prime_cache_from_warehouse
 from neuroscribe.warehouse import connect, store
 
 
@@ -42,6 +43,7 @@ def explain_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[st
     with closing(connect(warehouse)) as con:
         units = store.load_units(con, unit_keys)
         windows = store.load_windows(con, (w.window_id for u in units for w in u.windows))
+        prime_cache_from_warehouse(con)  # a call made before (by any run) is not made again
     ledger = Ledger()
     explanations = stages.explain_units(units, windows, cfg, ledger)
     with closing(connect(warehouse)) as con:
@@ -62,6 +64,7 @@ def simulate_task(
         done = frozenset(
             (s.explanation_id, s.simulator) for s in store.load_simulations(con, explanation_ids)
         )
+        prime_cache_from_warehouse(con)
     ledger = Ledger()
     simulations = stages.simulate_explanations(explanations, units, windows, cfg, ledger, done)
     with closing(connect(warehouse)) as con:
@@ -99,19 +102,22 @@ def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: lis
     return len(agreements)
 
 
-def _recorded(cfg: RunConfig, warehouse: str, run_id: str, body: Callable[[], None]) -> str:
-    """Record the run, run ``body``, and mark the run finished, or failed with the error."""
+def _recorded(
+    cfg: RunConfig, warehouse: str, run_id: str, body: Callable[[], list[str]]
+) -> list[str]:
+    """Record the run, run ``body``, and mark the run finished, or failed with the error.
+    Returns what ``body`` returns: the ids the run worked on."""
     with closing(connect(warehouse)) as con:
         store.start_run(con, run_id, cfg)
     try:
-        body()
+        ids = body()
     except BaseException as e:
         with closing(connect(warehouse)) as con:
             store.finish_run(con, run_id, "failed", f"{type(e).__name__}: {e}")
         raise
     with closing(connect(warehouse)) as con:
         store.finish_run(con, run_id, "finished")
-    return run_id
+    return ids
 
 
 def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
@@ -127,52 +133,56 @@ def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
 
 
 @flow(name="neuroscribe-run", validate_parameters=False)
-def run_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
-    """Every stage, end to end. Returns the run id."""
+def run_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
+    """Every stage, end to end. Returns the ids of the run's explanations."""
     stages.preflight(cfg)
 
-    def body() -> None:
+    def body() -> list[str]:
         unit_keys = collect_task(cfg, warehouse, run_id)
         explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
         simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
         score_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
         agree_task(cfg, warehouse, run_id, explanation_ids)
+        return explanation_ids
 
     return _recorded(cfg, warehouse, run_id, body)
 
 
 @flow(name="neuroscribe-collect", validate_parameters=False)
-def collect_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
-    """Collection alone: windows, activations, statistics and held-out splits."""
+def collect_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
+    """Collection alone: windows, activations, statistics and held-out splits. Returns the
+    unit keys."""
     stages.preflight(cfg, annotators=False)
     return _recorded(cfg, warehouse, run_id, lambda: collect_task(cfg, warehouse, run_id))
 
 
 @flow(name="neuroscribe-score", validate_parameters=False)
-def score_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
+def score_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
     """Simulate and score the current explanations of already collected units with the
     configured simulators, doing only what is missing (a new simulator scores everything that
     exists; an old one nothing new)."""
     stages.check_annotators(cfg, explainers=False)
 
-    def body() -> None:
+    def body() -> list[str]:
         unit_keys = _collected_units(cfg, warehouse)
         with closing(connect(warehouse)) as con:
             ids = store.current_explanation_ids(con, unit_keys)
         simulate_task(cfg, warehouse, run_id, unit_keys, ids)
         score_task(cfg, warehouse, run_id, unit_keys, ids)
+        return ids
 
     return _recorded(cfg, warehouse, run_id, body)
 
 
 @flow(name="neuroscribe-agree", validate_parameters=False)
-def agree_flow(cfg: RunConfig, warehouse: str, run_id: str) -> str:
+def agree_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
     """Agreement statistics over everything stored for the config's units (no LLM calls)."""
 
-    def body() -> None:
+    def body() -> list[str]:
         unit_keys = _collected_units(cfg, warehouse)
         with closing(connect(warehouse)) as con:
             ids = store.current_explanation_ids(con, unit_keys)
         agree_task(cfg, warehouse, run_id, ids)
+        return ids
 
     return _recorded(cfg, warehouse, run_id, body)

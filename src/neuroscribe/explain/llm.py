@@ -45,6 +45,8 @@ class LLMExplainer:
         self.backend = backend
         self.cfg = cfg
         self.prompt = prompt
+        self.max_concurrency: int = getattr(backend, "max_concurrency", 1)
+        """Units ``explain_all`` may explain at once (the backend's limit)."""
 
     def explain(
         self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int

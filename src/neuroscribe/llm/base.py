@@ -8,8 +8,11 @@ request hash is the cache key.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Literal, Protocol
+
+from pydantic import Field
 
 from neuroscribe.ids import content_hash
 from neuroscribe.records import Record
@@ -76,19 +79,26 @@ class LLMCall(Record):
     latency_ms: float = 0.0
     cost_usd: float | None = None
     cache_hit: bool = False
+    retries: int = Field(default=0, exclude=True)
+    """Attempts beyond the first (429, 5xx, timeouts). Kept in memory for the run summary; not a
+    column of ``llm_calls`` yet, so ``model_dump`` leaves it out."""
 
 
 class Ledger:
-    """Collects the calls made during a stage; the flow writes them to the warehouse."""
+    """Collects the calls made during a stage; the flow writes them to the warehouse.
+    Thread-safe: simulators call backends from a pool."""
 
     def __init__(self) -> None:
         self.calls: list[LLMCall] = []
+        self._lock = threading.Lock()
 
     def add(self, call: LLMCall) -> None:
-        self.calls.append(call)
+        with self._lock:
+            self.calls.append(call)
 
     def drain(self) -> list[LLMCall]:
-        calls, self.calls = self.calls, []
+        with self._lock:
+            calls, self.calls = self.calls, []
         return calls
 
 

@@ -9,25 +9,21 @@ A script is a list consumed one entry per call, or a callable ``request -> entry
 string (the text of every requested sample), a sequence of strings (one per sample), a
 ``ChatResponse``, or an exception instance (raised as ``BackendError``). ``distributions`` makes
 the fake an in-process-style backend with next-token distributions (for the all-at-once
-simulator).
+simulator). With ``cache=True`` the fake answers through the process-wide response cache like a
+real backend (a repeated request is a cache hit; the cache can be primed from a warehouse);
+by default every call reaches the script, since scripted answers change between calls.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Union
 
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message
-from neuroscribe.llm.registry import (
-    BackendError,
-    CallRecorder,
-    chat_params,
-    describe_chat,
-    plain_chat_format,
-)
+from neuroscribe.llm.cache import CHAT, DISTRIBUTIONS, ResponseCache
+from neuroscribe.llm.registry import BackendError, CallRecorder, chat_params, plain_chat_format
 
 Entry = Union[str, Sequence[str], ChatResponse, BaseException]  # noqa: UP007 (runtime alias)
 Script = Sequence[Entry] | Callable[[ChatRequest], Entry]
@@ -39,8 +35,12 @@ class FakeSpec:
     script: Script
     capabilities: Capabilities
     distributions: Distributions | None = None
+    cache: bool = False
+    """Answer through the process-wide response cache, like a real backend."""
     requests: list[ChatRequest] = field(default_factory=list)
-    """Every chat request any backend built from this spec received, for assertions."""
+    """Every chat request that reached the script (cache hits do not), for assertions."""
+    distribution_calls: int = 0
+    """Next-token distribution calls that reached ``distributions`` (cache hits do not)."""
 
 
 _FAKES: dict[str, FakeSpec] = {}
@@ -52,6 +52,7 @@ def register_fake(
     *,
     distributions: Distributions | None = None,
     capabilities: Capabilities | None = None,
+    cache: bool = False,
 ) -> FakeSpec:
     """Register (or replace) a scripted backend under ``fake/<anything>``."""
     if not name.startswith("fake/"):
@@ -59,40 +60,51 @@ def register_fake(
     caps = capabilities or Capabilities(
         logprobs=False, prompt_distributions=distributions is not None, json_schema=True
     )
-    spec = FakeSpec(script, caps, distributions)
+    spec = FakeSpec(script, caps, distributions, cache)
     _FAKES[name] = spec
     return spec
+
+
+def is_registered(name: str) -> bool:
+    return name in _FAKES
 
 
 def unregister_fake(name: str) -> None:
     _FAKES.pop(name, None)
 
 
-def fake_backend(name: str, recorder: CallRecorder) -> FakeBackend:
+def fake_backend(name: str, recorder: CallRecorder, max_concurrency: int = 1) -> FakeBackend:
     if name not in _FAKES:
         known = ", ".join(sorted(_FAKES)) or "none"
         raise ValueError(f"no fake backend registered as '{name}' (registered: {known})")
-    return FakeBackend(name, _FAKES[name], recorder)
+    spec = _FAKES[name]
+    if not spec.cache:
+        recorder.cache = ResponseCache()  # private and fresh: every call reaches the script
+    return FakeBackend(name, spec, recorder, max_concurrency)
 
 
 class FakeBackend:
     """Answers from a script; records calls like a real backend."""
 
-    def __init__(self, name: str, spec: FakeSpec, recorder: CallRecorder) -> None:
+    def __init__(
+        self, name: str, spec: FakeSpec, recorder: CallRecorder, max_concurrency: int = 1
+    ) -> None:
         self.name = name
+        self.max_concurrency = max_concurrency
+        """1 unless configured: a list script's order must not depend on threads."""
         self.spec = spec
         self.capabilities = spec.capabilities
         self.recorder = recorder
         self._next = 0
 
     def chat(self, request: ChatRequest) -> ChatResponse:
-        self.spec.requests.append(request)
         return self.recorder.run(
             request.request_hash(self.name), chat_params(request),
-            lambda: self._answer(request), describe_chat,
+            lambda: self._answer(request), CHAT,
         )
 
     def _answer(self, request: ChatRequest) -> ChatResponse:
+        self.spec.requests.append(request)
         script = self.spec.script
         if callable(script):
             entry = script(request)
@@ -114,12 +126,14 @@ class FakeBackend:
         if self.spec.distributions is None:
             raise NotImplementedError(f"{self.name} has no next-token distributions")
         fn = self.spec.distributions
+
+        def call() -> list[dict[str, float]]:
+            self.spec.distribution_calls += 1
+            return fn(prompt, positions, candidates)
+
         key = content_hash(self.name, prompt, list(positions), list(candidates), length=32)
         params = {"kind": "next_token_distributions", "n_positions": len(positions)}
-        return self.recorder.run(
-            key, params, lambda: fn(prompt, positions, candidates),
-            lambda d: (json.dumps(d), 0, 0),
-        )
+        return self.recorder.run(key, params, call, DISTRIBUTIONS)
 
     def format_chat(self, messages: tuple[Message, ...], continue_final: bool = False) -> str:
         return plain_chat_format(messages, continue_final)

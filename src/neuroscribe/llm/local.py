@@ -7,14 +7,14 @@ per process, so the subject and this annotator share one copy when they name the
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
-from neuroscribe.llm.registry import CallRecorder, chat_params, describe_chat, plain_chat_format
+from neuroscribe.llm.cache import CHAT, DISTRIBUTIONS
+from neuroscribe.llm.registry import CallRecorder, chat_params, plain_chat_format
 
 
 class LocalBackend:
@@ -61,7 +61,7 @@ class LocalBackend:
     def chat(self, request: ChatRequest) -> ChatResponse:
         return self.recorder.run(
             request.request_hash(self.cache_identity), chat_params(request),
-            lambda: self._generate(request), describe_chat,
+            lambda: self._generate(request), CHAT,
         )
 
     def _generate(self, request: ChatRequest) -> ChatResponse:
@@ -121,9 +121,9 @@ class LocalBackend:
             "positions": list(positions),
             "candidates": list(candidates),
         }
+        # Stored unrounded: a cache primed from the warehouse must answer exactly as this call.
         return self.recorder.run(
-            key, params, lambda: self._distributions(prompt, positions, candidates),
-            lambda d: (json.dumps([{k: round(v, 6) for k, v in x.items()} for x in d]), 0, 0),
+            key, params, lambda: self._distributions(prompt, positions, candidates), DISTRIBUTIONS
         )
 
     def _distributions(

@@ -1,27 +1,40 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp's server, Ollama, OpenRouter).
 
-Settings come from the environment, never from the config file (the key is a secret):
-``NEUROSCRIBE_OPENAI_BASE_URL`` or ``OPENAI_BASE_URL``, ``OPENAI_API_KEY``, and
-``NEUROSCRIBE_OPENAI_{TIMEOUT,MAX_RETRIES,LOGPROBS,JSON_SCHEMA,CONCURRENCY}``. Retries and
-timeouts are the client's own. Capabilities are declared, not probed: logprobs off and JSON
-schema on by default, which llama.cpp's server, vLLM and OpenAI all satisfy.
+Settings come from the environment, overridden per annotator by the run config
+(``[annotators."openai/<model>"]``, see ``AnnotatorConfig``). The key comes only from
+``OPENAI_API_KEY``: it is never part of a config, a ledger row or a log line. Environment:
+``NEUROSCRIBE_OPENAI_BASE_URL`` or ``OPENAI_BASE_URL``, and
+``NEUROSCRIBE_OPENAI_{TIMEOUT,MAX_RETRIES,LOGPROBS,JSON_SCHEMA,CONCURRENCY}``.
+
+Robustness is ours, not the client's (``max_retries=0`` on the client): at most ``concurrency``
+requests of one annotator in flight (a process-wide semaphore; callers send windows from a
+thread pool of that size), a timeout per attempt, and retries with exponential backoff and jitter
+on 429/5xx/timeouts/connection errors only (``neuroscribe.llm.retry``). Capabilities are
+declared, not probed: logprobs off and JSON schema on by default, which llama.cpp's server, vLLM
+and OpenAI all satisfy. ``check_backend`` is the cheap preflight call.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
+from neuroscribe.llm.cache import CHAT
 from neuroscribe.llm.registry import (
     BackendError,
     CallRecorder,
+    RetryCounter,
     chat_params,
-    describe_chat,
+    concurrency_limit,
     env_flag,
     plain_chat_format,
 )
+from neuroscribe.llm.retry import RetryPolicy, call_with_retries
+
+if TYPE_CHECKING:
+    from neuroscribe.config import AnnotatorConfig
 
 
 @dataclass(frozen=True)
@@ -29,10 +42,11 @@ class OpenAISettings:
     base_url: str | None = None
     """None means the client's default (api.openai.com)."""
     timeout_s: float = 120.0
-    max_retries: int = 2
+    """Per attempt."""
+    max_retries: int = 4
     logprobs: bool = False
     json_schema: bool = True
-    max_concurrency: int = 4
+    max_concurrency: int = 8
     """Requests in flight at once from one annotator (windows are simulated in parallel)."""
 
     @classmethod
@@ -41,11 +55,31 @@ class OpenAISettings:
         return cls(
             base_url=env.get("NEUROSCRIBE_OPENAI_BASE_URL") or env.get("OPENAI_BASE_URL") or None,
             timeout_s=float(env.get("NEUROSCRIBE_OPENAI_TIMEOUT") or 120.0),
-            max_retries=int(env.get("NEUROSCRIBE_OPENAI_MAX_RETRIES") or 2),
+            max_retries=int(env.get("NEUROSCRIBE_OPENAI_MAX_RETRIES") or 4),
             logprobs=env_flag("NEUROSCRIBE_OPENAI_LOGPROBS", False),
             json_schema=env_flag("NEUROSCRIBE_OPENAI_JSON_SCHEMA", True),
-            max_concurrency=max(1, int(env.get("NEUROSCRIBE_OPENAI_CONCURRENCY") or 4)),
+            max_concurrency=max(1, int(env.get("NEUROSCRIBE_OPENAI_CONCURRENCY") or 8)),
         )
+
+    def with_overrides(self, annotator: AnnotatorConfig | None) -> OpenAISettings:
+        """These settings with the run config's per-annotator values where they are set."""
+        if annotator is None:
+            return self
+        pairs = {
+            "base_url": annotator.base_url, "timeout_s": annotator.timeout_s,
+            "max_retries": annotator.max_retries, "logprobs": annotator.logprobs,
+            "json_schema": annotator.json_schema, "max_concurrency": annotator.concurrency,
+        }
+        return replace(self, **{k: v for k, v in pairs.items() if v is not None})
+
+
+class PreflightError(ValueError):
+    """An annotator that cannot be used, found before the run starts. ``reason`` is one of
+    ``unreachable``, ``auth``, ``unknown_model``, ``rejected``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class OpenAIBackend:
@@ -62,38 +96,40 @@ class OpenAIBackend:
             logprobs=settings.logprobs, prompt_distributions=False, json_schema=settings.json_schema
         )
         self.max_concurrency = settings.max_concurrency
+        self.policy = RetryPolicy(max_retries=settings.max_retries)
+        self._slots = concurrency_limit(name, settings.max_concurrency)
         self._client: Any = None
+
+    @property
+    def cache_identity(self) -> str:
+        """What answers depend on besides the request: the annotator and the endpoint."""
+        return f"{self.name}@{self.settings.base_url or 'default'}"
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            import openai
-
-            # Local servers ignore the key, but the client refuses to start without one.
-            self._client = openai.OpenAI(
-                base_url=self.settings.base_url,
-                api_key=os.environ.get("OPENAI_API_KEY") or "not-set",
-                timeout=self.settings.timeout_s,
-                max_retries=self.settings.max_retries,
-            )
+            self._client = _client(self.settings, self.settings.timeout_s)
         return self._client
 
     def format_chat(self, messages: tuple[Message, ...], continue_final: bool = False) -> str:
         return plain_chat_format(messages, continue_final)
 
     def chat(self, request: ChatRequest) -> ChatResponse:
+        counter = RetryCounter()
         return self.recorder.run(
-            request.request_hash(self.name), chat_params(request),
-            lambda: self._create(request), describe_chat,
+            request.request_hash(self.cache_identity), chat_params(request),
+            lambda: self._create(request, counter), CHAT, counter,
         )
 
     def next_token_distributions(self, prompt: str, positions: Any, candidates: Any) -> Any:
         # Chat endpoints cannot score positions inside the prompt (llama-server ignores echo).
         raise NotImplementedError(f"{self.name} has no prompt distributions")
 
-    def _create(self, request: ChatRequest) -> ChatResponse:
-        import openai
+    def _attempt(self, kwargs: dict[str, Any]) -> Any:
+        with self._slots:  # held for one attempt only, never while backing off
+            return self.client.chat.completions.create(**kwargs)
 
+    def _create(self, request: ChatRequest, counter: RetryCounter) -> ChatResponse:
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
@@ -111,17 +147,19 @@ class OpenAIBackend:
         if request.json_schema is not None:
             if not self.capabilities.json_schema:
                 raise ValueError(f"{self.name}: JSON schema requested but not declared available")
-            kwargs["response_format"] = {
+            # Sent as extra_body: the client's typed transform walks a schema recursively and cost
+            # about 2.5 ms per call (benchmarks/llm_throughput.py); the JSON is sent unchanged.
+            kwargs["extra_body"] = {"response_format": {
                 "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True},
+                "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True}},
             }
-        try:
-            completion = self.client.chat.completions.create(**kwargs)
-        except openai.OpenAIError as e:
-            raise BackendError(f"{self.name}: {type(e).__name__}: {e}") from e
+        completion = call_with_retries(
+            lambda: self._attempt(kwargs), self.policy, counter,
+            lambda e: f"{self.name}: {type(e).__name__}: {e}",
+        )
         choices = sorted(completion.choices or [], key=lambda c: c.index)
         if not choices:
-            raise BackendError(f"{self.name}: the response has no choices")
+            raise BackendError(f"{self.name}: the response has no choices", "protocol")
         usage = completion.usage
         return ChatResponse(
             texts=tuple(c.message.content or "" for c in choices),
@@ -140,3 +178,63 @@ def _logprobs(choices: list[Any]) -> tuple[tuple[TokenLogprobs, ...], ...] | Non
             for t in content
         ))
     return tuple(out)
+
+
+def _client(settings: OpenAISettings, timeout_s: float) -> Any:
+    import openai
+
+    # Local servers ignore the key, but the client refuses to start without one.
+    return openai.OpenAI(
+        base_url=settings.base_url,
+        api_key=os.environ.get("OPENAI_API_KEY") or "not-set",
+        timeout=timeout_s,
+        max_retries=0,  # our policy (neuroscribe.llm.retry), not the client's
+    )
+
+
+def preflight_openai(name: str, model: str, settings: OpenAISettings) -> None:
+    """One cheap call (a 1-token chat, no retries, at most 30 s) that turns an unreachable
+    endpoint, a wrong key or an unknown model into a ``PreflightError`` naming the problem."""
+    import openai
+
+    where = settings.base_url or "https://api.openai.com/v1"
+    client = _client(settings, min(settings.timeout_s, 30.0))
+    try:
+        client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": "Say OK."}], max_tokens=1,
+            temperature=0.0,
+        )
+    except openai.APIConnectionError as e:  # timeouts included
+        raise PreflightError(
+            f"annotator '{name}': cannot reach the endpoint {where} ({type(e).__name__}: {e}); "
+            "check OPENAI_BASE_URL or annotators.base_url and that the server is running",
+            "unreachable",
+        ) from e
+    except openai.AuthenticationError as e:
+        raise PreflightError(
+            f"annotator '{name}': the endpoint {where} rejected the API key (401); "
+            "check OPENAI_API_KEY", "auth",
+        ) from e
+    except openai.NotFoundError as e:
+        raise PreflightError(
+            f"annotator '{name}': the endpoint {where} does not know the model '{model}' (404: "
+            f"{_message(e)})", "unknown_model",
+        ) from e
+    except openai.APIStatusError as e:
+        if e.status_code == 429 or e.status_code >= 500:
+            return  # busy or flaky, not misconfigured: the run's retries deal with it
+        raise PreflightError(
+            f"annotator '{name}': the endpoint {where} refused a 1-token test request "
+            f"({e.status_code}: {_message(e)})", "rejected",
+        ) from e
+    finally:
+        client.close()
+
+
+def _message(e: Any) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+    return str(e)

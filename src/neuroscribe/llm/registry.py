@@ -2,37 +2,62 @@
 
 A backend object is bound to one annotator name, one purpose (``explain``, ``simulate``) and one
 prompt (its sha is stored on every ledger row), because ``Backend.chat`` only receives the
-request. Responses are cached in memory by request hash: a repeated request is answered from the
-cache and recorded as a cache hit, never sent again.
+request. Responses are cached by request hash in the process-wide ``RESPONSE_CACHE`` (which the
+flow primes from the warehouse, see ``neuroscribe.llm.cache``): a repeated request is answered
+from the cache and recorded as a cache hit with zero latency, never sent again.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from neuroscribe.llm.base import Backend, ChatRequest, ChatResponse, Ledger, LLMCall, Message
+from neuroscribe.llm.base import Backend, ChatRequest, Ledger, LLMCall, Message
+from neuroscribe.llm.cache import (
+    RESPONSE_CACHE,
+    CachedResponse,
+    Codec,
+    ResponseCache,
+    clear_response_cache,
+    prime_cache,
+)
+
+if TYPE_CHECKING:
+    from neuroscribe.config import AnnotatorConfig
 
 LLM_BACKENDS = ("local", "openai", "fake")
-"""Backends that are LLMs; ``baseline`` annotators are built by ``explain``/``simulate``."""
+"""Backends that are LLMs; ``baseline`` and ``embedding`` annotators are built by
+``explain``/``simulate``."""
 
 T = TypeVar("T")
 
-_SHARED_CACHE: dict[str, Any] = {}
-"""Process-wide response cache for real backends, keyed by request hash."""
-
-
-def clear_response_cache() -> None:
-    """Forget every cached response (tests; a long-lived process that wants fresh samples)."""
-    _SHARED_CACHE.clear()
+__all__ = [
+    "BackendError", "CallRecorder", "check_backend", "clear_response_cache", "make_backend",
+    "prime_cache",
+]
 
 
 class BackendError(RuntimeError):
     """A call that did not produce a response (network, server, protocol). Callers turn it into a
-    typed failure; the message is stored in the ledger, never used as annotator output."""
+    typed failure; the message is stored in the ledger, never used as annotator output.
+
+    ``kind`` is one of ``timeout``, ``connection``, ``rate_limited``, ``server_error``,
+    ``client_error`` (a 4xx that a retry would not change), ``protocol`` or ``error``; the ledger's
+    ``error`` column starts with it, and the run summary counts failures by it."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class RetryCounter:
+    """Retries made while answering one request (set by backends that retry)."""
+
+    def __init__(self) -> None:
+        self.retries = 0
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -51,7 +76,7 @@ def plain_chat_format(messages: tuple[Message, ...], continue_final: bool = Fals
 
 
 class CallRecorder:
-    """Ledger rows and the response cache for one bound backend."""
+    """Ledger rows, the response cache and cost estimates for one bound backend."""
 
     def __init__(
         self,
@@ -59,42 +84,52 @@ class CallRecorder:
         ledger: Ledger | None,
         purpose: str,
         prompt_sha: str | None,
-        cache: dict[str, Any] | None = None,
+        cache: ResponseCache | None = None,
+        prices: tuple[float, float] | None = None,
     ) -> None:
         self.annotator = annotator
         self.ledger = ledger
         self.purpose = purpose
         self.prompt_sha = prompt_sha
-        self.cache = _SHARED_CACHE if cache is None else cache
+        self.cache = RESPONSE_CACHE if cache is None else cache
+        self.prices = prices
+        """US dollars per 1,000 prompt and completion tokens, when configured."""
 
     def run(
         self,
         request_hash: str,
         params: dict[str, Any],
         call: Callable[[], T],
-        describe: Callable[[T], tuple[str, int, int]],
+        codec: Codec[T],
+        counter: RetryCounter | None = None,
     ) -> T:
-        """Answer from the cache or make ``call``; record one ledger row either way.
-
-        ``describe`` turns a result into (raw response text, prompt tokens, completion tokens).
-        """
-        if request_hash in self.cache:
-            result = self.cache[request_hash]
-            raw, pt, ct = describe(result)
-            self._add(request_hash, params, raw, "ok", None, pt, ct, 0.0, cache_hit=True)
-            return result
+        """Answer from the cache or make ``call``; record one ledger row either way. The result
+        is stored (and a hit rebuilt) through ``codec``, exactly as the ledger stores it."""
+        hit = self.cache.get(request_hash)
+        if hit is not None:
+            self._add(request_hash, params, hit.raw, "ok", None, hit.prompt_tokens,
+                      hit.completion_tokens, 0.0, cache_hit=True)
+            return codec.decode(hit.raw)
         start = time.perf_counter()
         try:
             result = call()
         except Exception as e:
             ms = (time.perf_counter() - start) * 1000
-            self._add(request_hash, params, None, "failed", f"{type(e).__name__}: {e}", 0, 0, ms)
+            kind = e.kind if isinstance(e, BackendError) else type(e).__name__
+            self._add(request_hash, params, None, "failed", f"{kind}: {e}", 0, 0, ms,
+                      retries=counter.retries if counter else 0)
             raise
         ms = (time.perf_counter() - start) * 1000
-        raw, pt, ct = describe(result)
-        self.cache[request_hash] = result
-        self._add(request_hash, params, raw, "ok", None, pt, ct, ms)
+        raw, pt, ct = codec.encode(result)
+        self.cache.put(request_hash, CachedResponse(raw, pt, ct))
+        self._add(request_hash, params, raw, "ok", None, pt, ct, ms,
+                  retries=counter.retries if counter else 0)
         return result
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+        if self.prices is None:
+            return None
+        return (prompt_tokens * self.prices[0] + completion_tokens * self.prices[1]) / 1000
 
     def _add(
         self,
@@ -107,6 +142,7 @@ class CallRecorder:
         completion_tokens: int,
         latency_ms: float,
         cache_hit: bool = False,
+        retries: int = 0,
     ) -> None:
         if self.ledger is None:
             return
@@ -123,7 +159,9 @@ class CallRecorder:
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
                 latency_ms=latency_ms,
+                cost_usd=0.0 if cache_hit else self.cost(prompt_tokens, completion_tokens),
                 cache_hit=cache_hit,
+                retries=retries,
             )
         )
 
@@ -133,8 +171,19 @@ def chat_params(request: ChatRequest) -> dict[str, Any]:
     return request.model_dump(mode="json")
 
 
-def describe_chat(response: ChatResponse) -> tuple[str, int, int]:
-    return json.dumps(list(response.texts)), response.prompt_tokens, response.completion_tokens
+_LIMITS: dict[str, tuple[int, threading.BoundedSemaphore]] = {}
+_LIMITS_LOCK = threading.Lock()
+
+
+def concurrency_limit(annotator: str, concurrency: int) -> threading.BoundedSemaphore:
+    """The process-wide semaphore that caps requests in flight for one annotator, shared by
+    all its bound backends (explain, select, simulate)."""
+    with _LIMITS_LOCK:
+        held = _LIMITS.get(annotator)
+        if held is None or held[0] != concurrency:
+            held = (concurrency, threading.BoundedSemaphore(concurrency))
+            _LIMITS[annotator] = held
+        return held[1]
 
 
 def make_backend(
@@ -143,10 +192,17 @@ def make_backend(
     purpose: str = "explain",
     prompt_sha: str | None = None,
     local_dtype: str = "float32",
+    annotator: AnnotatorConfig | None = None,
 ) -> Backend:
-    """Build the LLM backend named ``backend/model``; ValueError for an unknown backend."""
+    """Build the LLM backend named ``backend/model``, with its per-annotator settings from the
+    run config (``RunConfig.annotators[name]``); ValueError for an unknown backend."""
     backend, model = split_name(name)
-    recorder = CallRecorder(name, ledger, purpose, prompt_sha)
+    prices = None
+    if annotator is not None and (
+        annotator.cost_in_per_1k is not None or annotator.cost_out_per_1k is not None
+    ):
+        prices = (annotator.cost_in_per_1k or 0.0, annotator.cost_out_per_1k or 0.0)
+    recorder = CallRecorder(name, ledger, purpose, prompt_sha, prices=prices)
     if backend == "local":
         from neuroscribe.llm.local import LocalBackend
 
@@ -154,14 +210,36 @@ def make_backend(
     if backend == "openai":
         from neuroscribe.llm.openai_backend import OpenAIBackend, OpenAISettings
 
-        return OpenAIBackend(name, model, recorder, OpenAISettings.from_env())
+        settings = OpenAISettings.from_env().with_overrides(annotator)
+        return OpenAIBackend(name, model, recorder, settings)
     if backend == "fake":
         from neuroscribe.llm.fake import fake_backend
 
-        recorder.cache = {}  # scripted answers change between calls; never serve them cached
-        return fake_backend(name, recorder)
+        concurrency = annotator.concurrency if annotator and annotator.concurrency else 1
+        return fake_backend(name, recorder, concurrency)
     valid = ", ".join(LLM_BACKENDS)
     raise ValueError(f"unknown LLM backend '{backend}' in '{name}'; valid LLM backends: {valid}")
+
+
+def check_backend(name: str, annotator: AnnotatorConfig | None = None) -> None:
+    """Preflight for one annotator, before a run starts: ``openai`` makes one 1-token call and
+    raises ``PreflightError`` (a ValueError) for an unreachable endpoint, a wrong key or an
+    unknown model; ``fake`` must be registered; ``local`` models must resolve to files (not
+    loaded). Non-LLM annotators (``baseline``, ``embedding``) need nothing."""
+    backend, model = split_name(name)
+    if backend == "openai":
+        from neuroscribe.llm.openai_backend import OpenAISettings, preflight_openai
+
+        preflight_openai(name, model, OpenAISettings.from_env().with_overrides(annotator))
+    elif backend == "fake":
+        from neuroscribe.llm.fake import is_registered
+
+        if not is_registered(name):
+            raise ValueError(f"no fake backend registered as '{name}'")
+    elif backend == "local":
+        from neuroscribe.models import resolve_source
+
+        resolve_source(model)
 
 
 def env_flag(var: str, default: bool) -> bool:

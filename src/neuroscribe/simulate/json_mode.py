@@ -91,11 +91,16 @@ def parse_answer(text: str, n_tokens: int) -> list[float]:
 class JsonSimulator:
     """``openai/...`` (or a ``fake/...`` without distributions)."""
 
-    def __init__(self, name: str, backend: Backend, prompt: Prompt | None = None) -> None:
+    def __init__(
+        self, name: str, backend: Backend, prompt: Prompt | None = None, temperature: float = 0.0
+    ) -> None:
         self.name = name
         self.backend = backend
         self.prompt = prompt or load_prompt(PROMPT)
         self.repair = load_prompt(REPAIR_PROMPT)
+        self.temperature = temperature
+        self.max_concurrency: int = getattr(backend, "max_concurrency", 1)
+        """Windows in flight at once (the backend's per-annotator limit)."""
 
     def messages(self, explanation: str, tokens: Sequence[str]) -> tuple[Message, ...]:
         return self.prompt.render_messages(
@@ -107,7 +112,7 @@ class JsonSimulator:
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
         # Endpoints serve requests in parallel; scripted and in-process backends do not declare
         # ``max_concurrency`` and run in order (a script's order must not depend on threads).
-        workers = min(getattr(self.backend, "max_concurrency", 1), len(windows))
+        workers = min(self.max_concurrency, len(windows))
         if workers <= 1:
             return [self._one(explanation, w) for w in windows]
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -116,7 +121,8 @@ class JsonSimulator:
     def _request(self, messages: tuple[Message, ...], n_tokens: int) -> ChatRequest:
         schema = answer_schema(n_tokens) if self.backend.capabilities.json_schema else None
         return ChatRequest(
-            messages=messages, temperature=0.0, max_tokens=64 + 24 * n_tokens, json_schema=schema
+            messages=messages, temperature=self.temperature, max_tokens=64 + 24 * n_tokens,
+            json_schema=schema,
         )
 
     def _one(self, explanation: Explanation, window: Window) -> Simulation:
