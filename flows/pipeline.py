@@ -122,8 +122,9 @@ def _recorded(
 
 def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
     """The config's units as already collected in the warehouse; an error if there are none."""
+    subject, sites, sae_id = stages.unit_selector(cfg)
     with closing(connect(warehouse)) as con:
-        keys = store.find_unit_keys(con, stages.subject_id(cfg), cfg.collect.site, cfg.unit_indices)
+        keys = store.find_unit_keys(con, subject, sites, cfg.unit_indices, sae_id)
     if not keys:
         raise ValueError(
             f"no collected units of {cfg.subject.model} at {cfg.collect.site} in {warehouse}; "

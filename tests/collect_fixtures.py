@@ -187,6 +187,8 @@ def build_cfg(model: str | Path, corpus: str | Path, **collect: Any) -> RunConfi
         "n_score_top": 2,
         "n_random": 2,
     }
+    if collect.get("sae"):
+        del defaults["site"]  # the SAE's hook decides the site
     defaults.update(collect)
     return RunConfig.model_validate(
         {
@@ -195,3 +197,36 @@ def build_cfg(model: str | Path, corpus: str | Path, **collect: Any) -> RunConfi
             "collect": defaults,
         }
     )
+
+
+def write_sae(
+    directory: Path,
+    d_in: int = HIDDEN,
+    d_sae: int = 48,
+    architecture: str = "standard",
+    hook_name: str | None = "blocks.1.hook_resid_post",
+    seed: int = 0,
+    **cfg: Any,
+) -> Path:
+    """A random-weight SAE in the SAELens layout (cfg.json + sae_weights.safetensors)."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    weights = {
+        "W_enc": torch.randn(d_in, d_sae, generator=g) / d_in**0.5,
+        "b_enc": torch.randn(d_sae, generator=g) * 0.1,
+        "W_dec": torch.randn(d_sae, d_in, generator=g),
+        "b_dec": torch.randn(d_in, generator=g) * 0.1,
+    }
+    if architecture == "jumprelu":
+        weights["threshold"] = torch.rand(d_sae, generator=g) * 0.2
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(weights, str(directory / "sae_weights.safetensors"))
+    body: dict[str, Any] = {"d_in": d_in, "d_sae": d_sae, "architecture": architecture}
+    if hook_name is not None:
+        body["hook_name"] = hook_name
+    if architecture == "topk":
+        body["k"] = 5
+    body.update(cfg)
+    (directory / "cfg.json").write_text(json.dumps(body))
+    return directory

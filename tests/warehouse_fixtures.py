@@ -35,8 +35,9 @@ from neuroscribe.warehouse import connect, store
 
 RUN_ID = "20250101T000000-finished"
 UNFINISHED_RUN_ID = "20250102T000000-running"
-SUBJECT = Subject(name="tiny-llama", weights_hash="0123456789abcdef", architecture="llama",
-                  n_layers=2)
+SUBJECT = Subject(
+    name="tiny-llama", weights_hash="0123456789abcdef", architecture="llama", n_layers=2
+)
 EXPLAINER_A = "fake/explainer-a"
 EXPLAINER_B = "fake/explainer-b"
 CONTROL = "control/shuffled"
@@ -98,39 +99,62 @@ class BuiltWarehouse:
 
 def _unit(site: str, index: int, seed: int) -> tuple[UnitExamples, list[Window]]:
     windows, unit_windows = [], []
-    layout = [(Split.EXPLAIN, 0), (Split.EXPLAIN, 1), (Split.VALIDATE, 2), (Split.CALIBRATE, 3),
-              (Split.SCORE_TOP, 4), (Split.SCORE_TOP, 5), (Split.SCORE_RANDOM, -1),
-              (Split.SCORE_RANDOM, -1)]
+    layout = [
+        (Split.EXPLAIN, 0),
+        (Split.EXPLAIN, 1),
+        (Split.VALIDATE, 2),
+        (Split.CALIBRATE, 3),
+        (Split.SCORE_TOP, 4),
+        (Split.SCORE_TOP, 5),
+        (Split.SCORE_RANDOM, -1),
+        (Split.SCORE_RANDOM, -1),
+    ]
     for i, (split, rank) in enumerate(layout):
         tokens = tuple(WORDS[(seed * 3 + i + j * (j + 1) // 2) % len(WORDS)] for j in range(8))
         ids = tuple(WORDS.index(t) for t in tokens)
         doc = f"doc-{site}-{index}-{i}"
-        w = Window(window_id=Window.make_id("corpus", doc, 0, ids), corpus_id="corpus",
-                   doc_id=doc, start=0, token_ids=ids, tokens=tokens)
+        w = Window(
+            window_id=Window.make_id("corpus", doc, 0, ids),
+            corpus_id="corpus",
+            doc_id=doc,
+            start=0,
+            token_ids=ids,
+            tokens=tokens,
+        )
         top = split != Split.SCORE_RANDOM
         acts = tuple(
-            round((6.0 - rank * 0.5 if top and t.strip() == "fish" else 0.0)
-                  + 0.3 * math.sin(seed + i + j) ** 2, 3)
+            round(
+                (6.0 - rank * 0.5 if top and t.strip() == "fish" else 0.0)
+                + 0.3 * math.sin(seed + i + j) ** 2,
+                3,
+            )
             for j, t in enumerate(tokens)
         )
         windows.append(w)
-        unit_windows.append(UnitWindow(window_id=w.window_id, split=split, rank=rank,
-                                       activations=acts))
+        unit_windows.append(
+            UnitWindow(window_id=w.window_id, split=split, rank=rank, activations=acts)
+        )
     uid = UnitId(subject_id=SUBJECT.subject_id, site=site, index=index)
-    stats = UnitStats(n_tokens=4096, max=6.3, mean=0.4, firing_rate=0.05,
-                      quantiles=(0.0, 0.1, 2.0), dead=False)
+    stats = UnitStats(
+        n_tokens=4096, max=6.3, mean=0.4, firing_rate=0.05, quantiles=(0.0, 0.1, 2.0), dead=False
+    )
     return UnitExamples(unit=uid, stats=stats, windows=tuple(unit_windows)), windows
 
 
-def _explanation(unit_key: str, explainer: str, text: str | None, sample: int = 0,
-                 selected: bool = True) -> Explanation:
+def _explanation(
+    unit_key: str, explainer: str, text: str | None, sample: int = 0, selected: bool = True
+) -> Explanation:
     failed = text is None
     return Explanation(
         explanation_id=content_hash(unit_key, explainer, sample, text),
-        unit_key=unit_key, explainer=explainer, sample_index=sample,
-        status="failed" if failed else "ok", text=text,
+        unit_key=unit_key,
+        explainer=explainer,
+        sample_index=sample,
+        status="failed" if failed else "ok",
+        text=text,
         failure="unparseable" if failed else None,
-        prompt=None if explainer == CONTROL else PROMPT, selected=selected,
+        prompt=None if explainer == CONTROL else PROMPT,
+        selected=selected,
     )
 
 
@@ -138,13 +162,19 @@ def _scores(expl: Explanation, corr_by_sim: dict[str, float | None]) -> list[Sco
     out = []
     for sim, corr in corr_by_sim.items():
         for kind, value in other_kinds(corr).items():
-            out.append(Score(
-                explanation_id=expl.explanation_id, simulator=sim, kind=kind, value=value,
-                reason="constant simulation" if value is None else None,
-                n_tokens=32, n_windows=4,
-                ci_low=None if value is None else round(value - 0.1, 4),
-                ci_high=None if value is None else round(value + 0.1, 4),
-            ))
+            out.append(
+                Score(
+                    explanation_id=expl.explanation_id,
+                    simulator=sim,
+                    kind=kind,
+                    value=value,
+                    reason="constant simulation" if value is None else None,
+                    n_tokens=32,
+                    n_windows=4,
+                    ci_low=None if value is None else round(value - 0.1, 4),
+                    ci_high=None if value is None else round(value + 0.1, 4),
+                )
+            )
     return out
 
 
@@ -157,11 +187,16 @@ def _simulations(expl: Explanation, unit: UnitExamples, quality: float) -> list[
                 round(min(10.0, max(0.0, quality * a * 10 / 6.3 + (1 - quality) * (j % 3))), 2)
                 for j, a in enumerate(w.activations)
             )
-            sims.append(Simulation(
-                simulation_id=content_hash(expl.explanation_id, sim, w.window_id),
-                explanation_id=expl.explanation_id, simulator=sim, window_id=w.window_id,
-                predictions=preds, prompt=PROMPT,
-            ))
+            sims.append(
+                Simulation(
+                    simulation_id=content_hash(expl.explanation_id, sim, w.window_id),
+                    explanation_id=expl.explanation_id,
+                    simulator=sim,
+                    window_id=w.window_id,
+                    predictions=preds,
+                    prompt=PROMPT,
+                )
+            )
     return sims
 
 

@@ -261,6 +261,13 @@ def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str, list[str]]:
     from neuroscribe.stages import check_annotators, preflight
     from neuroscribe.warehouse import connect, resolve_path
 
+    if not state.verbose:
+        # transformers draws its own bars while loading weights; ours say what is going on.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
     warehouse = str(resolve_path(state.warehouse))
     # Every check that can fail on bad input runs here, before a run is recorded and before
     # Prefect starts: an unwritable warehouse, a missing corpus or model, a wrong site.

@@ -209,7 +209,8 @@ def preflight(cfg: RunConfig, annotators: bool = True) -> None:
     every annotator's name, then (loading the model) the site, units and window length. Each
     failure raises an error whose message names the problem."""
     from neuroscribe.collect import validate_inputs
-    from neuroscribe.collect.sites import resolve_site
+    from neuroscribe.collect.collect import plan_units
+    from neuroscribe.collect.sae import load_sae
     from neuroscribe.collect.windows import check_window_size, special_frame
     from neuroscribe.models import load_model, resolve_source
 
@@ -219,7 +220,8 @@ def preflight(cfg: RunConfig, annotators: bool = True) -> None:
         check_annotators(cfg)
     # The model is cached per process, so collection reuses this load.
     loaded = load_model(cfg.subject.model, cfg.subject.gguf_file, cfg.subject.dtype)
-    resolve_site(loaded.model, cfg.collect.site, cfg.unit_indices)
+    sae = load_sae(cfg.collect.sae) if cfg.collect.sae else None
+    plan_units(cfg, loaded.model, sae)
     check_window_size(loaded.model, cfg.collect.window_tokens, special_frame(loaded.tokenizer))
 
 
@@ -236,6 +238,19 @@ def check_annotators(cfg: RunConfig, explainers: bool = True) -> None:
         check_annotator_name(name, role="simulator")
     for name in dict.fromkeys([*names, *simulators]):
         check_backend(name, cfg.annotators.get(name))
+
+
+def unit_selector(cfg: RunConfig) -> tuple[str, list[str], str | None]:
+    """How to find the config's units in the warehouse without loading the model: the subject
+    id, SQL LIKE patterns for the sites (``layers.*.mlp`` -> ``layers.%.mlp``), and the SAE id."""
+    from neuroscribe.collect.sae import load_sae
+    from neuroscribe.collect.sites import spec_items
+
+    if cfg.collect.sae:
+        sae = load_sae(cfg.collect.sae)
+        return subject_id(cfg), [str(sae.site)], sae.sae_id
+    patterns = [item.replace("*", "%") for item in spec_items(cfg.collect.site)]
+    return subject_id(cfg), patterns, None
 
 
 def subject_id(cfg: RunConfig) -> str:

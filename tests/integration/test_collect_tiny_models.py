@@ -145,7 +145,9 @@ def test_top_windows_and_stats_match_brute_force(
         assert unit.stats.n_tokens == flat.size
         assert unit.stats.max == float(flat.max())
         assert unit.stats.firing_rate == pytest.approx(float((flat > 0).mean()), abs=0)
-        assert unit.stats.mean == pytest.approx(float(flat.astype(np.float64).mean()), rel=1e-9)
+        # Sums are float32 per batch: error relative to the size of the values, not the mean.
+        scale = float(np.abs(flat).astype(np.float64).mean())
+        assert unit.stats.mean == pytest.approx(flat.astype(np.float64).mean(), abs=1e-6 * scale)
         np.testing.assert_allclose(
             unit.stats.quantiles, np.quantile(flat, [0.1, 0.5, 0.9]), rtol=1e-6
         )

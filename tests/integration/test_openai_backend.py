@@ -28,14 +28,15 @@ def sim_answer(body: dict) -> str:
     """The JSON a good simulator would give: 10 on tokens containing "zebra"."""
     user = next(m["content"] for m in body["messages"] if m["role"] == "user")
     tokens = json.loads(re.search(r"Tokens \(\d+\): (.*)$", user, re.S).group(1))
-    return json.dumps({"activations": [
-        {"token": t, "activation": 10 if "zebra" in t else 0} for t in tokens]})
+    return json.dumps(
+        {"activations": [{"token": t, "activation": 10 if "zebra" in t else 0} for t in tokens]}
+    )
 
 
 def scripted(body: dict):
     if "response_format" in body:
         return sim_answer(body)
-    return ["Explanation: the word \"zebra\".", "Animals with stripes.", ""][: body.get("n", 1)]
+    return ['Explanation: the word "zebra".', "Animals with stripes.", ""][: body.get("n", 1)]
 
 
 @pytest.fixture
@@ -67,8 +68,10 @@ def test_explainer_and_json_simulator_end_to_end(server):
 
     top = [windows[uw.window_id] for uw in unit.in_splits(Split.SCORE_TOP)]
     sims = sim.simulate(chosen[0], top)
-    assert all(s.status == "ok" and len(s.predictions) == len(w.tokens)
-               for s, w in zip(sims, top, strict=True))
+    assert all(
+        s.status == "ok" and len(s.predictions) == len(w.tokens)
+        for s, w in zip(sims, top, strict=True)
+    )
     schema = server.requests[-1]["response_format"]["json_schema"]["schema"]
     assert schema["properties"]["activations"]["maxItems"] == len(top[-1].tokens)
     assert {c.purpose for c in ledger.calls} == {"explain", "simulate"}
@@ -87,8 +90,7 @@ def _pooled_corr(unit, sims):
 
 def test_malformed_json_is_repaired_once_then_a_typed_failure(server):
     unit, windows = planted_unit()
-    [explanation] = [e for e in make_explainer(MODEL, ExplainConfig()).explain(
-        unit, windows, 1, 0)]
+    [explanation] = [e for e in make_explainer(MODEL, ExplainConfig()).explain(unit, windows, 1, 0)]
     window = windows[unit.in_splits(Split.SCORE_TOP)[0].window_id]
 
     server.responder = lambda body: '{"activations": [{"token": "x", "activation": '
@@ -101,8 +103,11 @@ def test_malformed_json_is_repaired_once_then_a_typed_failure(server):
     # A bad first answer, then a good one after the repair turn. (The bad answers above are
     # cached by request hash, as every response is: forget them to script new ones.)
     clear_response_cache()
-    server.responder = lambda body: (sim_answer(body) if body["messages"][-1]["content"]
-                                     .startswith("That answer") else "[1, 2, 3]")
+    server.responder = lambda body: (
+        sim_answer(body)
+        if body["messages"][-1]["content"].startswith("That answer")
+        else "[1, 2, 3]"
+    )
     [s] = make_simulator(MODEL, SimulateConfig()).simulate(explanation, [window])
     assert s.status == "ok" and len(s.predictions) == len(window.tokens)
 

@@ -26,11 +26,39 @@ from neuroscribe.report.render import score_table, token_row  # noqa: E402
 from neuroscribe.warehouse import connect  # noqa: E402
 
 VOID = {"meta", "br", "hr", "img", "input", "link", "col", "wbr"}
-KNOWN = {"html", "head", "body", "title", "style", "meta", "header", "section", "article", "h1",
-         "h2", "h3", "h4", "p", "div", "span", "table", "thead", "tbody", "tr", "th", "td", "a",
-         "b", "svg", "rect", "line", "text"}
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))
-                 if p), None)
+KNOWN = {
+    "html",
+    "head",
+    "body",
+    "title",
+    "style",
+    "meta",
+    "header",
+    "section",
+    "article",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "p",
+    "div",
+    "span",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "a",
+    "b",
+    "svg",
+    "rect",
+    "line",
+    "text",
+}
+CHROMIUM = next(
+    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
+)
 
 
 class Page(HTMLParser):
@@ -67,8 +95,11 @@ class Page(HTMLParser):
             self.stack[-1][2].append(data)
 
     def find(self, tag: str, cls: str | None = None) -> list[tuple[dict, str]]:
-        return [(a, t) for g, a, t in self.elements
-                if g == tag and (cls is None or cls in (a.get("class") or "").split())]
+        return [
+            (a, t)
+            for g, a, t in self.elements
+            if g == tag and (cls is None or cls in (a.get("class") or "").split())
+        ]
 
 
 def parse(path: Path) -> Page:
@@ -132,10 +163,29 @@ def test_held_out_windows_show_every_simulation(report):
 
 
 def test_text_is_escaped():
-    unit = UnitView("s/layers.0.mlp/1", "<b>subj</b>", "layers.0.mlp", 1, None, 1.0, 0.1, [
-        ScoreRow("e1", 'x/"y"', "</td><script>alert(1)</script>", "sim<1>", "corr_top_random",
-                 0.5, None, 0.4, 0.6, "r"),
-    ])
+    unit = UnitView(
+        "s/layers.0.mlp/1",
+        "<b>subj</b>",
+        "layers.0.mlp",
+        1,
+        None,
+        1.0,
+        0.1,
+        [
+            ScoreRow(
+                "e1",
+                'x/"y"',
+                "</td><script>alert(1)</script>",
+                "sim<1>",
+                "corr_top_random",
+                0.5,
+                None,
+                0.4,
+                0.6,
+                "r",
+            ),
+        ],
+    )
     html = score_table(unit) + token_row("true", ["<script>", "&amp;", '"'], [1, 0, 2], 2, "true")
     assert "<script>" not in html and "</td><script>" not in html
     assert "&lt;/td&gt;&lt;script&gt;" in html and "&amp;amp;" in html and "&quot;" in html
@@ -158,11 +208,20 @@ def test_run_selection_and_limits(warehouse, tmp_path):
 def _chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
     profile = tmp / "profile"
     profile.mkdir(exist_ok=True)
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}"]
-    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True,
-                          timeout=120, check=True)
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ]
+    return subprocess.run(
+        [CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120, check=True
+    )
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")

@@ -82,7 +82,7 @@ def test_running_stats_and_quantiles_match_numpy() -> None:
     flat = acts.reshape(-1, 3).numpy()
     assert stats.n_tokens == 150
     assert torch.equal(stats.max, torch.from_numpy(flat.max(axis=0)))
-    np.testing.assert_allclose(stats.mean.numpy(), flat.astype(np.float64).mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.mean.numpy(), flat.astype(np.float64).mean(axis=0), rtol=1e-6)
     np.testing.assert_array_equal(stats.firing_rate.numpy(), (flat > 0.5).mean(axis=0))
     qs = [0.0, 0.5, 0.9, 0.999, 1.0]
     np.testing.assert_allclose(

@@ -37,7 +37,8 @@ def test_ngram_baseline_reads_only_the_explain_split():
     others = {uw.window_id for uw in unit.windows if uw.split != Split.EXPLAIN}
     tampered = {
         wid: w.model_copy(update={"tokens": tuple(" giraffe" for _ in w.tokens)})
-        if wid in others else w
+        if wid in others
+        else w
         for wid, w in windows.items()
     }
     ex = NgramExplainer()
@@ -56,9 +57,12 @@ def test_ngram_then_lexical_predicts_the_trigger():
 def test_silent_unit_gives_a_typed_failure():
     unit, windows = planted_unit()
     silent = UnitExamples(
-        unit=unit.unit, stats=unit.stats,
-        windows=tuple(uw.model_copy(update={"activations": tuple(0.0 for _ in uw.activations)})
-                      for uw in unit.windows),
+        unit=unit.unit,
+        stats=unit.stats,
+        windows=tuple(
+            uw.model_copy(update={"activations": tuple(0.0 for _ in uw.activations)})
+            for uw in unit.windows
+        ),
     )
     [e] = NgramExplainer().explain(silent, windows, 1, 0)
     assert (e.status, e.failure, e.text) == ("failed", "no_examples", None)
@@ -136,8 +140,10 @@ class ScriptedSimulator:
     def simulate(self, explanation, windows):
         self.seen.extend(w.window_id for w in windows)
         q = self.quality[explanation.text]
-        return [ok_simulation(explanation, self.name, w, None,
-                              [q * a for a in self.acts[w.window_id]]) for w in windows]
+        return [
+            ok_simulation(explanation, self.name, w, None, [q * a for a in self.acts[w.window_id]])
+            for w in windows
+        ]
 
 
 def pooled_corr(unit, sims):
@@ -150,16 +156,26 @@ def pooled_corr(unit, sims):
 
 
 def _samples(texts):
-    return [Explanation(explanation_id=f"e{i}", unit_key="u", explainer="fake/x", sample_index=i,
-                        text=t, status="ok" if t else "failed", failure=None if t else "empty")
-            for i, t in enumerate(texts)]
+    return [
+        Explanation(
+            explanation_id=f"e{i}",
+            unit_key="u",
+            explainer="fake/x",
+            sample_index=i,
+            text=t,
+            status="ok" if t else "failed",
+            failure=None if t else "empty",
+        )
+        for i, t in enumerate(texts)
+    ]
 
 
 def test_select_best_uses_validate_windows_and_marks_exactly_one():
     unit, windows = planted_unit()
     sim = ScriptedSimulator(unit, {"bad": -1.0, "good": 1.0, "flat": 0.0, "good too": 2.0})
-    out = select_best(_samples(["bad", None, "good", "flat", "good too"]), unit, windows, sim,
-                      pooled_corr)
+    out = select_best(
+        _samples(["bad", None, "good", "flat", "good too"]), unit, windows, sim, pooled_corr
+    )
     validate = {uw.window_id for uw in unit.in_splits(Split.VALIDATE)}
     assert set(sim.seen) == validate
     assert [x.selected for x in out] == [False, False, True, False, False]  # tie -> lower index
@@ -195,8 +211,14 @@ def test_ngram_ranks_by_window_counts_not_rare_tokens():
     for rank, (toks, acts) in enumerate(rows):
         w = make_window(toks, doc=str(rank))
         windows[w.window_id] = w
-        uws.append(UnitWindow(window_id=w.window_id, split=Split.EXPLAIN, rank=rank,
-                              activations=tuple(float(a) for a in acts)))
+        uws.append(
+            UnitWindow(
+                window_id=w.window_id,
+                split=Split.EXPLAIN,
+                rank=rank,
+                activations=tuple(float(a) for a in acts),
+            )
+        )
     unit = UnitExamples(
         unit=UnitId(subject_id="s", site="layers.0.mlp", index=0),
         stats=UnitStats(n_tokens=10, max=6, mean=1, firing_rate=0.3, quantiles=(), dead=False),

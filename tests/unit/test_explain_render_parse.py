@@ -73,8 +73,14 @@ def test_parse_caps_length_at_a_word_boundary():
 
 @pytest.mark.parametrize(
     ("raw", "kind"),
-    [("", "empty"), ("   \n  ", "empty"), ('""', "empty"), ("Explanation:", "empty"),
-     ("12 34 !!", "unparseable"), ("1. the <<zebra>> ran", "unparseable")],
+    [
+        ("", "empty"),
+        ("   \n  ", "empty"),
+        ('""', "empty"),
+        ("Explanation:", "empty"),
+        ("12 34 !!", "unparseable"),
+        ("1. the <<zebra>> ran", "unparseable"),
+    ],
 )
 def test_parse_failures_are_typed(raw, kind):
     with pytest.raises(ParseFailure) as err:

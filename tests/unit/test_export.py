@@ -125,8 +125,11 @@ def test_same_warehouse_exports_identical_bytes(con, tmp_path):
         ({"subject": SUBJECT.subject_id}, "subject_id = ?", [SUBJECT.subject_id]),
         ({"site": "layers.0.resid"}, "site = ?", ["layers.0.resid"]),
         ({"explainer": CONTROL}, "explainer = ?", [CONTROL]),
-        ({"simulator": SIM_FAKE, "score_kind": "corr_top_random"},
-         "simulator = ? AND score_kind = ?", [SIM_FAKE, "corr_top_random"]),
+        (
+            {"simulator": SIM_FAKE, "score_kind": "corr_top_random"},
+            "simulator = ? AND score_kind = ?",
+            [SIM_FAKE, "corr_top_random"],
+        ),
         ({"min_score": 0.5}, "score >= ?", [0.5]),
         ({"run_id": RUN_ID}, "run_id = ?", [RUN_ID]),
         ({"run_id": UNFINISHED_RUN_ID}, "FALSE", []),
@@ -170,8 +173,10 @@ def test_neuronpedia_lines(con, tmp_path):
     assert first["index"] == "0" and first["typeName"] == "neuroscribe"
     assert {ln["explanationModelName"] for ln in lines} == {EXPLAINER_A, "fake/explainer-b"}
     assert first["description"] == 'mentions of "fish" & <chips>'
-    scores = {(s["explanationScoreModelName"], s["explanationScoreTypeName"]): s["value"]
-              for s in first["scores"]}
+    scores = {
+        (s["explanationScoreModelName"], s["explanationScoreTypeName"]): s["value"]
+        for s in first["scores"]
+    }
     assert len(scores) == 6 and scores[("baseline/lexical", "corr_top_random")] == 0.8
     undefined = [s for ln in lines for s in ln["scores"] if s["value"] is None]
     assert undefined and all(s["reason"] for s in undefined)
@@ -180,8 +185,14 @@ def test_neuronpedia_lines(con, tmp_path):
 
 def test_neuronpedia_overrides(con, tmp_path):
     out = tmp_path / "np.jsonl"
-    export_scored(con, out, "neuronpedia", site="layers.0.resid",
-                  neuronpedia_model_id="tiny", neuronpedia_source_set="res-ns")
+    export_scored(
+        con,
+        out,
+        "neuronpedia",
+        site="layers.0.resid",
+        neuronpedia_model_id="tiny",
+        neuronpedia_source_set="res-ns",
+    )
     line = json.loads(out.read_text().splitlines()[0])
     assert (line["modelId"], line["layer"], line["index"]) == ("tiny", "0-res-ns", "5")
 

@@ -29,8 +29,13 @@ from neuroscribe.simulate.all_at_once import AllAtOnceSimulator  # noqa: E402
 from neuroscribe.simulate.json_mode import JsonSimulator  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-ALL = ("explain_highlight", "explain_table", "simulate_all_at_once", "simulate_json",
-       "simulate_json_repair")
+ALL = (
+    "explain_highlight",
+    "explain_table",
+    "simulate_all_at_once",
+    "simulate_json",
+    "simulate_json_repair",
+)
 
 
 def check_golden(name: str, text: str) -> None:
@@ -87,8 +92,20 @@ def test_unknown_prompt_and_bad_file(tmp_path):
 
 def test_few_shot_examples_avoid_the_corpus_vocabulary():
     # SmolLM2 copies words from the prompt; the default corpus is Python docstrings.
-    banned = {"return", "returns", "function", "file", "string", "module", "object", "class",
-              "argument", "value", "list", "python"}
+    banned = {
+        "return",
+        "returns",
+        "function",
+        "file",
+        "string",
+        "module",
+        "object",
+        "class",
+        "argument",
+        "value",
+        "list",
+        "python",
+    }
     for name in ALL:
         words = {w.strip(".,:;\"'()<>").lower() for w in load_prompt(name).body.split()}
         assert not words & banned, (name, words & banned)
@@ -103,8 +120,9 @@ def test_explainer_prompt_matches_expected(fmt):
 
 
 def _explanation() -> Explanation:
-    return Explanation(explanation_id="e1", unit_key="u", explainer="fake/x",
-                       text='the token "zebra"')
+    return Explanation(
+        explanation_id="e1", unit_key="u", explainer="fake/x", text='the token "zebra"'
+    )
 
 
 def test_all_at_once_prompt_matches_expected():
@@ -125,5 +143,5 @@ def test_json_simulator_prompt_matches_expected():
 
     register_fake("fake/golden-json", ["{}"])
     sim = JsonSimulator("fake/golden-json", make_backend("fake/golden-json"))
-    window = make_window(["A", " zebra", " \"quoted\"", "\n"])
+    window = make_window(["A", " zebra", ' "quoted"', "\n"])
     check_golden("simulate_json.txt", as_text(sim.messages(_explanation().text, window.tokens)))

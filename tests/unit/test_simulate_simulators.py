@@ -28,8 +28,9 @@ from neuroscribe.simulate.lexical import LexicalSimulator, explanation_terms  # 
 
 def expl(text: str | None = 'the token "zebra"', eid: str = "e1") -> Explanation:
     if text is None:
-        return Explanation(explanation_id=eid, unit_key="u", explainer="x", status="failed",
-                           failure="empty")
+        return Explanation(
+            explanation_id=eid, unit_key="u", explainer="x", status="failed", failure="empty"
+        )
     return Explanation(explanation_id=eid, unit_key="u", explainer="x", text=text)
 
 
@@ -37,6 +38,7 @@ WINDOW = make_window(["The", " Zebra", " and", " zebras", "\tze", "\n", "", " Ġ
 
 
 # --- lexical ------------------------------------------------------------------------------------
+
 
 def test_lexical_matches_named_words_case_insensitively():
     [sim] = LexicalSimulator().simulate(expl(), [WINDOW])
@@ -60,6 +62,7 @@ def test_lexical_is_deterministic_and_fails_typed_without_explanation():
 
 
 # --- all at once --------------------------------------------------------------------------------
+
 
 def test_table_has_one_tab_per_token_whatever_the_tokens():
     tokens = ["a\tb", "\n\n", "", "\\", " x\r"]
@@ -120,17 +123,27 @@ def test_all_at_once_failures_are_typed_not_zeros():
 
 # --- JSON ---------------------------------------------------------------------------------------
 
+
 def answer(values, tokens=None):
     tokens = tokens or ["t"] * len(values)
-    return json.dumps({"activations": [{"token": t, "activation": v}
-                                       for t, v in zip(tokens, values, strict=True)]})
+    return json.dumps(
+        {
+            "activations": [
+                {"token": t, "activation": v} for t, v in zip(tokens, values, strict=True)
+            ]
+        }
+    )
 
 
 def test_parse_answer_validates_shape_count_and_range():
     assert parse_answer("```json\n" + answer([0, 10, 2.5]) + "\n```", 3) == [0, 10, 2.5]
-    for bad, kind in [("no json", "unparseable"), ("{oops", "unparseable"),
-                      (answer([0, 11]), "unparseable"), ('{"activations": 3}', "unparseable"),
-                      (answer([1, 2]), "wrong_length")]:
+    for bad, kind in [
+        ("no json", "unparseable"),
+        ("{oops", "unparseable"),
+        (answer([0, 11]), "unparseable"),
+        ('{"activations": 3}', "unparseable"),
+        (answer([1, 2]), "wrong_length"),
+    ]:
         with pytest.raises(ValueError) as err:
             parse_answer(bad, 3)
         assert err.value.kind == kind, bad
@@ -163,8 +176,9 @@ def test_json_simulator_gives_up_after_one_repair_with_the_last_kind():
 
 
 def test_json_simulator_without_schema_capability_asks_in_the_prompt_only():
-    spec = register_fake("fake/json-noschema", [answer([0.0] * 9)],
-                         capabilities=Capabilities(json_schema=False))
+    spec = register_fake(
+        "fake/json-noschema", [answer([0.0] * 9)], capabilities=Capabilities(json_schema=False)
+    )
     [s] = make_simulator("fake/json-noschema", SimulateConfig()).simulate(expl(), [WINDOW])
     assert s.status == "ok" and spec.requests[0].json_schema is None
 

@@ -76,8 +76,12 @@ def test_annotator_leaderboard(con):
     board = rows(con, "SELECT * FROM annotator_leaderboard WHERE score_kind = 'corr_top_random'")
     assert len(board) == 3 * 2  # three explainers (control included) x two simulators
     for r in board:
-        values = [corr[r["simulator"]] for key, by_expl in CORR.items()
-                  for expl, (_, corr) in by_expl.items() if expl == r["explainer"]]
+        values = [
+            corr[r["simulator"]]
+            for key, by_expl in CORR.items()
+            for expl, (_, corr) in by_expl.items()
+            if expl == r["explainer"]
+        ]
         defined = [v for v in values if v is not None]
         assert r["units"] == r["explanations"] == len(values)
         assert r["defined"] == len(defined)
@@ -112,15 +116,24 @@ def test_disagreements(con):
 
 def test_score_distribution(con):
     dist = rows(con, "SELECT * FROM score_distribution")
-    r = next(d for d in dist if d["site"] == "layers.1.mlp" and d["explainer"] == EXPLAINER_A
-             and d["simulator"] == SIM_LEX and d["score_kind"] == "corr_top_random")
+    r = next(
+        d
+        for d in dist
+        if d["site"] == "layers.1.mlp"
+        and d["explainer"] == EXPLAINER_A
+        and d["simulator"] == SIM_LEX
+        and d["score_kind"] == "corr_top_random"
+    )
     assert (r["n"], r["n_defined"]) == (3, 2)  # 0.80, 0.10 and one undefined
     assert r["median"] == pytest.approx(0.45) and r["min"] == 0.10 and r["max"] == 0.80
     assert len(r["histogram"]) == 20 and sum(r["histogram"]) == 2
     assert r["histogram"][11] == 1 and r["histogram"][18] == 1  # [0.1, 0.2) and [0.8, 0.9)
     for d in dist:
         assert sum(d["histogram"]) == d["n_defined"]
-    edge = rows(con, "SELECT * FROM score_distribution WHERE explainer = ? AND simulator = ?"
-                " AND site = 'layers.1.mlp' AND score_kind = 'corr_top_random'",
-                [CONTROL, SIM_FAKE])[0]
+    edge = rows(
+        con,
+        "SELECT * FROM score_distribution WHERE explainer = ? AND simulator = ?"
+        " AND site = 'layers.1.mlp' AND score_kind = 'corr_top_random'",
+        [CONTROL, SIM_FAKE],
+    )[0]
     assert edge["histogram"][9] == 1 and edge["histogram"][10] == 1 and edge["histogram"][14] == 1

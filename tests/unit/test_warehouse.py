@@ -173,10 +173,17 @@ def test_rows_of_a_failed_run_are_taken_over_by_the_next_run(warehouse_path):
     computes the same keys adopts them, so they show under a finished run, once."""
     subject, windows, unit = _records()
     cfg = RunConfig()
-    expl = Explanation(explanation_id="e1", unit_key=unit.unit.key, explainer="baseline/ngram",
-                       text="x")
-    score = Score(explanation_id="e1", simulator="baseline/lexical", kind="corr_top_random",
-                  value=0.5, n_tokens=6, n_windows=2)
+    expl = Explanation(
+        explanation_id="e1", unit_key=unit.unit.key, explainer="baseline/ngram", text="x"
+    )
+    score = Score(
+        explanation_id="e1",
+        simulator="baseline/lexical",
+        kind="corr_top_random",
+        value=0.5,
+        n_tokens=6,
+        n_windows=2,
+    )
     with closing(connect(warehouse_path)) as con:
         for run in ("r1", "r2"):
             store.start_run(con, run, cfg)

@@ -8,6 +8,9 @@ every window. All updates are tensor operations over all units at once (no Pytho
   as the rows with the smallest seeded random keys ("bottom-k" sampling), so a sample of a stream
   is the same as the sample of the whole.
 - ``RunningStats``: token count, sum, max and firing count per unit.
+
+The state lives in preallocated tensors updated in place: on a CPU, fresh multi-megabyte tensors
+every batch cost more in page faults than the arithmetic.
 """
 
 from __future__ import annotations
@@ -18,68 +21,201 @@ import torch
 class TopWindows:
     """Per unit, the ``k`` windows with the largest max activation, best first.
 
-    Merging sorts [kept, batch] with a stable sort rather than ``torch.topk``, whose order among
-    equal values is unspecified: with a stable sort a tie goes to the earlier window, which makes
-    the result independent of the batch size.
+    Order: larger max activation first, and among equal values the earlier window, which makes
+    the result independent of the batch size. Kept windows live in fixed slots; a batch only
+    touches the (unit, slot) pairs that a better window takes over, so the cost per batch is the
+    per-unit maxima plus the windows that enter, not a re-sort of everything kept.
     """
 
     def __init__(self, k: int, n_units: int, window_tokens: int) -> None:
         self.k = k
-        self.score = torch.empty(n_units, 0)
-        """[unit, rank] max activation of each kept window."""
-        self.index = torch.empty(n_units, 0, dtype=torch.long)
-        """[unit, rank] corpus-order index of each kept window."""
-        self.acts = torch.empty(n_units, 0, window_tokens)
-        """[unit, rank, pos] the unit's activations on each kept window."""
+        self.n_filled = 0
+        self._score = torch.full((n_units, k), float("-inf"))
+        self._index = torch.full((n_units, k), -1, dtype=torch.long)
+        self._acts = torch.zeros(n_units, k, window_tokens)
+        self._order: torch.Tensor | None = None
 
     def update(self, acts: torch.Tensor, window_index: torch.Tensor) -> None:
-        per_unit = acts.permute(2, 0, 1)  # [unit, batch, pos]
-        n_units, n_batch, n_pos = per_unit.shape
-        score = torch.cat([self.score, per_unit.amax(dim=-1)], dim=1)
-        order = torch.sort(score, dim=1, descending=True, stable=True).indices[:, : self.k]
-        index = torch.cat([self.index, window_index.expand(n_units, n_batch)], dim=1)
-        self.score = score.gather(1, order)
-        self.index = index.gather(1, order)
-        self.acts = torch.cat([self.acts, per_unit], dim=1).gather(
-            1, order.unsqueeze(-1).expand(-1, -1, n_pos)
-        )
+        """Offer a batch: ``acts[batch, pos, unit]``, ``window_index[batch]`` increasing."""
+        n_batch = acts.shape[0]
+        best = acts.amax(dim=1).t().contiguous()  # [unit, batch]
+        fill = min(self.k - self.n_filled, n_batch)
+        if fill > 0:  # the first k windows are kept whatever they are
+            kept = slice(self.n_filled, self.n_filled + fill)
+            self._score[:, kept] = best[:, :fill]
+            self._index[:, kept] = window_index[:fill]
+            self._acts[:, kept] = acts[:fill].permute(2, 0, 1)
+            self.n_filled += fill
+            self._order = None
+        if fill < n_batch:
+            self._merge(best[:, fill:], window_index[fill:], acts[fill:])
+
+    def _merge(self, best: torch.Tensor, window_index: torch.Tensor, acts: torch.Tensor) -> None:
+        k, n_batch = self.k, best.shape[1]
+        # Only a window strictly above a unit's worst kept value can enter (ties go to the
+        # earlier, kept window), so only units with such a window are merged.
+        rows = (best > self._score.min(dim=1, keepdim=True).values).any(dim=1).nonzero()[:, 0]
+        if rows.numel() == 0:
+            return
+        score = torch.cat([self._score[rows], best[rows]], dim=1)
+        index = torch.cat([self._index[rows], window_index.expand(len(rows), n_batch)], dim=1)
+        keep = torch.zeros_like(score, dtype=torch.bool)
+        keep.scatter_(1, _rank(score, index)[:, :k], True)
+        # Pair the slots that lose their window with the batch windows that enter.
+        n = min(k, n_batch)
+        freed = (~keep[:, :k]).to(torch.uint8).sort(dim=1, descending=True, stable=True)
+        entering = keep[:, k:].to(torch.uint8).sort(dim=1, descending=True, stable=True)
+        mask = entering.values[:, :n].bool()
+        unit = rows.unsqueeze(1).expand(-1, n)[mask]
+        slot = freed.indices[:, :n][mask]
+        src = entering.indices[:, :n][mask]
+        self._score[unit, slot] = best[unit, src]
+        self._index[unit, slot] = window_index[src]
+        self._acts[unit, slot] = acts[src, :, unit]
+        self._order = None
+
+    def _ranked(self) -> torch.Tensor:
+        if self._order is None:
+            n = self.n_filled
+            self._order = _rank(self._score[:, :n], self._index[:, :n])
+        return self._order
+
+    @property
+    def score(self) -> torch.Tensor:
+        """[unit, rank] max activation of each kept window."""
+        return self._score[:, : self.n_filled].gather(1, self._ranked())
+
+    @property
+    def index(self) -> torch.Tensor:
+        """[unit, rank] corpus-order index of each kept window."""
+        return self._index[:, : self.n_filled].gather(1, self._ranked())
+
+    @property
+    def acts(self) -> torch.Tensor:
+        """[unit, rank, pos] the unit's activations on each kept window."""
+        order = self._ranked().unsqueeze(-1).expand(-1, -1, self._acts.shape[-1])
+        return self._acts[:, : self.n_filled].gather(1, order)
+
+    def kept_windows(self) -> torch.Tensor:
+        """Corpus indices of every window some unit keeps (unsorted, repeats possible)."""
+        return self._index[:, : self.n_filled].reshape(-1)
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "n_filled": self.n_filled,
+            "score": self._score,
+            "index": self._index,
+            "acts": self._acts,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.n_filled = int(state["n_filled"])
+        self._score, self._index, self._acts = state["score"], state["index"], state["acts"]
+        self._order = None
+
+
+def _rank(score: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Per row, positions ordered by score descending, ties by index ascending."""
+    by_index = index.argsort(dim=1, stable=True)
+    by_score = score.gather(1, by_index).argsort(dim=1, descending=True, stable=True)
+    return by_index.gather(1, by_score)
 
 
 class RandomSample:
     """A seeded uniform sample of at most ``capacity`` rows of a stream (bottom-k by random key).
 
     ``rows`` keeps, for each sampled row, whatever tensor the caller passes (a window's
-    activations [pos, unit], or one token's activations [unit]); ``index`` its stream index.
+    activations [pos, unit], or one token's activations [unit]); ``index`` its stream index;
+    all three in key order. Rows live in fixed slots: once the sample is full, a batch copies only
+    the few rows whose key beats the largest kept key, never the whole sample.
     """
 
     def __init__(self, capacity: int, seed: int, row_shape: tuple[int, ...]) -> None:
         self.capacity = capacity
+        self.row_shape = row_shape
+        self.n = 0
         self._generator = torch.Generator().manual_seed(seed)
-        self.keys = torch.empty(0)
-        self.index = torch.empty(0, dtype=torch.long)
-        self.rows = torch.empty(0, *row_shape)
+        self._keys = torch.empty(0)
+        self._index = torch.empty(0, dtype=torch.long)
+        self._rows = torch.empty(0, *row_shape)
 
     def update(self, rows: torch.Tensor, index: torch.Tensor) -> None:
         keys = torch.rand(rows.shape[0], generator=self._generator)
-        if len(self.keys) >= self.capacity:
-            # Full: only rows whose key beats the largest kept key can enter. Usually few, so
-            # filter first instead of copying the whole sample every batch.
-            enter = keys < self.keys.max()
-            if not bool(enter.any()):
-                return
-            keys, rows, index = keys[enter], rows[enter], index[enter]
-        all_keys = torch.cat([self.keys, keys])
-        keep = torch.sort(all_keys, stable=True).indices[: self.capacity]
-        self.keys = all_keys[keep]
-        self.index = torch.cat([self.index, index])[keep]
-        self.rows = torch.cat([self.rows, rows])[keep]
+        if self._rows.shape[0] == 0:  # allocated on first use: an unused sample costs nothing
+            self._keys = torch.full((self.capacity,), float("inf"))
+            self._index = torch.full((self.capacity,), -1, dtype=torch.long)
+            self._rows = torch.zeros(self.capacity, *self.row_shape)
+        fill = min(self.capacity - self.n, rows.shape[0])
+        if fill > 0:
+            kept = slice(self.n, self.n + fill)
+            self._keys[kept], self._index[kept], self._rows[kept] = (
+                keys[:fill],
+                index[:fill],
+                rows[:fill],
+            )
+            self.n += fill
+        if fill == rows.shape[0]:
+            return
+        keys, index = keys[fill:], index[fill:]
+        # Full: only rows whose key beats the largest kept key can enter. Usually few.
+        enter = (keys < self._keys.max()).nonzero()[:, 0]
+        if enter.numel() == 0:
+            return
+        all_keys = torch.cat([self._keys, keys[enter]])
+        keep = torch.zeros(len(all_keys), dtype=torch.bool)
+        keep[torch.sort(all_keys, stable=True).indices[: self.capacity]] = True
+        freed = (~keep[: self.capacity]).nonzero()[:, 0]
+        src = enter[keep[self.capacity :].nonzero()[:, 0]]
+        self._keys[freed] = keys[src]
+        self._index[freed] = index[src]
+        self._rows[freed] = rows[fill:][src]
+
+    def _order(self) -> torch.Tensor:
+        return torch.sort(self._keys[: self.n], stable=True).indices
+
+    @property
+    def keys(self) -> torch.Tensor:
+        return self._keys[: self.n][self._order()]
+
+    @property
+    def index(self) -> torch.Tensor:
+        return self._index[: self.n][self._order()]
+
+    @property
+    def rows(self) -> torch.Tensor:
+        if self.n == 0:
+            return torch.empty(0, *self.row_shape)
+        return self._rows[: self.n][self._order()]
+
+    def kept_index(self) -> torch.Tensor:
+        """Stream indices of the sampled rows, unordered (cheap)."""
+        return self._index[: self.n]
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return self.n
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "n": self.n,
+            "keys": self._keys,
+            "index": self._index,
+            "rows": self._rows,
+            "generator": self._generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.n = int(state["n"])
+        self._keys, self._index, self._rows = state["keys"], state["index"], state["rows"]
+        self._generator.set_state(state["generator"])
 
 
 class RunningStats:
-    """Exact per-unit token count, mean, max and firing count over the stream."""
+    """Per-unit token count, mean, max and firing count over the stream.
+
+    Count, max and firing count are exact; sums are taken in float32 per batch and accumulated in
+    float64 (relative error about 1e-7), which keeps the per-batch cost to a few passes over the
+    activations.
+    """
 
     def __init__(self, n_units: int, firing_threshold: float) -> None:
         self.threshold = firing_threshold
@@ -87,13 +223,29 @@ class RunningStats:
         self.sum = torch.zeros(n_units, dtype=torch.float64)
         self.max = torch.full((n_units,), float("-inf"))
         self.n_firing = torch.zeros(n_units, dtype=torch.long)
+        self._firing = torch.empty(0, dtype=torch.bool)  # reused: no fresh pages every batch
 
     def update(self, acts: torch.Tensor) -> None:
         flat = acts.reshape(-1, acts.shape[-1])  # [token, unit]
         self.n_tokens += flat.shape[0]
-        self.sum += flat.double().sum(dim=0)
+        self.sum += flat.sum(dim=0)
         self.max = torch.maximum(self.max, flat.amax(dim=0))
-        self.n_firing += (flat > self.threshold).sum(dim=0)
+        if self._firing.shape != flat.shape:
+            self._firing = torch.empty(flat.shape, dtype=torch.bool)
+        torch.gt(flat, self.threshold, out=self._firing)
+        self.n_firing += self._firing.view(torch.uint8).sum(dim=0, dtype=torch.int32)
+
+    def state_dict(self) -> dict[str, object]:
+        return {
+            "n_tokens": self.n_tokens,
+            "sum": self.sum,
+            "max": self.max,
+            "n_firing": self.n_firing,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.n_tokens = int(state["n_tokens"])
+        self.sum, self.max, self.n_firing = state["sum"], state["max"], state["n_firing"]
 
     @property
     def mean(self) -> torch.Tensor:

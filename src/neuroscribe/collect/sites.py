@@ -1,10 +1,14 @@
 """Canonical activation sites and the modules that carry them in each architecture.
 
 Sites are named ``layers.N.mlp`` (MLP neuron activations: the hidden activation after the
-nonlinearity, i.e. the input of the MLP's output projection) and ``layers.N.resid`` (the residual
-stream leaving block N). A site resolves to one module and a hook kind: a forward pre-hook on the
-down projection reads its input; a forward hook on a block, or on BERT's ``intermediate``, reads
-its output.
+nonlinearity, i.e. the input of the MLP's output projection), ``layers.N.mlp_out`` (the MLP's
+output, before it is added to the residual stream; what SAEs on ``hook_mlp_out`` read) and
+``layers.N.resid`` (the residual stream leaving block N). A site resolves to one module and a hook
+kind: a forward pre-hook on the down projection reads its input; a forward hook on a block, on the
+down projection, or on BERT's ``intermediate`` reads its output.
+
+``collect.site`` may name several sites, collected in one forward pass: a list, a comma-separated
+string, or ``*`` for the layer (``layers.*.mlp``: every layer's MLP neurons).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import torch
 
 from neuroscribe.collect.errors import CollectError
 
-SITE_PATTERN = re.compile(r"^layers\.(\d+)\.(mlp|resid)$")
+SITE_PATTERN = re.compile(r"^layers\.(\d+)\.(mlp|mlp_out|resid)$")
+SPEC_PATTERN = re.compile(r"^layers\.(\d+|\*)\.(mlp|mlp_out|resid)$")
+KIND_ORDER = {"mlp": 0, "mlp_out": 1, "resid": 2}
+"""Order of the sites inside one block during the forward pass."""
 
 # model_type -> (block list inside the base model, MLP module inside a block, hook kind).
 # "pre": the module's input is the activation; "out": the module's output is.
@@ -41,7 +48,7 @@ class SiteName:
     """A parsed canonical site."""
 
     layer: int
-    kind: Literal["mlp", "resid"]
+    kind: Literal["mlp", "mlp_out", "resid"]
 
     def __str__(self) -> str:
         return f"layers.{self.layer}.{self.kind}"
@@ -63,9 +70,40 @@ def parse_site(site: str) -> SiteName:
     if not m:
         raise CollectError(
             f"site '{site}' is not a canonical site name; expected 'layers.N.mlp' (MLP neurons) "
-            "or 'layers.N.resid' (residual stream after block N)"
+            "'layers.N.mlp_out' (MLP output) or 'layers.N.resid' (residual stream after block N)"
         )
     return SiteName(int(m.group(1)), m.group(2))  # type: ignore[arg-type]
+
+
+def spec_items(spec: str | list[str]) -> list[str]:
+    """The site patterns of ``collect.site``: a list, or one string with commas between sites."""
+    items = spec if isinstance(spec, list) else spec.split(",")
+    items = [i.strip() for i in items if i.strip()]
+    if not items:
+        raise CollectError("collect.site names no site")
+    for item in items:
+        if not SPEC_PATTERN.match(item):
+            parse_site(item)  # raises with the message about canonical names
+    return items
+
+
+def expand_sites(spec: str | list[str], n_layers: int | None = None) -> list[SiteName]:
+    """Parse a site spec; ``*`` expands to every layer (needs ``n_layers``). Ordered by depth."""
+    names: list[SiteName] = []
+    for item in spec_items(spec):
+        m = SPEC_PATTERN.match(item)
+        assert m is not None
+        kind = m.group(2)
+        if m.group(1) == "*":
+            if n_layers is None:
+                continue  # syntax-only check
+            names.extend(SiteName(i, kind) for i in range(n_layers))  # type: ignore[arg-type]
+        else:
+            names.append(SiteName(int(m.group(1)), kind))  # type: ignore[arg-type]
+    repeated = sorted({str(n) for n in names if names.count(n) > 1})
+    if repeated:
+        raise CollectError(f"collect.site lists a site more than once: {', '.join(repeated)}")
+    return sorted(names, key=lambda n: (n.layer, KIND_ORDER[n.kind]))
 
 
 def _layout(model: Any) -> tuple[torch.nn.ModuleList, str, Literal["pre", "out"]]:
@@ -113,12 +151,28 @@ def valid_sites_message(model: Any) -> str:
     return (
         f"valid sites: layers.0.mlp … layers.{last}.mlp, layers.0.resid … layers.{last}.resid; "
         f"units 0..{mlp_width - 1} for mlp, 0..{resid_width - 1} for resid"
+        f" (layers.N.mlp_out: as resid)"
     )
 
 
-def resolve_site(model: Any, site: str, units: list[int]) -> ResolvedSite:
-    """Find the module of ``site`` and check ``units`` fit its width, before any forward pass."""
-    name = parse_site(site)
+def resolve_sites(model: Any, spec: str | list[str], units: list[int]) -> list[ResolvedSite]:
+    """Every site of a spec (see the module docstring), each checked as ``resolve_site`` does."""
+    blocks, _, _ = _layout(model)
+    return [_resolve(model, name, units) for name in expand_sites(spec, len(blocks))]
+
+
+def resolve_site(model: Any, site: str | list[str], units: list[int]) -> ResolvedSite:
+    """Find the module of ``site`` and check ``units`` fit its width, before any forward pass.
+
+    Given a spec naming several sites, checks all of them and returns the first.
+    """
+    if isinstance(site, str) and SITE_PATTERN.match(site.strip()):
+        return _resolve(model, parse_site(site), units)
+    return resolve_sites(model, site, units)[0]
+
+
+def _resolve(model: Any, name: SiteName, units: list[int]) -> ResolvedSite:
+    site = str(name)
     blocks, mlp_path, hook = _layout(model)
     if name.layer >= len(blocks):
         raise CollectError(
@@ -129,6 +183,13 @@ def resolve_site(model: Any, site: str, units: list[int]) -> ResolvedSite:
     if name.kind == "mlp":
         module = block.get_submodule(mlp_path)
         resolved = ResolvedSite(name, module, hook, _input_width(module))
+    elif name.kind == "mlp_out":
+        # The down projection's output; BERT's MLP output is the dense layer inside BertOutput
+        # (before its residual add and LayerNorm).
+        path = mlp_path if hook == "pre" else "output.dense"
+        resolved = ResolvedSite(
+            name, block.get_submodule(path), "out", int(model.config.hidden_size)
+        )
     else:
         resolved = ResolvedSite(name, block, "out", int(model.config.hidden_size))
     bad = [u for u in units if u >= resolved.width]
@@ -150,19 +211,47 @@ def capture(site: ResolvedSite, units: list[int]) -> Iterator[list[torch.Tensor]
 
     The caller must catch ``StopForward`` around the model call.
     """
-    index = torch.tensor(units, dtype=torch.long)
+    with capture_many([site], [units]) as captured:
+        yield captured
+
+
+@contextmanager
+def capture_many(
+    sites: list[ResolvedSite], units: list[list[int] | None]
+) -> Iterator[list[torch.Tensor]]:
+    """Hook every site; a forward pass appends each site's float32 [batch, pos, units] tensor
+    (all of the site's width where ``units`` is None), in the order of ``sites``, and raises
+    ``StopForward`` once the last one is in. The caller must catch ``StopForward``.
+    """
     captured: list[torch.Tensor] = []
+    got: dict[int, torch.Tensor] = {}
+    handles = []
 
-    def keep(x: Any) -> None:
-        x = x[0] if isinstance(x, tuple) else x
-        captured.append(x.index_select(-1, index.to(x.device)).float().cpu())
-        raise StopForward
+    def keeper(i: int, site: ResolvedSite, chosen: list[int] | None) -> Any:
+        full = chosen is None or chosen == list(range(site.width))
+        index = None if full else torch.tensor(chosen, dtype=torch.long)
 
-    if site.hook == "pre":
-        handle = site.module.register_forward_pre_hook(lambda _m, args: keep(args[0]))
-    else:
-        handle = site.module.register_forward_hook(lambda _m, _args, out: keep(out))
+        def keep(x: Any) -> None:
+            x = x[0] if isinstance(x, tuple) else x
+            if index is not None:
+                x = x.index_select(-1, index.to(x.device))
+            got[i] = x.float().cpu()
+            if len(got) == len(sites):
+                captured.extend(got[j] for j in range(len(sites)))
+                got.clear()
+                raise StopForward
+
+        return keep
+
+    for i, (site, chosen) in enumerate(zip(sites, units, strict=True)):
+        keep = keeper(i, site, chosen)
+        if site.hook == "pre":
+            h = site.module.register_forward_pre_hook(lambda _m, args, k=keep: k(args[0]))
+        else:
+            h = site.module.register_forward_hook(lambda _m, _args, out, k=keep: k(out))
+        handles.append(h)
     try:
         yield captured
     finally:
-        handle.remove()
+        for h in handles:
+            h.remove()

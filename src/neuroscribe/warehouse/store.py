@@ -470,13 +470,20 @@ def load_scores(con: duckdb.DuckDBPyConnection, explanation_ids: Sequence[str]) 
 
 
 def find_unit_keys(
-    con: duckdb.DuckDBPyConnection, subject_id: str, site: str, indices: Sequence[int]
+    con: duckdb.DuckDBPyConnection,
+    subject_id: str,
+    site_patterns: Sequence[str],
+    indices: Sequence[int],
+    sae_id: str | None = None,
 ) -> list[str]:
-    """Keys of the collected units of a subject's site with these indices, in index order."""
+    """Keys of a subject's collected units whose site matches one of the LIKE patterns, with
+    these indices (and this SAE, or none), in site and index order."""
     rows = con.execute(
-        "SELECT unit_key FROM units WHERE subject_id = ? AND site = ?"
-        " AND list_contains(?, unit_index) ORDER BY unit_index",
-        [subject_id, site, list(indices)],
+        "SELECT unit_key FROM units WHERE subject_id = ?"
+        " AND len(list_filter(?, lambda p: site LIKE p)) > 0"
+        " AND list_contains(?, unit_index) AND sae_id IS NOT DISTINCT FROM ?"
+        " ORDER BY site, unit_index",
+        [subject_id, list(site_patterns), list(indices), sae_id],
     ).fetchall()
     return [r[0] for r in rows]
 

@@ -1,0 +1,38 @@
+"""Checkpoints of a collection's streaming state, so that an interrupted run continues.
+
+One file per collection, named by a key that hashes the run config, the subject's weights and
+the SAE: a checkpoint is never resumed under different settings. Written atomically (temporary
+file, then rename): a run killed while writing leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neuroscribe.models import cache_dir
+
+VERSION = 1
+
+
+def checkpoint_path(key: str, directory: str | Path | None = None) -> Path:
+    root = Path(directory) if directory is not None else cache_dir() / "collect"
+    return root / f"{key}.pt"
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    torch.save({"version": VERSION, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The saved state, or None when there is none (or it is from another version)."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, weights_only=True)
+    return state if state.get("version") == VERSION else None
