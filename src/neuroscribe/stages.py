@@ -265,7 +265,8 @@ def subject_id(cfg: RunConfig) -> str:
 
 
 def collect_units(cfg: RunConfig) -> CollectResult:
-    """Collection with a progress bar."""
+    """Collection with a progress bar. A collection of the same config and weights that was
+    interrupted (its checkpoint is still there) continues where it stopped."""
     with task("collect", cfg.collect.max_windows) as advance:
         done = 0
 
@@ -274,7 +275,7 @@ def collect_units(cfg: RunConfig) -> CollectResult:
             advance(n - done)
             done = n
 
-        return collect(cfg, progress=report)
+        return collect(cfg, progress=report, resume=True)
 
 
 BACKENDS = {
