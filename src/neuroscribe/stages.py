@@ -223,6 +223,28 @@ def preflight(cfg: RunConfig, annotators: bool = True) -> None:
     sae = load_sae(cfg.collect.sae) if cfg.collect.sae else None
     plan_units(cfg, loaded.model, sae)
     check_window_size(loaded.model, cfg.collect.window_tokens, special_frame(loaded.tokenizer))
+    for label, source in (
+        ("corpus", cfg.corpus.source),
+        ("out-of-distribution corpus", cfg.corpus.ood_source),
+    ):
+        if source:
+            _check_yields_a_window(label, source, cfg, loaded.tokenizer)
+
+
+def _check_yields_a_window(label: str, source: str, cfg: RunConfig, tokenizer: object) -> None:
+    """Read the corpus only until its first full window: an empty corpus fails here, before a
+    run is recorded, instead of after collection started."""
+    from neuroscribe.collect import CollectError
+    from neuroscribe.collect.corpus import open_corpus
+    from neuroscribe.collect.windows import cut_windows
+
+    docs = open_corpus(source, cfg.corpus.text_field, cfg.corpus.max_documents)
+    if next(iter(cut_windows(docs, tokenizer, cfg.collect.window_tokens, 1)), None) is None:
+        raise CollectError(
+            f"{label} '{source}' yields no window of {cfg.collect.window_tokens} tokens "
+            f"({docs.n_documents} documents read, {docs.skipped} skipped as non-UTF-8 or "
+            "empty); use a larger corpus or a smaller collect.window_tokens"
+        )
 
 
 def check_annotators(cfg: RunConfig, explainers: bool = True) -> None:

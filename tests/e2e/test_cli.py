@@ -48,8 +48,11 @@ def neuroscribe(*args: str, cwd: Path, timeout: int = 900) -> subprocess.Complet
 
 def test_bad_input_exits_with_one_clear_message(tmp_path):
     wh = str(tmp_path / "w.duckdb")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
     cases = [
         (["run", "--corpus", str(tmp_path / "missing.txt")], "missing.txt"),
+        (["run", "--corpus", str(empty)], "yields no window"),
         (["run", "--model", str(tmp_path / "no-such-model")], "no-such-model"),
         (["run", "--explainers", "psychic/oracle"], "unknown explainer 'psychic/oracle'"),
     ]
