@@ -32,7 +32,11 @@ class Subject(Record):
 
     @property
     def subject_id(self) -> str:
-        return f"{self.name}@{self.weights_hash[:12]}"
+        return self.make_id(self.name, self.weights_hash)
+
+    @staticmethod
+    def make_id(name: str, weights_hash: str) -> str:
+        return f"{name}@{weights_hash[:12]}"
 
 
 class UnitId(Record):

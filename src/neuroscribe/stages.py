@@ -281,9 +281,7 @@ def subject_id(cfg: RunConfig) -> str:
     from neuroscribe.records import Subject
 
     source = resolve_source(cfg.subject.model, cfg.subject.gguf_file)
-    return Subject(
-        name=cfg.subject.model, weights_hash=weights_hash(source), architecture="", n_layers=0
-    ).subject_id
+    return Subject.make_id(cfg.subject.model, weights_hash(source))
 
 
 def collect_units(cfg: RunConfig) -> CollectResult:

@@ -64,7 +64,6 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[
     cols = ", ".join(arrow.column_names)
     con.register("_incoming", arrow)
     try:
-        before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
         keys = TABLE_KEYS.get(table)
         if table in ADOPTABLE and keys:
             k = ", ".join(keys)
@@ -73,7 +72,7 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[
                 " AND run_id IN (SELECT run_id FROM runs WHERE status <> 'finished')"
                 " AND run_id NOT IN (SELECT DISTINCT run_id FROM _incoming)"
             )
-            before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
+        before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
         verb = "INSERT OR IGNORE" if keys else "INSERT"
         con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _incoming")  # noqa: S608
         after = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
