@@ -4,6 +4,7 @@ import duckdb
 import pytest
 
 from neuroscribe.config import RunConfig
+from neuroscribe.llm.base import LLMCall
 from neuroscribe.records import (
     Explanation,
     Score,
@@ -207,3 +208,41 @@ def test_a_unit_collected_differently_is_refused(warehouse_path):
         store.save_collection(con, "r2", subject, "c", windows, [unit])  # same: fine
         with pytest.raises(store.CollectionConflict, match="other windows or splits"):
             store.save_collection(con, "r3", subject, "c", windows, [other])
+
+
+def test_a_warehouse_of_an_older_schema_is_migrated_without_losing_rows(warehouse_path):
+    """A file made by schema 1 (before ``llm_calls.retries``) opens with every row kept."""
+    number, name, sql = migrations()[0]
+    warehouse_path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(warehouse_path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
+    con.execute(sql)
+    con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [number, name])
+    con.execute(
+        "INSERT INTO llm_calls (request_hash, annotator, purpose, prompt_sha, params, response,"
+        " status, error, prompt_tokens, completion_tokens, latency_ms, cost_usd, cache_hit,"
+        " run_id, called_at) VALUES ('old', 'openai/m', 'explain', NULL, '{}', 'x', 'ok', NULL,"
+        " 5, 1, 2.0, NULL, false, 'r0', now())"
+    )
+    con.close()
+
+    with closing(connect(warehouse_path)) as con:
+        versions = [r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()]
+        assert sorted(versions) == [n for n, _, _ in migrations()]
+        assert con.execute("SELECT request_hash, retries FROM llm_calls").fetchall() == [("old", 0)]
+        call = LLMCall(
+            request_hash="new",
+            annotator="openai/m",
+            purpose="simulate",
+            prompt_sha=None,
+            params={},
+            response="y",
+            status="ok",
+            retries=3,
+        )
+        store.save_llm_calls(con, "r1", [call])
+        rows = con.execute("SELECT request_hash, retries FROM llm_calls ORDER BY 1").fetchall()
+    assert rows == [("new", 3), ("old", 0)]

@@ -79,9 +79,8 @@ class LLMCall(Record):
     latency_ms: float = 0.0
     cost_usd: float | None = None
     cache_hit: bool = False
-    retries: int = Field(default=0, exclude=True)
-    """Attempts beyond the first (429, 5xx, timeouts). Kept in memory for the run summary; not a
-    column of ``llm_calls`` yet, so ``model_dump`` leaves it out."""
+    retries: int = Field(default=0, ge=0)
+    """Attempts beyond the first (429, 5xx, timeouts, connection errors)."""
 
 
 class Ledger:
