@@ -1,16 +1,17 @@
 """Peak memory of a collection over 200k versus 2M tokens: it must not grow with the corpus.
 
 MiniLM (``all-minilm-l6-v2``), every MLP neuron of every layer (6 × 1536 = 9,216 units), windows
-of 32 tokens. Each size runs in a fresh subprocess, which reports its resident memory after
-loading the model and its peak resident memory (``ru_maxrss``) after collecting; printed are both,
-the growth over the loaded model, and the ratio of the two peaks.
+of 32 tokens, with quantile-bin windows on (``--n-quantile``, default 2 per bin, 4 bins). Each
+size runs in a fresh subprocess, which reports its resident memory after loading the model and
+its peak resident memory (``ru_maxrss``) after collecting; printed are both, the growth over the
+loaded model, and the ratio of the two peaks.
 
 The corpus: the standard library's docstrings hold fewer than 2M tokens, so a JSONL file is
 synthesized deterministically by cycling them, each cycle's documents prefixed with
 ``copy <n>:`` so that no two windows repeat each other's text (collection passes over repeated
 text when it deals splits).
 
-    python benchmarks/collect_memory.py [--tokens 200000 2000000]
+    python benchmarks/collect_memory.py [--tokens 200000 2000000] [--n-quantile 2]
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def child(tokens: int, corpus: str, checkpoints: str) -> None:
+def child(tokens: int, corpus: str, checkpoints: str, n_quantile: int) -> None:
     from neuroscribe.collect import collect
     from neuroscribe.config import RunConfig
     from neuroscribe.models import load_model
@@ -61,6 +62,7 @@ def child(tokens: int, corpus: str, checkpoints: str) -> None:
                 "window_tokens": 32,
                 "max_windows": tokens // 32,
                 "batch_size": 16,
+                "n_quantile": n_quantile,
             },
         }
     )
@@ -86,13 +88,17 @@ def child(tokens: int, corpus: str, checkpoints: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, nargs="+", default=[200_000, 2_000_000])
+    parser.add_argument(
+        "--n-quantile", type=int, default=2, help="collect.n_quantile (quantile-bin windows)"
+    )
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--corpus", help=argparse.SUPPRESS)
     parser.add_argument("--checkpoints", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.corpus, args.checkpoints)
+        child(args.child, args.corpus, args.checkpoints, args.n_quantile)
         return
+    print(f"n_quantile {args.n_quantile}; each size in a fresh subprocess", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus.jsonl"
         write_corpus(corpus, max(args.tokens))
@@ -109,6 +115,8 @@ def main() -> None:
                         str(corpus),
                         "--checkpoints",
                         tmp,
+                        "--n-quantile",
+                        str(args.n_quantile),
                     ],
                     check=True,
                     capture_output=True,

@@ -9,7 +9,12 @@ the default config collects them (32-token windows; 6 explain windows; 3 samples
 ``baseline/lexical``, which makes no call). Prompt tokens per call are the same for OpenAI's
 method, so the reference budget is priced with this run's own per-call means.
 
-    OMP_NUM_THREADS=1 python benchmarks/tokens_per_unit.py [--units 10]
+With ``--local`` the offline default's in-process SmolLM2 annotators run instead (the default
+config on planted units, ``llm_local_seconds.run_default``), counted with SmolLM2's own
+tokenizer: prompt tokens are those run through the model, and the prefix that the all-at-once
+simulator reuses from the previous window's key/value cache is printed apart.
+
+    OMP_NUM_THREADS=1 python benchmarks/tokens_per_unit.py [--units 10] [--local]
 """
 
 from __future__ import annotations
@@ -34,7 +39,11 @@ NAME = "openai/bench"
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--units", type=int, default=10)
+    parser.add_argument("--local", action="store_true", help="the in-process SmolLM2 default")
     args = parser.parse_args()
+    if args.local:
+        local_tokens(args.units)
+        return
     os.environ.pop("NEUROSCRIBE_OPENAI_BASE_URL", None)
     os.environ.setdefault("OPENAI_API_KEY", "bench")
     cfg = RunConfig.model_validate({
@@ -70,6 +79,24 @@ def main() -> None:
           "(1 explanation call, 1 sample + 10 simulation calls, at this run's per-call sizes)")
     print(f"ratio ours / reference: prompt {pt / n / ref_pt:.2f}x, completion "
           f"{ct / n / ref_ct:.2f}x")
+
+
+def local_tokens(n: int) -> None:
+    from llm_local_seconds import run_default
+
+    from neuroscribe.llm.local import PREFIX_TOKENS
+
+    calls, _, cfg = run_default(n)
+    calls = [c for c in calls if not c.cache_hit]
+    print(f"{n} units, default config (samples={cfg.explain.samples}), in-process "
+          f"{cfg.explain.explainers[0]}; tokens counted by its own tokenizer")
+    print(f"{'purpose':<10} {'calls/unit':>10} {'prompt tok/unit':>16} {'compl tok/unit':>15}")
+    for purpose in ("explain", "simulate"):
+        cs = [c for c in calls if c.purpose == purpose]
+        pt, ct = sum(c.prompt_tokens for c in cs), sum(c.completion_tokens for c in cs)
+        print(f"{purpose:<10} {len(cs) / n:>10.1f} {pt / n:>16.0f} {ct / n:>15.0f}")
+    reused = sum(v for (_, kind), v in PREFIX_TOKENS.items() if kind == "reused")
+    print(f"simulate prompt tokens not run (prefix key/value reuse): {reused / n:.0f}/unit")
 
 
 if __name__ == "__main__":

@@ -8,17 +8,50 @@ to the next task. A run is marked ``finished`` only after the last stage; any ex
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import closing
+from datetime import UTC, datetime
+from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from neuroscribe import stages
+from neuroscribe import search, stages
 from neuroscribe.config import RunConfig
+from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Ledger
 from neuroscribe.llm.cache import prime_cache_from_warehouse
+from neuroscribe.score.controls import ControlComparison, compare_with_controls
 from neuroscribe.warehouse import connect, store
+
+LLM_TAG = "llm"
+"""Tag of the tasks that call annotators (explain, simulate). A Prefect tag concurrency limit
+(`prefect concurrency-limit create llm 1`) bounds how many of them run at once across flow runs;
+the slot is taken once per task, not per LLM call."""
+
+TASK_RETRIES = 2
+"""Retries of a failed stage task. Safe: warehouse rows are content-keyed and written with
+INSERT OR IGNORE in one transaction per stage, and LLM calls already stored are answered from the
+cache. Bad input (a ValueError: config, corpus, model, endpoint check) is never retried."""
+
+
+def _retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except ValueError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+RETRY: dict[str, Any] = {
+    "retries": TASK_RETRIES,
+    "retry_delay_seconds": 10,
+    "retry_condition_fn": _retry_unless_bad_input,
+}
 
 
 def _stage(warehouse: str, run_id: str, name: str) -> None:
@@ -26,33 +59,58 @@ def _stage(warehouse: str, run_id: str, name: str) -> None:
         store.set_stage(con, run_id, name)
 
 
-@task(name="collect", cache_policy=NONE)
+LEDGER_FLUSH_EVERY = 32
+LEDGER_FLUSH_SECONDS = 1.0
+"""LLM calls reach ``llm_calls`` in batches as they are made: every this many calls, or when
+the oldest unwritten call is this old. A run killed mid-stage loses only the calls in flight and
+those of the last second; the next run answers every stored call from the cache."""
+
+
+def _ledger(con: Any, run_id: str) -> Ledger:
+    """A ledger writing its calls through ``con`` as they come (use it as a context manager)."""
+    return Ledger(
+        lambda calls: store.save_llm_calls(con, run_id, calls),
+        flush_every=LEDGER_FLUSH_EVERY,
+        flush_seconds=LEDGER_FLUSH_SECONDS,
+    )
+
+
+@task(name="collect", cache_policy=NONE, **RETRY)
 def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
     _stage(warehouse, run_id, "collect")
-    result = stages.collect_units(cfg)
+    planned = stages.planned_units(cfg)
+    keys = [u.key for u in planned]
     with closing(connect(warehouse)) as con:
-        store.save_collection(
-            con, run_id, result.subject, result.corpus_id, result.windows, result.units
-        )
-    return [u.unit.key for u in result.units]
+        todo = stages.uncollected(cfg, planned, store.unit_collections(con, keys))
+    if todo:  # no forward pass when every unit is stored as this config would collect it
+        result = stages.collect_units(stages.with_units(cfg, todo))
+        with closing(connect(warehouse)) as con:
+            store.save_collection(
+                con, run_id, result.subject, result.corpus_id, result.windows, result.units
+            )
+    with closing(connect(warehouse)) as con, store.transaction(con):
+        store.adopt(con, run_id, "units", "unit_key", keys)  # left by a run that did not finish
+        store.adopt(con, run_id, "unit_windows", "unit_key", keys)
+    return keys
 
 
-@task(name="explain", cache_policy=NONE)
+@task(name="explain", cache_policy=NONE, tags=[LLM_TAG], **RETRY)
 def explain_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str]) -> list[str]:
     _stage(warehouse, run_id, "explain")
     with closing(connect(warehouse)) as con:
         units = store.load_units(con, unit_keys)
         windows = store.load_windows(con, (w.window_id for u in units for w in u.windows))
         prime_cache_from_warehouse(con)  # a call made before (by any run) is not made again
-    ledger = Ledger()
-    explanations = stages.explain_units(units, windows, cfg, ledger)
+    with closing(connect(warehouse)) as calls_con, _ledger(calls_con, run_id) as ledger:
+        explanations = stages.explain_units(units, windows, cfg, ledger)
+    embeddings = search.embedding_rows(explanations)  # MiniLM vectors for `neuroscribe search`
     with closing(connect(warehouse)) as con:
-        store.save_llm_calls(con, run_id, ledger.drain())
         store.save_explanations(con, run_id, cfg.config_hash, explanations)
+        search.save_embeddings(con, embeddings)
     return [e.explanation_id for e in explanations]
 
 
-@task(name="simulate", cache_policy=NONE)
+@task(name="simulate", cache_policy=NONE, tags=[LLM_TAG], **RETRY)
 def simulate_task(
     cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str], explanation_ids: list[str]
 ) -> int:
@@ -64,16 +122,25 @@ def simulate_task(
         done = frozenset(
             (s.explanation_id, s.simulator) for s in store.load_simulations(con, explanation_ids)
         )
+        fuzzed = frozenset(  # fuzz scores are made here, where the simulators judge the items
+            (s.explanation_id, s.simulator)
+            for s in store.load_scores(con, explanation_ids)
+            if s.kind.startswith("fuzz_")
+        )
         prime_cache_from_warehouse(con)
-    ledger = Ledger()
-    simulations = stages.simulate_explanations(explanations, units, windows, cfg, ledger, done)
+        with store.transaction(con):  # what this run reuses of a run that did not finish
+            store.adopt(con, run_id, "simulations", "explanation_id", explanation_ids)
+            store.adopt(con, run_id, "scores", "explanation_id", explanation_ids)
+    with closing(connect(warehouse)) as calls_con, _ledger(calls_con, run_id) as ledger:
+        simulations = stages.simulate_explanations(explanations, units, windows, cfg, ledger, done)
+        fuzz = stages.fuzz_explanations(explanations, units, windows, cfg, ledger, fuzzed)
     with closing(connect(warehouse)) as con:
-        store.save_llm_calls(con, run_id, ledger.drain())
         store.save_simulations(con, run_id, simulations)
+        store.save_scores(con, run_id, fuzz)
     return len(simulations)
 
 
-@task(name="score", cache_policy=NONE)
+@task(name="score", cache_policy=NONE, **RETRY)
 def score_task(
     cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str], explanation_ids: list[str]
 ) -> int:
@@ -88,7 +155,7 @@ def score_task(
     return len(scores)
 
 
-@task(name="agree", cache_policy=NONE)
+@task(name="agree", cache_policy=NONE, **RETRY)
 def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: list[str]) -> int:
     _stage(warehouse, run_id, "agree")
     with closing(connect(warehouse)) as con:
@@ -146,7 +213,9 @@ def run_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
         agree_task(cfg, warehouse, run_id, explanation_ids)
         return explanation_ids
 
-    return _recorded(cfg, warehouse, run_id, body)
+    ids = _recorded(cfg, warehouse, run_id, body)
+    _summary_artifact(cfg, warehouse, run_id, ids)
+    return ids
 
 
 @flow(name="neuroscribe-collect", validate_parameters=False)
@@ -172,7 +241,9 @@ def score_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
         score_task(cfg, warehouse, run_id, unit_keys, ids)
         return ids
 
-    return _recorded(cfg, warehouse, run_id, body)
+    ids = _recorded(cfg, warehouse, run_id, body)
+    _summary_artifact(cfg, warehouse, run_id, ids)
+    return ids
 
 
 @flow(name="neuroscribe-agree", validate_parameters=False)
@@ -187,3 +258,53 @@ def agree_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
         return ids
 
     return _recorded(cfg, warehouse, run_id, body)
+
+
+STAGE_FLOWS = {"run": run_flow, "collect": collect_flow, "score": score_flow, "agree": agree_flow}
+"""The flow of each command (and of each deployment that ``neuroscribe serve`` starts)."""
+
+
+def new_run_id(cfg: RunConfig) -> str:
+    """A fresh run id: the UTC start time, then a hash of the config and the clock."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{content_hash(cfg.config_hash, time.time_ns())[:8]}"
+
+
+def summary_markdown(run_id: str, config_hash: str, comparisons: list[ControlComparison]) -> str:
+    """The run's summary for Prefect's UI: per annotator, units, mean score and the share of
+    units beating both controls (``corr_top_random``; see ``score.controls``)."""
+    lines = [f"# neuroscribe run `{run_id}`", "", f"config hash `{config_hash}`", ""]
+    if not comparisons:
+        lines.append(
+            "No annotator compared with the controls (that needs the `baseline/ngram` explainer,"
+            " `score.controls` and scored explanations)."
+        )
+        return "\n".join(lines) + "\n"
+    lines += [
+        "| explainer | simulator | units | mean score | beats both controls |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for c in comparisons:
+        mean = "n/a" if c.mean_score is None else f"{c.mean_score:+.3f}"
+        lines.append(
+            f"| {c.explainer} | {c.simulator} | {c.n_units} | {mean} |"
+            f" {c.n_beats_both}/{c.n_units} ({c.share_beats_both:.0%}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _summary_artifact(cfg: RunConfig, warehouse: str, run_id: str, ids: list[str]) -> None:
+    """One markdown artifact per run (key ``neuroscribe-summary``). The run is already recorded
+    as finished, so a failure to publish it is logged, not raised."""
+    with closing(connect(warehouse)) as con:
+        explanations = store.load_explanations(con, ids)
+        scores = store.load_scores(con, ids)
+    comparisons = compare_with_controls(scores, explanations, ["corr_top_random"])
+    try:
+        create_markdown_artifact(
+            summary_markdown(run_id, cfg.config_hash, comparisons),
+            key="neuroscribe-summary",
+            description=f"neuroscribe run {run_id}",
+        )
+    except Exception as e:  # the artifact is a view of the warehouse, never the record
+        get_run_logger().warning("could not publish the run summary artifact: %s", e)

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,6 @@ from rich.table import Table
 
 from neuroscribe import progress
 from neuroscribe.config import ConfigError, RunConfig, load_config
-from neuroscribe.ids import content_hash
 
 app = typer.Typer(
     help="Explain the units of a transformer and test each explanation on held-out text.",
@@ -182,6 +181,13 @@ def collect(
     corpus: Corpus = None,
     max_windows: MaxWindows = None,
     dtype: Dtype = None,
+    handoff: Annotated[
+        Path | None,
+        typer.Option(
+            help="Work as a worker: write the collection as Parquet into this folder for "
+            "`neuroscribe ingest`, without opening the warehouse."
+        ),
+    ] = None,
 ) -> None:
     """Collect windows, activations, statistics and held-out splits (no annotators)."""
     with user_errors():
@@ -194,8 +200,34 @@ def collect(
             max_windows=max_windows,
             dtype=dtype,
         )
+        if handoff is not None:
+            path = collect_handoff(cfg, handoff)
+            out.print(f"handoff: {path.resolve()}")
+            out.print(f"load it with: neuroscribe ingest {handoff}")
+            return
         run_id, warehouse, _ = run_stage("collect", cfg)
     _where(warehouse)
+
+
+def collect_handoff(cfg: RunConfig, directory: Path) -> Path:
+    """A worker's collection: checked, collected, written as a handoff (no warehouse, no
+    Prefect server)."""
+    from flows.pipeline import new_run_id
+    from neuroscribe.handoff import write_collection
+    from neuroscribe.stages import collect_units, preflight
+
+    if not state.verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    preflight(cfg, annotators=False)
+    run_id, started = new_run_id(cfg), datetime.now(UTC).replace(tzinfo=None)
+    t0 = time.perf_counter()
+    result = collect_units(cfg)
+    path = write_collection(directory, run_id, cfg, result, started)
+    out.print(f"collect {run_id} finished in {time.perf_counter() - t0:.0f} s")
+    return path
 
 
 @app.command()
@@ -255,9 +287,9 @@ def _where(warehouse: str) -> None:
     out.print(f'try: neuroscribe --warehouse {warehouse} query "select * from scored_explanations"')
 
 
-def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str, list[str]]:
-    """Check the input, then run one Prefect flow (``run``, ``collect``, ``score`` or ``agree``)
-    with progress bars. Returns (run id, warehouse path, the ids the flow worked on)."""
+def check_input(flows: Sequence[str], cfg: RunConfig) -> str:
+    """Every check that can fail on bad input for these flows (``run``, ``collect``, ``score``,
+    ``agree``), before a run is recorded and before Prefect starts. Returns the warehouse path."""
     from neuroscribe.stages import check_annotators, preflight
     from neuroscribe.warehouse import connect, resolve_path
 
@@ -272,23 +304,24 @@ def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str, list[str]]:
     # Every check that can fail on bad input runs here, before a run is recorded and before
     # Prefect starts: an unwritable warehouse, a missing corpus or model, a wrong site.
     connect(warehouse).close()
-    if stage in ("run", "collect"):
-        preflight(cfg, annotators=stage == "run")
-    elif stage == "score":
+    if "run" in flows or "collect" in flows:
+        preflight(cfg, annotators="run" in flows)
+    if "score" in flows and "run" not in flows:
         check_annotators(cfg, explainers=False)
+    return warehouse
+
+
+def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str, list[str]]:
+    """Check the input, then run one Prefect flow (``run``, ``collect``, ``score`` or ``agree``)
+    with progress bars. Returns (run id, warehouse path, the ids the flow worked on)."""
+    warehouse = check_input([stage], cfg)
     if not state.verbose:
         # Errors are reported once, by this command; Prefect's own log would repeat them.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     from flows import pipeline
 
-    flow = {
-        "run": pipeline.run_flow,
-        "collect": pipeline.collect_flow,
-        "score": pipeline.score_flow,
-        "agree": pipeline.agree_flow,
-    }[stage]
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    run_id = f"{stamp}-{content_hash(cfg.config_hash, time.time_ns())[:8]}"
+    flow = pipeline.STAGE_FLOWS[stage]
+    run_id = pipeline.new_run_id(cfg)
     t0 = time.perf_counter()
     columns = (
         TextColumn("{task.description}"),
@@ -304,6 +337,59 @@ def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str, list[str]]:
             progress.set_reporter(None)
     out.print(f"{stage} {run_id} finished in {time.perf_counter() - t0:.0f} s")
     return run_id, warehouse, ids
+
+
+@app.command()
+def serve(
+    cron: Annotated[
+        str | None, typer.Option(help="Cron expression, e.g. '0 3 * * 1' (schedule.cron).")
+    ] = None,
+    interval_seconds: Annotated[
+        float | None,
+        typer.Option(help="Instead of --cron: a run every N seconds (schedule.interval_seconds)."),
+    ] = None,
+    timezone: Annotated[
+        str | None, typer.Option(help="IANA time zone of the cron (schedule.timezone).")
+    ] = None,
+    flows: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated flows to deploy: run, collect, score, agree."),
+    ] = None,
+) -> None:
+    """Serve the pipeline (and stage flows) as Prefect deployments on the config's schedule,
+    against the Prefect server at PREFECT_API_URL, until interrupted."""
+    with user_errors():
+        if cron is not None and interval_seconds is not None:
+            raise ConfigError("give --cron or --interval-seconds, not both")
+        schedule = load_config(state.config).schedule.model_dump()
+        if cron is not None:
+            schedule.update(cron=cron, interval_seconds=None)
+        if interval_seconds is not None:
+            schedule.update(interval_seconds=interval_seconds, cron=None)
+        if timezone is not None:
+            schedule["timezone"] = timezone
+        if flows is not None:
+            schedule["flows"] = _split_list(flows) or []
+        cfg = load_config(state.config, {"schedule": schedule})
+        if cfg.schedule.cron is None and cfg.schedule.interval_seconds is None:
+            raise ConfigError(
+                "no schedule: set schedule.cron (or schedule.interval_seconds) in the config, "
+                "or pass --cron"
+            )
+        warehouse = str(Path(check_input(cfg.schedule.flows, cfg)).resolve())
+        if not state.verbose:
+            # A service: warnings (retries, failed runs) show here and in Prefect's UI.
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        from flows import deployments
+
+        url = deployments.check_server()
+        served = deployments.build_deployments(cfg, warehouse)
+    when = cfg.schedule.cron or f"every {cfg.schedule.interval_seconds:g} s"
+    out.print(
+        f"serving {', '.join(cfg.schedule.flows)} ({when}, {cfg.schedule.timezone}) against "
+        f"{url}; warehouse {warehouse}. Ctrl-C stops."
+    )
+    deployments.serve_scheduled(served)
 
 
 def print_run_table(warehouse: str, run_id: str, explanation_ids: list[str]) -> None:
@@ -548,3 +634,112 @@ def report(
     with user_errors(), closing(open_readonly(state.warehouse)) as con:
         path = write_report(con, out_dir, run_id, max_units=max_units)
     out.print(f"report: {path.resolve()}")
+
+
+@app.command()
+def ingest(
+    directory: Annotated[Path, typer.Argument(help="Folder that workers wrote handoffs into.")],
+) -> None:
+    """Load the workers' handoffs (`collect --handoff`) into the warehouse: every complete one
+    not loaded before, one transaction each."""
+    from neuroscribe.handoff import ingest as ingest_handoffs
+    from neuroscribe.warehouse import connect, resolve_path
+
+    with user_errors(), closing(connect(state.warehouse)) as con:
+        result = ingest_handoffs(con, directory)
+    for name, added in result.ingested.items():
+        rows = ", ".join(f"{t} +{n}" for t, n in added.items())
+        out.print(f"ingested {name}: {rows}")
+    for name in result.already:
+        out.print(f"already ingested: {name}")
+    for name in result.partial:
+        err.print(f"skipped {name}: not complete (a worker still writing, or one that stopped)")
+    out.print(
+        f"{len(result.ingested)} ingested, {len(result.already)} already there, "
+        f"{len(result.partial)} incomplete skipped"
+    )
+    _where(str(resolve_path(state.warehouse)))
+
+
+@app.command()
+def search(
+    query_text: Annotated[str, typer.Argument(metavar="QUERY", help="What to look for.")],
+    text: Annotated[
+        bool, typer.Option("--text", help="Match QUERY as a substring, ignoring case.")
+    ] = False,
+    regex: Annotated[
+        bool, typer.Option("--regex", help="Match QUERY as a regular expression, ignoring case.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="At most this many matches.")] = 10,
+    explainer: Annotated[
+        str | None, typer.Option("--explainer", "--annotator", help="Only this explainer.")
+    ] = None,
+    site: Annotated[
+        str | None, typer.Option(help="Only this site, e.g. layers.15.mlp or layers.*.mlp.")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    backfill: Annotated[
+        bool,
+        typer.Option(
+            help="First embed the stored explanations that have no embedding yet (opens the "
+            "warehouse for writing)."
+        ),
+    ] = False,
+) -> None:
+    """Search explanations by meaning (MiniLM embeddings, most similar first) or, with --text
+    or --regex, by their words (best score first)."""
+    from neuroscribe import search as searching
+    from neuroscribe.warehouse import connect, open_readonly
+
+    if format not in ("table", "csv", "json"):
+        raise fail(f"unknown format '{format}'; use table, csv or json")
+    if text and regex:
+        raise fail("--text and --regex exclude each other")
+    if limit < 1:
+        raise fail(f"--limit must be at least 1, not {limit}")
+    if not query_text.strip():
+        raise fail("the search query is empty")
+    mode: searching.Mode = "text" if text else "regex" if regex else "meaning"
+    if (mode == "meaning" or backfill) and not state.verbose:  # transformers' own bars
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    with user_errors():
+        if backfill:
+            with closing(connect(state.warehouse)) as con:  # migrates an older schema
+                rows = searching.backfill_rows(con)
+                added = searching.save_embeddings(con, rows)
+            err.print(f"embedded {added} explanation{'s' if added != 1 else ''}")
+        with closing(open_readonly(state.warehouse)) as con:
+            found = searching.search(
+                con, query_text, mode, limit=limit, explainer=explainer, site=site
+            )
+    if found.unembedded:
+        err.print(
+            f"{found.unembedded} of {found.searched} explanations have no embedding yet and were "
+            "not searched; add --backfill to embed them"
+        )
+    columns = [c for c in searching.COLUMNS if mode == "meaning" or c != "similarity"]
+    rows_out = [{c: r[c] for c in columns} for r in found.rows]
+    if format == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows([r[c] for c in columns] for r in rows_out)
+    elif format == "json":
+        sys.stdout.write(json.dumps(rows_out, default=str, indent=1) + "\n")
+    else:
+        shown = [c for c in columns if c not in ("sae_id", "unit_key", "explanation_id")]
+        from rich.markup import escape
+
+        table = Table(*shown, title=escape(f"{mode} search: {query_text}"))
+        for r in rows_out:
+            table.add_row(*(escape(_cell(r[c])) for c in shown))
+        out.print(table)
+        out.print(f"{len(rows_out)} of {found.searched} explanations")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:+.3f}" if isinstance(value, float) else str(value)

@@ -15,6 +15,7 @@ from neuroscribe.agree import (
     agree_explanation_texts,
     agree_overall,
     agree_unit,
+    agree_with_control,
     clarity,
 )
 from neuroscribe.collect import CollectResult, collect
@@ -30,11 +31,14 @@ from neuroscribe.records import (
     Simulation,
     Split,
     UnitExamples,
+    UnitId,
     Window,
 )
-from neuroscribe.score import score_explanation, validation_score
+from neuroscribe.score import fuzz_scores, score_explanation, validation_score
 from neuroscribe.score.controls import SHUFFLED_CONTROL
 from neuroscribe.simulate import make_simulator, simulate_all
+from neuroscribe.simulate.fuzz import build_fuzz_items, make_fuzz_judge
+from neuroscribe.warehouse.db import kill_point
 
 SIMULATED_SPLITS = (Split.CALIBRATE, Split.SCORE_TOP, Split.SCORE_RANDOM, Split.SCORE_OOD)
 
@@ -134,6 +138,50 @@ def simulate_explanations(
     return out
 
 
+def fuzz_explanations(
+    explanations: Sequence[Explanation],
+    units: Sequence[UnitExamples],
+    windows: Mapping[str, Window],
+    cfg: RunConfig,
+    ledger: Ledger,
+    done: frozenset[tuple[str, str]] = frozenset(),
+) -> list[Score]:
+    """Fuzzing (``fuzz_bacc``, ``fuzz_auroc``) of every selected explanation, controls
+    included, by every simulator, except the (explanation id, simulator) pairs in ``done``.
+    The simulators judge marked held-out windows (``neuroscribe.simulate.fuzz``); nothing when
+    ``cfg.score.fuzz`` is off."""
+    if not cfg.score.fuzz:
+        return []
+    by_key = {u.unit.key: u for u in units}
+    todo = [e for e in explanations if e.status == "ok" and e.selected and e.unit_key in by_key]
+    items = {
+        key: build_fuzz_items(unit, cfg.score.fuzz_windows, cfg.collect.seed)
+        for key, unit in by_key.items()
+    }
+    out: list[Score] = []
+    for name in cfg.simulate.simulators:
+        mine = [e for e in todo if (e.explanation_id, name) not in done]
+        if not mine:
+            continue
+        judge = make_fuzz_judge(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
+        with task(f"fuzz     {name}", len(mine)) as advance:
+            for e in mine:
+                unit = by_key[e.unit_key]
+                verdicts = judge.judge(e, items[e.unit_key], windows)
+                no_items = (
+                    "unit never fires" if unit.stats.max <= 0
+                    else "no held-out window with firing tokens and at least as many silent ones"
+                )
+                out.extend(
+                    fuzz_scores(
+                        e.explanation_id, name, verdicts, cfg.score, cfg.collect.seed,
+                        unavailable=judge.unavailable, no_items=no_items,
+                    )
+                )
+                advance(1)
+    return out
+
+
 def score_all(
     explanations: Sequence[Explanation],
     units: Sequence[UnitExamples],
@@ -167,6 +215,11 @@ def agree_all(
         for e in explanations
         if e.status == "ok" and e.selected and e.explainer != SHUFFLED_CONTROL
     ]
+    controls = {
+        e.unit_key: e
+        for e in explanations
+        if e.status == "ok" and e.selected and e.explainer == SHUFFLED_CONTROL
+    }
     out: list[Agreement] = []
     units = sorted({e.unit_key for e in real})
     for key in units:
@@ -186,6 +239,14 @@ def agree_all(
             for e in mine
         }
         unit_stats.extend(agree_explainers(key, per_explainer))
+        # ... beyond what each simulator shows between an explanation and the shuffled control.
+        control = controls.get(key)
+        control_sims = [
+            s
+            for sims in sims_by_expl.get(control.explanation_id if control else "", {}).values()
+            for s in sims
+        ]
+        unit_stats.extend(agree_with_control(key, per_explainer, control_sims))
         unit_stats.extend(agree_explanation_texts(key, {e.explainer: e.text for e in mine}))
         value = clarity(unit_stats)
         out.extend(unit_stats)
@@ -248,16 +309,19 @@ def _check_yields_a_window(label: str, source: str, cfg: RunConfig, tokenizer: o
 
 
 def check_annotators(cfg: RunConfig, explainers: bool = True) -> None:
-    """Names first (no I/O), then one cheap call per endpoint annotator: an unreachable
-    endpoint, a wrong key or an unknown model fails here, not on every unit."""
+    """Names first (no I/O; the explain and simulate factories' own tables), then one cheap
+    call per endpoint annotator: an unreachable endpoint, a wrong key or an unknown model fails
+    here, not on every unit."""
+    from neuroscribe.explain import check_explainer_name
     from neuroscribe.llm.registry import check_backend
+    from neuroscribe.simulate import check_simulator_name
 
     names = [*cfg.explain.explainers] if explainers else []
     for name in names:
-        check_annotator_name(name, role="explainer")
+        check_explainer_name(name)
     simulators = [*cfg.simulate.simulators, cfg.explain.select_with]
     for name in simulators:
-        check_annotator_name(name, role="simulator")
+        check_simulator_name(name)
     for name in dict.fromkeys([*names, *simulators]):
         check_backend(name, cfg.annotators.get(name))
 
@@ -294,28 +358,83 @@ def collect_units(cfg: RunConfig) -> CollectResult:
             nonlocal done
             advance(n - done)
             done = n
+            kill_point("collect:batch")  # fault injection for the resume tests; off by default
 
         return collect(cfg, progress=report, resume=True)
 
 
-BACKENDS = {
-    "explainer": ("local/<model>", "openai/<model>", "baseline/ngram", "fake/<script>"),
-    "simulator": (
-        "local/<model>",
-        "openai/<model>",
-        "baseline/lexical",
-        "embedding/all-minilm-l6-v2",
-        "fake/<script>",
-    ),
-}
+def planned_units(cfg: RunConfig) -> list[UnitId]:
+    """The config's units, named as collection names them, in collection order. Loads the model
+    (cached per process: preflight has loaded it already) but runs nothing through it."""
+    from neuroscribe.collect.collect import plan_units
+    from neuroscribe.collect.sae import load_sae
+    from neuroscribe.models import load_model
+    from neuroscribe.records import Subject
+
+    loaded = load_model(cfg.subject.model, cfg.subject.gguf_file, cfg.subject.dtype)
+    sae = load_sae(cfg.collect.sae) if cfg.collect.sae else None
+    subject = Subject.make_id(cfg.subject.model, loaded.weights_hash)
+    return [
+        UnitId(subject_id=subject, site=site, index=index, sae_id=sae.sae_id if sae else None)
+        for site, index in plan_units(cfg, loaded.model, sae).columns
+    ]
 
 
-def check_annotator_name(name: str, role: str) -> None:
-    """``backend/model`` with a known backend; raises ValueError listing the valid forms."""
-    backend, _, model = name.partition("/")
-    valid = BACKENDS[role]
-    known = {v.split("/")[0] for v in valid}
-    fixed = {v for v in valid if "<" not in v}
-    ok = backend in known and model and (backend not in ("baseline", "embedding") or name in fixed)
-    if not ok:
-        raise ValueError(f"unknown {role} '{name}'; valid {role}s: {', '.join(valid)}")
+def uncollected(
+    cfg: RunConfig,
+    units: Sequence[UnitId],
+    stored: Mapping[str, tuple[str | None, str, Sequence[str]]],
+) -> list[UnitId]:
+    """The units that the warehouse does not hold as this config would collect them. A stored
+    unit counts (``stored``: ``store.unit_collections``) when the run that collected it had the
+    same subject, corpus and collect settings except the list of units (the weights hash is in
+    the unit's key), and its windows come from the corpora as they read now (a file corpus's id
+    holds a hash of its bytes). Everything else is collected again."""
+    from neuroscribe.collect.corpus import open_corpus
+
+    c = cfg.corpus
+    corpus_id = open_corpus(c.source, c.text_field, c.max_documents).corpus_id
+    corpora = {corpus_id}
+    if c.ood_source:
+        corpora.add(open_corpus(c.ood_source, c.text_field, c.max_documents).corpus_id)
+    wanted = _collection_settings(cfg)
+    out = []
+    for unit in units:
+        config_json, unit_corpus, window_corpora = stored.get(unit.key, (None, "", ()))
+        same = (
+            config_json is not None
+            and unit_corpus == corpus_id
+            and set(window_corpora) <= corpora
+            and _stored_settings(config_json) == wanted
+        )
+        if not same:
+            out.append(unit)
+    return out
+
+
+def with_units(cfg: RunConfig, units: Sequence[UnitId]) -> RunConfig:
+    """The config restricted to these units' indices (the config itself when that is all)."""
+    indices = sorted({u.index for u in units})
+    if indices == sorted(cfg.unit_indices):
+        return cfg
+    return cfg.model_copy(update={"collect": cfg.collect.model_copy(update={"units": indices})})
+
+
+def _collection_settings(cfg: RunConfig) -> dict[str, object]:
+    return {
+        "subject": cfg.subject.model_dump(mode="json"),
+        "corpus": cfg.corpus.model_dump(mode="json"),
+        "collect": cfg.collect.model_dump(mode="json", exclude={"units"}),
+    }
+
+
+def _stored_settings(config_json: str) -> dict[str, object] | None:
+    """A stored run config's collection settings; None when it no longer reads as a config."""
+    import json
+
+    from pydantic import ValidationError
+
+    try:
+        return _collection_settings(RunConfig.model_validate(json.loads(config_json)))
+    except (ValueError, ValidationError):
+        return None

@@ -180,3 +180,57 @@ def test_resume_equals_an_uninterrupted_run(
         assert seen[0] == 5 * 7  # the 4 checkpointed batches were skipped, not recomputed
     other = build_cfg(llama, corpus, site="layers.*.mlp", units=[0, 5], max_windows=60)
     assert collect(other, resume=True, checkpoint_dir=ckpts) == collect(other)  # no checkpoint
+
+
+def test_resume_with_quantile_windows_equals_an_uninterrupted_run(
+    llama: Path, corpus: Path, tmp_path: Path
+) -> None:
+    cfg = build_cfg(
+        llama,
+        corpus,
+        site="layers.*.mlp",
+        units=[0, 5, 63],
+        max_windows=60,
+        n_quantile=2,
+        quantile_bins=3,
+    )
+    full = collect(cfg, checkpoint_dir=tmp_path / "a")
+    assert any(w.rank <= -2 for u in full.units for w in u.windows)
+    with pytest.raises(Interrupt):
+        collect(cfg, progress=interrupt_after(5), checkpoint_every=2, checkpoint_dir=tmp_path)
+    assert collect(cfg, resume=True, checkpoint_every=2, checkpoint_dir=tmp_path) == full
+
+
+def test_a_corpus_rewritten_in_place_is_not_resumed_from_the_old_checkpoint(
+    llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.txt"
+    old, new = random_documents(30, seed=3), random_documents(30, seed=4)
+    cfg = build_cfg(llama, path, max_windows=60)
+    write_txt(path, new)
+    expected = collect(cfg, checkpoint_dir=tmp_path / "fresh")
+
+    def interrupted_on_old(ckpts: Path) -> None:
+        write_txt(path, old)
+        with pytest.raises(Interrupt):
+            collect(cfg, progress=interrupt_after(5), checkpoint_every=2, checkpoint_dir=ckpts)
+        assert len(list(ckpts.glob("*.pt"))) == 1
+        write_txt(path, new)  # same path and config, other content
+
+    # The file's content hash is part of the checkpoint's name: the old one is not found.
+    interrupted_on_old(tmp_path / "b")
+    assert collect(cfg, resume=True, checkpoint_dir=tmp_path / "b") == expected
+    assert len(list((tmp_path / "b").glob("*.pt"))) == 1  # the old one, untouched
+
+    # A source whose id does not change with its content (as a dataset name): the windows
+    # re-read no longer match the checkpoint's hash of them, and the corpus is read afresh.
+    monkeypatch.setattr("neuroscribe.collect.corpus.file_hash", lambda _path: "same")
+    expected = collect(cfg, checkpoint_dir=tmp_path / "fresh")  # window ids hold the corpus id
+    interrupted_on_old(tmp_path / "c")
+    seen: list[int] = []
+    resumed = collect(
+        cfg, progress=lambda done, _: seen.append(done), resume=True, checkpoint_dir=tmp_path / "c"
+    )
+    assert seen[0] == 7  # started over: the first batch was run, not skipped
+    assert resumed == expected
+    assert not list((tmp_path / "c").glob("*.pt"))

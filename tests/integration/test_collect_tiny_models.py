@@ -261,3 +261,51 @@ def test_skipped_documents_are_counted(models: dict[str, Path], tmp_path: Path) 
     (tmp_path / "b.txt").write_bytes(b"bad \xff\xfe bytes")
     result = collect(build_cfg(models["gpt2"], tmp_path, units=1))
     assert (result.n_documents, result.skipped_documents) == (4, 1)
+
+
+def test_quantile_windows_lie_in_their_bins_and_join_the_explain_split(
+    models: dict[str, Path], corpus: Path, docs: list[str], tmp_path: Path
+) -> None:
+    from contextlib import closing
+
+    from neuroscribe.explain.base import explain_windows
+    from neuroscribe.warehouse import connect, store
+
+    units = [0, 5, 17, 63]
+    cfg = build_cfg(
+        models["gpt2"], corpus, units=units, max_windows=60, n_quantile=2, quantile_bins=3
+    )
+    result = collect(cfg)
+    plain = collect(build_cfg(models["gpt2"], corpus, units=units, max_windows=60))
+    ids, acts = brute_force(models["gpt2"], "gpt2", docs, cfg, result.corpus_id)
+    assert check_disjoint(result.units) == []
+    by_id = {w.window_id: w for w in result.windows}
+    n_quantile = 0
+    for unit, before in zip(result.units, plain.units, strict=True):
+        a = acts[:, :, unit.unit.index]
+        top = [w for w in unit.windows if w.rank >= 0]
+        assert top == [w for w in before.windows if w.rank >= 0]  # top windows unchanged
+        quantile = [w for w in unit.windows if w.rank <= -2]
+        assert all(w.split == Split.EXPLAIN for w in quantile)
+        assert Counter(w.rank for w in quantile).keys() <= {-2, -3, -4}
+        assert max(Counter(w.rank for w in quantile).values(), default=0) <= 2
+        for w in quantile:
+            assert w.activations == tuple(a[ids.index(w.window_id)].tolist())
+            j = 2 - (-w.rank - 2)  # rank -2 is the highest bin (j = 2 of 0..2)
+            x = max(w.activations)
+            assert x > 0 and j / 3 <= x / unit.stats.max < (j + 1) / 3
+        n_quantile += len(quantile)
+        shown = [uw.rank for uw, _ in explain_windows(unit, by_id)]
+        assert shown == sorted(r for r in shown if r >= 0) + sorted(
+            (r for r in shown if r <= -2), reverse=True
+        )
+    assert n_quantile >= 8  # random weights fire at many levels: the bins are not empty
+    with closing(connect(tmp_path / "w.duckdb")) as con:
+        store.save_collection(
+            con, "r1", result.subject, result.corpus_id, result.windows, result.units
+        )
+        assert con.execute("SELECT count(*) FROM split_overlaps").fetchone()[0] == 0
+        got = con.execute(
+            "SELECT count(*) FROM unit_windows WHERE split = 'explain' AND top_rank <= -2"
+        ).fetchone()[0]
+        assert got == n_quantile

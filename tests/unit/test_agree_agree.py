@@ -223,16 +223,18 @@ def agreement(kind: str, value: float | None, unit: str | None = UNIT) -> Agreem
 def test_clarity_by_hand() -> None:
     rows = [
         agreement("alpha_simulators", 0.6),
-        agreement("explainer_sim_corr", 0.4),
-        agreement("explainer_sim_corr", -0.2),
-        agreement("explainer_sim_corr", None),
+        agreement("explainer_sim_corr_adjusted", 0.4),
+        agreement("explainer_sim_corr_adjusted", -0.2),
+        agreement("explainer_sim_corr_adjusted", None),
         agreement("mean_pearson_simulators", 0.99),  # not a component
+        agreement("explainer_sim_corr", 0.95),  # raw: read through the control, not directly
     ]
     # alpha 0.6; explainer mean (0.4 - 0.2)/2 = 0.1 → clarity (0.6 + 0.1)/2 = 0.35.
     assert clarity(rows) == pytest.approx(0.35)
     # Negative alpha counts as 0; a lone component is the figure.
     assert clarity([agreement("alpha_simulators", -0.3)]) == 0.0
-    assert clarity([agreement("explainer_sim_corr", 0.7)]) == pytest.approx(0.7)
+    assert clarity([agreement("explainer_sim_corr_adjusted", 0.7)]) == pytest.approx(0.7)
+    assert clarity([agreement("explainer_sim_corr", 0.7)]) is None
     assert clarity([agreement("alpha_simulators", None)]) is None
     assert clarity([]) is None
     with pytest.raises(ValueError):

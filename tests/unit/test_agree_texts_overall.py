@@ -58,7 +58,7 @@ def test_clarity_includes_text_similarity() -> None:
 
     rows = [
         row("alpha_simulators", 0.5),
-        row("explainer_sim_corr", -0.2),  # clipped to 0
+        row("explainer_sim_corr_adjusted", -0.2),  # clipped to 0
         row("explainer_text_similarity", 0.9),
         row("explainer_text_similarity", 0.5),  # averaged with the other first: 0.7
         row("explainer_text_similarity", None),  # undefined rows are left out

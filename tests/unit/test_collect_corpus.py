@@ -141,3 +141,26 @@ def test_module_docstrings_joins_docstrings_in_source_order(tmp_path: Path) -> N
     assert module_docstrings(path) == "Module doc.\n\nClass doc.\n\nMethod doc.\n\nMore."
     path.write_bytes(b"x = '\xff'\n")
     assert module_docstrings(path) is None
+
+
+def test_prefetched_yields_in_order_and_raises_the_readers_error() -> None:
+    import threading
+
+    from neuroscribe.collect.windows import prefetched
+
+    assert list(prefetched(iter(range(50)), depth=3)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise CollectError("bad line 2")
+
+    got = []
+    with pytest.raises(CollectError, match="bad line 2"):
+        for x in prefetched(failing()):
+            got.append(x)
+    assert got == [1]
+    before = threading.active_count()
+    stream = prefetched(iter(range(10_000)), depth=2)
+    assert next(stream) == 0
+    stream.close()  # the consumer stops early: the reader stops too
+    assert threading.active_count() == before

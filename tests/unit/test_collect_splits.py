@@ -95,3 +95,49 @@ def test_check_disjoint_reports_a_window_in_two_splits() -> None:
     assert "window a is in splits explain and score_top" in problems[0]
     assert "m@0/layers.0.mlp/3" in problems[0]
     assert "window b is in split score_top twice" in problems[1]
+
+
+def test_dealing_on_content_ids_equals_assign_unit() -> None:
+    """The batched final step deals on integers (``assemble.Dealer``); it must choose exactly
+    what ``assign_unit`` chooses, repeats, overlaps and short lists included."""
+    import random
+
+    from neuroscribe.collect.assemble import TOP, Candidates, Dealer
+
+    rng = random.Random(0)
+    for trial in range(300):
+        cfg = CollectConfig(
+            n_explain=rng.randint(1, 4),
+            n_validate=rng.randint(0, 3),
+            n_calibrate=rng.randint(0, 2),
+            n_score_top=rng.randint(1, 3),
+            n_random=rng.randint(1, 3),
+            n_quantile=rng.randint(0, 3),
+            quantile_bins=rng.randint(1, 3),
+        )
+        pool = rng.randint(3, 40)  # few distinct contents: many repeats and overlaps
+
+        def draw(n: int, pool: int = pool) -> list[int]:
+            return [rng.randrange(pool) for _ in range(n)]
+
+        top, random_, ood = draw(rng.randint(0, 25)), draw(rng.randint(0, 30)), draw(6)
+        bins = [draw(rng.randint(0, 6)) for _ in range(cfg.quantile_bins)]
+        lists = {"t": top, "r": random_, "o": ood, **{f"q{b}": x for b, x in enumerate(bins)}}
+
+        def cands(kind: str, lists: dict[str, list[int]] = lists) -> list[Candidate]:
+            # the window id names the list and position; the tokens carry the content
+            return [Candidate(f"{kind}{i}", (c,), (float(c),)) for i, c in enumerate(lists[kind])]
+
+        expected = assign_unit(
+            list(enumerate(cands("t"))),
+            cands("r"),
+            cands("o"),
+            cfg,
+            [cands(f"q{b}") for b in range(cfg.quantile_bins)],
+        )
+        placed = Dealer(cfg)(Candidates(top, bins, random_, ood))
+        names = {TOP: "t", 1: "q", 2: "r", 3: "o"}
+        got = [
+            (f"{names[kind]}{b if kind == 1 else ''}{pos}", split) for kind, b, pos, split in placed
+        ]
+        assert got == [(w.window_id, w.split) for w in expected], trial

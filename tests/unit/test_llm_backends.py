@@ -118,3 +118,73 @@ def test_openai_settings_from_environment(monkeypatch):
     assert isinstance(backend, OpenAIBackend) and backend.model == "some/model"
     assert backend.capabilities.logprobs and not backend.capabilities.json_schema
     assert not backend.capabilities.prompt_distributions
+
+
+def test_annotator_names_come_from_the_factories_tables():
+    from neuroscribe.config import ExplainConfig, RunConfig, SimulateConfig
+    from neuroscribe.explain import BASELINE_EXPLAINERS, check_explainer_name, make_explainer
+    from neuroscribe.simulate import (
+        BASELINE_SIMULATORS,
+        EMBEDDING_SIMULATORS,
+        check_simulator_name,
+        make_simulator,
+    )
+    from neuroscribe.stages import check_annotators
+
+    for good in ("openai/gpt-4o-mini", "local/some/model", "fake/x", *BASELINE_EXPLAINERS):
+        check_explainer_name(good)
+    for good in ("openai/m", "local/m", "fake/x", *BASELINE_SIMULATORS, *EMBEDDING_SIMULATORS):
+        check_simulator_name(good)
+    valid = "local/<model>, openai/<model>, baseline/ngram, fake/<script>"
+    for bad in ("psychic/oracle", "baseline/lexical", "embedding/all-minilm-l6-v2", "openai/"):
+        message = (f"unknown explainer '{bad}': names are backend/model "
+                   f"\\(valid: local, openai, fake, baseline\\); valid explainers: {valid}")
+        with pytest.raises(ValueError, match=message):
+            check_explainer_name(bad)
+        with pytest.raises(ValueError, match=f"unknown explainer '{bad}'"):  # the same check
+            make_explainer(bad, ExplainConfig())
+    for bad in ("baseline/ngram", "embedding/other", "oracle"):
+        with pytest.raises(ValueError, match=f"unknown simulator '{bad}': names are "
+                           r"backend/model \(valid: local, openai, fake, baseline, embedding\); "
+                           "valid simulators: local/<model>, openai/<model>, baseline/lexical, "
+                           "embedding/all-minilm-l6-v2, fake/<script>"):
+            check_simulator_name(bad)
+        with pytest.raises(ValueError, match=f"unknown simulator '{bad}'"):
+            make_simulator(bad, SimulateConfig())
+    # The preflight asks the same tables (names are checked before any backend is touched).
+    cfg = RunConfig.model_validate({"simulate": {"simulators": ["baseline/ngram"]}})
+    with pytest.raises(ValueError, match="unknown simulator 'baseline/ngram'"):
+        check_annotators(cfg)
+    cfg = RunConfig.model_validate({"explain": {"explainers": ["psychic/oracle"]}})
+    with pytest.raises(ValueError, match="unknown explainer 'psychic/oracle'"):
+        check_annotators(cfg)
+
+
+def test_coroutines_run_inline_or_bounded_in_order():
+    import asyncio
+
+    from neuroscribe.llm.aio import LOOP, map_bounded, run_inline
+
+    async def plain(x: int) -> int:
+        return x * 2
+
+    assert run_inline(plain(4)) == 8
+
+    async def waits() -> None:
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="waited"):
+        run_inline(waits())
+
+    running, peak = [0], [0]
+
+    async def slow(x: int) -> int:
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        await asyncio.sleep(0.001 * (x % 3))  # finish out of order
+        running[0] -= 1
+        return x
+
+    assert LOOP.run(map_bounded(slow, list(range(20)), 4)) == list(range(20))
+    assert peak[0] == 4
+    assert LOOP.run(map_bounded(slow, [], 4)) == []

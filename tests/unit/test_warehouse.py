@@ -6,6 +6,7 @@ import pytest
 from neuroscribe.config import RunConfig
 from neuroscribe.llm.base import LLMCall
 from neuroscribe.records import (
+    Agreement,
     Explanation,
     Score,
     Simulation,
@@ -246,3 +247,255 @@ def test_a_warehouse_of_an_older_schema_is_migrated_without_losing_rows(warehous
         store.save_llm_calls(con, "r1", [call])
         rows = con.execute("SELECT request_hash, retries FROM llm_calls ORDER BY 1").fetchall()
     assert rows == [("new", 3), ("old", 0)]
+
+
+# --- agreements keyed per run (migration 0003) -------------------------------------------------
+
+
+def _schema_2_warehouse(path):
+    """A warehouse made by migrations 0001 and 0002 only (agreements without a key)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
+    for number, name, sql in migrations()[:2]:
+        con.execute(sql)
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [number, name])
+    return con
+
+
+def test_migration_0003_keys_agreements_and_keeps_one_copy_per_run(warehouse_path):
+    con = _schema_2_warehouse(warehouse_path)
+    rows = [  # (unit_key, kind, annotators, value, run_id); the first two are one statistic
+        ("u/0", "alpha_simulators", ["a", "b"], 0.5, "r1"),
+        ("u/0", "alpha_simulators", ["a", "b"], 0.5, "r1"),
+        ("u/0", "alpha_simulators", ["a", "b"], 0.4, "r2"),
+        ("u/0", "clarity", [], 0.3, "r1"),
+        (None, "spearman_corr_top_random", ["x|a", "y|a"], None, "r1"),
+    ]
+    for unit, kind, annotators, value, run in rows:
+        con.execute(
+            "INSERT INTO agreements VALUES (?, ?, ?, ?, NULL, 3, ?)",
+            [unit, kind, annotators, value, run],
+        )
+    con.close()
+
+    with closing(connect(warehouse_path)) as con:
+        got = con.execute(
+            "SELECT unit_key, kind, annotators, value, run_id, statistic_key FROM agreements"
+            " ORDER BY run_id, kind"
+        ).fetchall()
+        assert [r[:5] for r in got] == [
+            ("u/0", "alpha_simulators", ["a", "b"], 0.5, "r1"),
+            ("u/0", "clarity", [], 0.3, "r1"),
+            (None, "spearman_corr_top_random", ["x|a", "y|a"], None, "r1"),
+            ("u/0", "alpha_simulators", ["a", "b"], 0.4, "r2"),
+        ]
+        # The SQL of the migration and store.statistic_key name each statistic alike.
+        assert [r[5] for r in got] == [store.statistic_key(r[0], r[1], r[2]) for r in got]
+        assert len({r[5] for r in got}) == 3
+
+
+def _agreement(unit, kind, annotators, value):
+    return Agreement(unit_key=unit, kind=kind, annotators=annotators, value=value, n=4)
+
+
+def test_agreement_writes_are_idempotent_per_run_and_adopted_from_unfinished_runs(
+    warehouse_path,
+):
+    stats = [
+        _agreement("u/0", "alpha_simulators", ("a", "b"), 0.5),
+        _agreement(None, "alpha_simulators_all_units", ("a", "b"), 0.2),
+        _agreement("u/0", "clarity", (), 0.5),
+    ]
+    cfg = RunConfig()
+
+    def rows(con):
+        return con.execute(
+            "SELECT run_id, count(*) FROM agreements GROUP BY run_id ORDER BY run_id"
+        ).fetchall()
+
+    with closing(connect(warehouse_path)) as con:
+        for run in ("r1", "r2", "r3"):
+            store.start_run(con, run, cfg)
+        assert store.save_agreements(con, "r1", stats) == 3
+        assert store.save_agreements(con, "r1", stats) == 0  # a retried task adds nothing
+        store.finish_run(con, "r1", "finished")
+        assert store.save_agreements(con, "r2", stats[:2]) == 2  # r2 is then killed
+        assert rows(con) == [("r1", 3), ("r2", 2)]
+        # r3 computes the same statistics: r2's rows (never finished) are taken over, r1's stay.
+        assert store.save_agreements(con, "r3", stats) == 3
+        assert rows(con) == [("r1", 3), ("r3", 3)]
+
+
+def test_adopt_takes_over_only_rows_of_unfinished_runs(warehouse_path):
+    subject, windows, unit = _records()
+    cfg = RunConfig()
+    with closing(connect(warehouse_path)) as con:
+        store.start_run(con, "r1", cfg)
+        store.save_collection(con, "r1", subject, "c", windows, [unit])  # then r1 dies
+        store.start_run(con, "r2", cfg)
+        assert store.adopt(con, "r2", "units", "unit_key", [unit.unit.key]) == 1
+        assert store.adopt(con, "r2", "unit_windows", "unit_key", [unit.unit.key]) == 3
+        assert store.adopt(con, "r2", "units", "unit_key", []) == 0
+        store.finish_run(con, "r2", "finished")
+        store.start_run(con, "r3", cfg)
+        assert store.adopt(con, "r3", "units", "unit_key", [unit.unit.key]) == 0  # r2 finished
+        assert con.execute("SELECT DISTINCT run_id FROM unit_windows").fetchall() == [("r2",)]
+        with pytest.raises(ValueError, match="cannot adopt"):
+            store.adopt(con, "r3", "llm_calls", "run_id", ["r1"])
+
+
+# --- which units are collected already ------------------------------------------------------------
+
+
+def test_unit_collections_and_uncollected(warehouse_path, tmp_path):
+    from neuroscribe.stages import uncollected, with_units
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("one document\n\nanother one\n", encoding="utf-8")
+    cfg = RunConfig.model_validate(
+        {"corpus": {"source": str(corpus)}, "collect": {"units": [4, 5], "max_windows": 50}}
+    )
+    from neuroscribe.collect.corpus import open_corpus
+
+    corpus_id = open_corpus(str(corpus)).corpus_id
+    subject, windows, unit = _records()
+    windows = [w.model_copy(update={"corpus_id": corpus_id}) for w in windows]
+    other = UnitId(subject_id=subject.subject_id, site="layers.1.mlp", index=5)
+    with closing(connect(warehouse_path)) as con:
+        store.start_run(
+            con,
+            "r1",
+            cfg.model_copy(update={"collect": cfg.collect.model_copy(update={"units": [4]})}),
+        )
+        store.save_collection(con, "r1", subject, corpus_id, windows, [unit])
+        stored = store.unit_collections(con, [unit.unit.key, other.key])
+    assert stored == {unit.unit.key: (stored[unit.unit.key][0], corpus_id, [corpus_id])}
+    # Unit 4 was collected with other units but the same settings: only unit 5 is missing.
+    assert uncollected(cfg, [unit.unit, other], stored) == [other]
+    assert with_units(cfg, [other]).unit_indices == [5]
+    assert with_units(cfg, [unit.unit, other]) is cfg
+    # Other collect settings, another corpus content, or an unknown collecting run: collect.
+    more = cfg.model_copy(update={"collect": cfg.collect.model_copy(update={"max_windows": 60})})
+    assert uncollected(more, [unit.unit], stored) == [unit.unit]
+    assert uncollected(cfg, [unit.unit], {unit.unit.key: (None, corpus_id, [corpus_id])}) == [
+        unit.unit
+    ]
+    corpus.write_text("one document\n\nchanged\n", encoding="utf-8")
+    assert uncollected(cfg, [unit.unit], stored) == [unit.unit]
+
+
+# --- the ledger writes calls as they are made -----------------------------------------------------
+
+
+def _call(i: int) -> LLMCall:
+    return LLMCall(
+        request_hash=f"h{i}",
+        annotator="openai/m",
+        purpose="explain",
+        prompt_sha=None,
+        params={},
+        response="x",
+        status="ok",
+    )
+
+
+def test_ledger_hands_calls_to_its_sink_in_batches_and_at_close():
+    from neuroscribe.llm.base import Ledger
+
+    batches = []
+    ledger = Ledger(batches.append, flush_every=3, flush_seconds=3600)
+    with ledger:
+        for i in range(7):
+            ledger.add(_call(i))
+        assert [[c.request_hash for c in b] for b in batches] == [
+            ["h0", "h1", "h2"],
+            ["h3", "h4", "h5"],
+        ]
+    assert [c.request_hash for c in batches[-1]] == ["h6"]  # the rest, on close
+    assert len(ledger.drain()) == 7  # every call, also those handed over
+
+
+def test_ledger_flushes_an_old_call_without_a_new_one():
+    import threading
+
+    from neuroscribe.llm.base import Ledger
+
+    arrived = threading.Event()
+    ledger = Ledger(lambda calls: arrived.set(), flush_every=100, flush_seconds=0.05)
+    with ledger:
+        ledger.add(_call(0))
+        assert arrived.wait(30)  # the background thread writes it; no further add needed
+
+
+def test_a_sink_error_keeps_the_calls_and_is_raised_by_close_not_add():
+    from neuroscribe.llm.base import Ledger
+
+    written, fail = [], [True]
+
+    def sink(calls):
+        if fail[0]:
+            raise WarehouseError("disk full")
+        written.extend(calls)
+
+    ledger = Ledger(sink, flush_every=1, flush_seconds=3600)
+    ledger.add(_call(0))  # the sink fails here; the backend thread that added is not told
+    ledger.add(_call(1))
+    with pytest.raises(WarehouseError, match="disk full"):
+        ledger.close()
+    fail[0] = False
+    ledger.close()
+    assert [c.request_hash for c in written] == ["h0", "h1"]
+
+
+# --- fault injection ----------------------------------------------------------------------------
+
+
+def test_kill_at_a_write_leaves_no_row_of_that_transaction(warehouse_path):
+    """NEUROSCRIBE_KILL_AT=write:scores kills the process inside the scores transaction; the
+    next open finds the rows committed before, and none of the killed transaction."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        from neuroscribe.config import RunConfig
+        from neuroscribe.records import Score
+        from neuroscribe.warehouse import connect, store
+        con = connect({str(warehouse_path)!r})
+        store.start_run(con, "r1", RunConfig())
+        score = Score(explanation_id="e", simulator="s", kind="corr_top_random", value=0.5,
+                      n_tokens=3, n_windows=1)
+        store.save_scores(con, "r1", [score])
+        print("unreachable")
+    """)
+    env = {**os.environ, "NEUROSCRIBE_KILL_AT": "write:scores", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert "unreachable" not in r.stdout
+    with closing(connect(warehouse_path)) as con:
+        assert con.execute("SELECT run_id, status FROM runs").fetchall() == [("r1", "running")]
+        assert con.execute("SELECT count(*) FROM scores").fetchall() == [(0,)]
+
+
+def test_kill_point_counts_and_ignores_other_points(monkeypatch):
+    from neuroscribe.warehouse import db
+
+    killed = []
+    monkeypatch.setattr(db.os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.setattr(db, "_kill_counts", {})
+    monkeypatch.setenv(db.KILL_AT_VAR, "write:units#2")
+    db.kill_point("write:scores")
+    db.kill_point("write:units")
+    assert killed == []
+    db.kill_point("write:units")
+    assert len(killed) == 1
+    db.kill_point("write:units")
+    assert len(killed) == 1

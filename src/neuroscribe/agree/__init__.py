@@ -15,6 +15,7 @@ from neuroscribe.agree.agree import (
     clarity,
     ratings_matrix,
 )
+from neuroscribe.agree.control import agree_with_control, kappa
 from neuroscribe.agree.metrics import krippendorff_alpha_interval, rankdata, spearman
 from neuroscribe.agree.overall import agree_overall
 from neuroscribe.agree.texts import agree_explanation_texts
@@ -28,8 +29,10 @@ __all__ = [
     "agree_explanation_texts",
     "agree_overall",
     "agree_unit",
+    "agree_with_control",
     "annotator_label",
     "clarity",
+    "kappa",
     "krippendorff_alpha_interval",
     "rankdata",
     "ratings_matrix",

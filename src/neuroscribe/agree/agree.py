@@ -36,8 +36,15 @@ AGREEMENT_KINDS: dict[str, str] = {
     "alpha_simulators_all_units": "Krippendorff's alpha (interval) between simulators over the "
     "tokens of every unit's simulated windows pooled (items = (explanation, window, token)), one "
     "row per simulator pair and, with three or more simulators, one for all; unit_key is NULL.",
-    "clarity": "Per unit: mean of the available components alpha_simulators, explainer_sim_corr "
-    "and explainer_text_similarity (each averaged over the unit's rows, clipped to [0, 1]).",
+    "control_sim_corr": "Pearson r between a simulator's predictions for an explainer's "
+    "explanation and for the unit's shuffled control, pooled over shared tokens (annotators = "
+    "explainer, simulator); near 1 means the simulator ignores the explanation.",
+    "explainer_sim_corr_adjusted": "explainer_sim_corr corrected for what the simulator shows "
+    "with the shuffled control: mean over simulators of clip((r - c) / (1 - c), 0, 1), c = "
+    "max(0, mean control_sim_corr of the two explainers); 0 when c = 1.",
+    "clarity": "Per unit: mean of the available components alpha_simulators, "
+    "explainer_sim_corr_adjusted and explainer_text_similarity (each averaged over the unit's "
+    "rows, clipped to [0, 1]).",
 }
 """Every agreement kind, with its definition. Values are None (with a reason) when undefined."""
 
@@ -273,7 +280,11 @@ def agree_across_units(
     return rows
 
 
-CLARITY_COMPONENTS = ("alpha_simulators", "explainer_sim_corr", "explainer_text_similarity")
+CLARITY_COMPONENTS = (
+    "alpha_simulators",
+    "explainer_sim_corr_adjusted",
+    "explainer_text_similarity",
+)
 """Agreement kinds that clarity averages, each first averaged over the unit's rows of that kind."""
 
 
@@ -282,8 +293,10 @@ def clarity(agreements: Sequence[Agreement]) -> float | None:
 
     clarity = mean of the available components among
       - the mean of the unit's defined ``alpha_simulators`` values (simulators agree on tokens);
-      - the mean of the unit's defined ``explainer_sim_corr`` values (explainers' explanations
-        make the simulators predict alike);
+      - the mean of the unit's defined ``explainer_sim_corr_adjusted`` values (explainers'
+        explanations make the simulators predict alike, beyond the agreement each simulator
+        shows between an explanation and the unit's shuffled control, so a simulator
+        that ignores the explanation adds 0; see ``neuroscribe.agree.control``);
       - the mean of the unit's defined ``explainer_text_similarity`` values (explainers say
         the same thing in words);
     each clipped to [0, 1] before averaging. Negative agreement counts as none (0). A component

@@ -1,8 +1,10 @@
 """Checkpoints of a collection's streaming state, so that an interrupted run continues.
 
-One file per collection, named by a key that hashes the run config, the subject's weights and
-the SAE: a checkpoint is never resumed under different settings. Written atomically (temporary
-file, then rename): a run killed while writing leaves the previous checkpoint intact.
+One file per collection, named by a key that hashes the run config, the subject's weights, the
+SAE and the corpora's ids (a file corpus's id holds a hash of its bytes): a checkpoint is never
+resumed under different settings. The state also holds a chained hash of the windows read, which
+resuming compares with the windows it re-reads (``CorpusPass.skip_read``). Written atomically
+(temporary file, then rename): a run killed while writing leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from neuroscribe.models import cache_dir
 
-VERSION = 1
+VERSION = 2
 
 
 def checkpoint_path(key: str, directory: str | Path | None = None) -> Path:

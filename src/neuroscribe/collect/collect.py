@@ -1,21 +1,25 @@
 """The collect stage: run the subject over a corpus and keep, per unit, what later stages need.
 
 One pass over the corpus in batches. Each batch's activations at the sites (selected units of
-every site side by side, float32; or the features of an SAE) update the per-unit top windows, a
-shared random sample of windows, a random sample of tokens (for quantiles) and running
-statistics, then are dropped: memory is bounded by units × kept examples, never by the corpus.
-An optional second corpus contributes a random sample of windows for the out-of-distribution
-split. Finally each unit's windows are dealt into splits.
+every site side by side, float32; or the features of an SAE) update the per-unit top windows,
+the windows sampled from activation bins below the top (``collect.n_quantile``), a shared random
+sample of windows, a random sample of tokens (for quantiles) and running statistics, then are
+dropped: memory is bounded by units × kept examples, never by the corpus. An optional second
+corpus contributes a random sample of windows for the out-of-distribution split. Finally each
+unit's windows are dealt into splits and the records built, batched over units (``assemble``).
 
 The streaming state is checkpointed every ``checkpoint_every`` batches; ``resume=True`` continues
 from the checkpoint (the corpus is re-read, and the windows already seen are skipped without a
-forward pass), with a result identical to an uninterrupted run.
+forward pass), with a result identical to an uninterrupted run. The checkpoint's name hashes the
+config, the subject's weights, the SAE and the corpora's ids (a file corpus's id holds a hash of
+its bytes); the windows skipped on resuming are hashed too and compared with those the
+checkpoint saw, and a corpus whose content changed under the same id is collected afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,17 +27,13 @@ from typing import Any
 
 import torch
 
+from neuroscribe.collect.assemble import assemble, gc_paused
 from neuroscribe.collect.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from neuroscribe.collect.corpus import check_source, open_corpus
 from neuroscribe.collect.errors import CollectError
+from neuroscribe.collect.quantile import QuantileSample
 from neuroscribe.collect.sae import SAE, check_sae, check_sae_fits, load_sae
-from neuroscribe.collect.select import (
-    RandomSample,
-    RunningStats,
-    TopWindows,
-    quantiles,
-    token_sample_capacity,
-)
+from neuroscribe.collect.select import RandomSample, RunningStats, TopWindows, token_sample_capacity
 from neuroscribe.collect.sites import (
     ResolvedSite,
     StopForward,
@@ -43,7 +43,8 @@ from neuroscribe.collect.sites import (
     expand_sites,
     resolve_sites,
 )
-from neuroscribe.collect.splits import Candidate, assign_unit, n_top_needed
+from neuroscribe.collect.splits import n_top_needed
+from neuroscribe.collect.state import CorpusPass
 from neuroscribe.collect.windows import (
     Frame,
     RawWindow,
@@ -51,21 +52,15 @@ from neuroscribe.collect.windows import (
     batched,
     check_window_size,
     cut_windows,
+    prefetched,
     special_frame,
 )
-from neuroscribe.config import RunConfig
+from neuroscribe.config import CollectConfig, RunConfig
 from neuroscribe.ids import content_hash
 from neuroscribe.models import ModelNotFoundError, load_model
-from neuroscribe.records import (
-    Record,
-    Subject,
-    UnitExamples,
-    UnitId,
-    UnitStats,
-    UnitWindow,
-    Window,
-)
+from neuroscribe.records import Record, Subject, UnitExamples, UnitId, Window
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
@@ -174,21 +169,24 @@ def collect(
     )
 
     n_units = len(plan.columns)
-    k = n_top_needed(c)
-    k += max(2, k // 4)  # margin: repeated text is passed over when splits are dealt
-    shape = (c.window_tokens, n_units)
-    # The random sample must still fill three random splits after a unit's top windows are
-    # taken out of it; the OOD sample one split.
-    main = _Pass(
-        RandomSample(3 * c.n_random + k, c.seed, shape), TopWindows(k, n_units, c.window_tokens)
+    sources = {"corpus": cfg.corpus.source}
+    if cfg.corpus.ood_source:
+        sources["out-of-distribution corpus"] = cfg.corpus.ood_source
+    docs = {
+        label: open_corpus(source, cfg.corpus.text_field, cfg.corpus.max_documents)
+        for label, source in sources.items()
+    }
+    # The key names everything the streaming state depends on, the corpora's content included
+    # (a file corpus's id holds a hash of its bytes); resuming also checks the windows re-read.
+    key = content_hash(
+        cfg.config_hash,
+        loaded.weights_hash,
+        sae.sae_id if sae else None,
+        [d.corpus_id for d in docs.values()],
     )
-    ood = _Pass(RandomSample(c.n_random + k, c.seed + 2, shape))
-    tokens = RandomSample(token_sample_capacity(n_units), c.seed + 1, (n_units,))
-    stats = RunningStats(n_units, c.firing_threshold)
-    total = c.max_windows * (2 if cfg.corpus.ood_source else 1)
-
-    key = content_hash(cfg.config_hash, loaded.weights_hash, sae.sae_id if sae else None)
     ckpt = checkpoint_path(key, checkpoint_dir)
+    main, ood, tokens = _new_state(c, n_units)
+    total = c.max_windows * len(sources)
     corpora: dict[str, tuple[str, int, int]] = {}  # label -> (corpus id, documents, skipped)
 
     def snapshot() -> dict[str, Any]:
@@ -196,7 +194,6 @@ def collect(
             "main": main.state_dict(),
             "ood": ood.state_dict(),
             "tokens": tokens.state_dict(),
-            "stats": stats.state_dict(),
             "corpora": {k: list(v) for k, v in corpora.items()},
         }
 
@@ -205,22 +202,36 @@ def collect(
         main.load_state_dict(saved["main"])
         ood.load_state_dict(saved["ood"])
         tokens.load_state_dict(saved["tokens"])
-        stats.load_state_dict(saved["stats"])
         corpora.update({k: tuple(v) for k, v in saved["corpora"].items()})  # type: ignore[misc]
         if "corpus" in corpora:
             total -= c.max_windows - main.n_windows
     batches = 0
 
-    def run(label: str, source: str, scan: _Pass, on_batch: Callable[[torch.Tensor], None]) -> None:
+    def run(label: str, scan: CorpusPass, on_batch: Callable[[torch.Tensor], None]) -> None:
         nonlocal total, batches
         if label in corpora:  # finished before the checkpoint
             return
-        docs = open_corpus(source, cfg.corpus.text_field, cfg.corpus.max_documents)
-        windows = cut_windows(docs, tokenizer, c.window_tokens, c.max_windows)
-        windows = itertools.islice(windows, scan.n_windows, None)  # skip what a checkpoint holds
-        for batch, acts in _activations(model, plan, frame, windows, c.batch_size):
-            scan.update(batch, acts)
+        stream = docs[label]
+        windows = cut_windows(stream, tokenizer, c.window_tokens, c.max_windows)
+        if not scan.skip_read(windows):  # consumes the windows the checkpoint holds
+            # Same corpus id, other content (e.g. a dataset revised under the same name): this
+            # pass starts afresh. The main corpus is checked before any forward pass, and the
+            # OOD pass stands alone.
+            log.warning("%s changed since the checkpoint was written: collecting it afresh", label)
+            fresh_main, fresh_ood, fresh_tokens = _new_state(c, n_units)
+            if scan is main:
+                main.load_state_dict(fresh_main.state_dict())
+                tokens.load_state_dict(fresh_tokens.state_dict())
+            else:
+                ood.load_state_dict(fresh_ood.state_dict())
+            stream = docs[label] = open_corpus(
+                sources[label], cfg.corpus.text_field, cfg.corpus.max_documents
+            )
+            windows = cut_windows(stream, tokenizer, c.window_tokens, c.max_windows)
+        batches_read = prefetched(batched(windows, c.batch_size))
+        for batch, acts in _activations(model, plan, frame, batches_read):
             on_batch(acts)
+            scan.update(batch, acts)
             batches += 1
             if checkpoint_every and batches % checkpoint_every == 0:
                 save_checkpoint(ckpt, snapshot())
@@ -229,162 +240,87 @@ def collect(
         total -= c.max_windows - scan.n_windows  # this corpus is done: no more estimating
         if scan.n_windows == 0:
             raise CollectError(
-                f"{label} '{source}' yielded no window of {c.window_tokens} tokens "
-                f"({docs.n_documents} documents read, {docs.skipped} skipped as non-UTF-8 or "
-                "empty); use a larger corpus or a smaller collect.window_tokens"
+                f"{label} '{sources[label]}' yielded no window of {c.window_tokens} tokens "
+                f"({stream.n_documents} documents read, {stream.skipped} skipped as non-UTF-8 "
+                "or empty); use a larger corpus or a smaller collect.window_tokens"
             )
-        corpora[label] = (docs.corpus_id, docs.n_documents, docs.skipped)
+        corpora[label] = (stream.corpus_id, stream.n_documents, stream.skipped)
 
     def on_main_batch(acts: torch.Tensor) -> None:
         flat = acts.reshape(-1, n_units)
-        tokens.update(flat, torch.arange(stats.n_tokens, stats.n_tokens + len(flat)))
-        stats.update(acts)
+        n_tokens = main.stats.n_tokens  # type: ignore[union-attr]
+        tokens.update(flat, torch.arange(n_tokens, n_tokens + len(flat)))
 
-    run("corpus", cfg.corpus.source, main, on_main_batch)
+    run("corpus", main, on_main_batch)
     if cfg.corpus.ood_source:
         if checkpoint_every:
             save_checkpoint(ckpt, snapshot())
-        run("out-of-distribution corpus", cfg.corpus.ood_source, ood, lambda _: None)
+        run("out-of-distribution corpus", ood, lambda _: None)
     corpus_id, n_documents, skipped = corpora["corpus"]
     ood_id = corpora.get("out-of-distribution corpus", ("",))[0]
-    counts = (n_documents, main.n_windows, skipped)
-    result = _finish(
-        cfg, subject, plan, (main, ood, tokens, stats), tokenizer, (corpus_id, ood_id), counts
-    )
+    sae_id = sae.sae_id if sae else None
+    with gc_paused():
+        windows, units = assemble(
+            c,
+            plan.columns,
+            lambda site, index: UnitId(
+                subject_id=subject.subject_id, site=site, index=index, sae_id=sae_id
+            ),
+            (main, ood, tokens, main.stats),  # type: ignore[arg-type]
+            TokenDecoder(tokenizer),
+            (corpus_id, ood_id),
+        )
+        result = CollectResult(
+            subject=subject,
+            corpus_id=corpus_id,
+            windows=windows,
+            units=units,
+            n_documents=n_documents,
+            n_windows=main.n_windows,
+            skipped_documents=skipped,
+        )
     ckpt.unlink(missing_ok=True)
     return result
 
 
-def _finish(
-    cfg: RunConfig,
-    subject: Subject,
-    plan: Plan,
-    state: tuple[_Pass, _Pass, RandomSample, RunningStats],
-    tokenizer: Any,
-    corpus_ids: tuple[str, str],
-    counts: tuple[int, int, int],
-) -> CollectResult:
-    """Deal each unit's windows into splits and build the records."""
-    c = cfg.collect
-    main, ood, tokens, stats = state
-    decoder = TokenDecoder(tokenizer)
-    records: dict[tuple[int, int], Window] = {}  # (0 main / 1 OOD, corpus index) -> window
-
-    def candidate(source: int, raw: RawWindow, acts: torch.Tensor) -> Candidate:
-        key = (source, raw.index)
-        if key not in records:
-            records[key] = decoder.window(corpus_ids[source], raw)
-        return Candidate(records[key].window_id, raw.token_ids, tuple(acts.tolist()))
-
-    qs = quantiles(tokens.rows, list(c.quantiles))
-    top = main.top
-    assert top is not None
-    top_index, top_acts = top.index.tolist(), top.acts
-    main_sampled, ood_sampled = list(main.sampled()), list(ood.sampled())
-    dead_units = (stats.max <= c.firing_threshold).tolist()
-    maxes, means, rates = stats.max.tolist(), stats.mean.tolist(), stats.firing_rate.tolist()
-    unit_quantiles = qs.t().tolist()
-    sae_id = plan.sae.sae_id if plan.sae else None
-    unit_records = []
-    for u, (site, unit_index) in enumerate(plan.columns):
-        dead = bool(dead_units[u])
-        placed: tuple[UnitWindow, ...] = ()
-        if not dead:
-            placed = assign_unit(
-                (
-                    (rank, candidate(0, main.store[i], top_acts[u, rank]))
-                    for rank, i in enumerate(top_index[u])
-                ),
-                (candidate(0, main.store[i], row[:, u]) for i, row in main_sampled),
-                (candidate(1, ood.store[i], row[:, u]) for i, row in ood_sampled),
-                c,
-            )
-        unit_stats = UnitStats(
-            n_tokens=stats.n_tokens,
-            max=maxes[u],
-            mean=means[u],
-            firing_rate=rates[u],
-            quantiles=tuple(unit_quantiles[u]),
-            dead=dead,
+def _new_state(c: CollectConfig, n_units: int) -> tuple[CorpusPass, CorpusPass, RandomSample]:
+    """Fresh streaming state: the main pass, the OOD pass and the token sample."""
+    k = n_top_needed(c)
+    k += max(2, k // 4)  # margin: repeated text is passed over when splits are dealt
+    shape = (c.window_tokens, n_units)
+    quantile = None
+    if c.n_quantile:
+        # Twice the windows dealt per bin: windows that leave a bin as the max rises, or that
+        # are also top windows, leave enough behind.
+        slots = 2 * c.n_quantile
+        quantile = QuantileSample(
+            n_units, c.quantile_bins, slots, c.window_tokens, c.seed + 3, c.firing_threshold
         )
-        unit_id = UnitId(subject_id=subject.subject_id, site=site, index=unit_index, sae_id=sae_id)
-        unit_records.append(UnitExamples(unit=unit_id, stats=unit_stats, windows=placed))
-
-    used = {w.window_id for unit in unit_records for w in unit.windows}
-    return CollectResult(
-        subject=subject,
-        corpus_id=corpus_ids[0],
-        windows=tuple(records[key] for key in sorted(records) if records[key].window_id in used),
-        units=tuple(unit_records),
-        n_documents=counts[0],
-        n_windows=counts[1],
-        skipped_documents=counts[2],
+    # The random sample must still fill three random splits after a unit's top and quantile
+    # windows are taken out of it; the OOD sample one split.
+    n_explain_extra = c.quantile_bins * c.n_quantile
+    main = CorpusPass(
+        RandomSample(3 * c.n_random + k + n_explain_extra, c.seed, shape),
+        TopWindows(k, n_units, c.window_tokens),
+        quantile,
+        RunningStats(n_units, c.firing_threshold),
     )
-
-
-class _Pass:
-    """What a pass over one corpus keeps: a random sample of windows, optionally the top windows,
-    and the tokens of the windows still kept (pruned as the store doubles, so memory stays
-    bounded by the kept windows).
-    """
-
-    def __init__(self, sample: RandomSample, top: TopWindows | None = None) -> None:
-        self.sample = sample
-        self.top = top
-        self.store: dict[int, RawWindow] = {}
-        self.n_windows = 0
-        self._prune_at = 1024
-
-    def update(self, batch: list[RawWindow], acts: torch.Tensor) -> None:
-        index = torch.arange(batch[0].index, batch[0].index + len(batch))
-        self.sample.update(acts, index)
-        if self.top is not None:
-            self.top.update(acts, index)
-        self.store.update((w.index, w) for w in batch)
-        self.n_windows += len(batch)
-        if len(self.store) > self._prune_at:
-            self.prune()
-            self._prune_at = max(1024, 2 * len(self.store))
-
-    def prune(self) -> None:
-        keep = set(self.sample.kept_index().tolist())
-        if self.top is not None:
-            keep |= set(self.top.kept_windows().unique().tolist())
-        self.store = {i: w for i, w in self.store.items() if i in keep}
-
-    def sampled(self) -> Iterator[tuple[int, torch.Tensor]]:
-        """The random sample in random order: (corpus index, activations [pos, unit])."""
-        return zip(self.sample.index.tolist(), self.sample.rows, strict=True)
-
-    def state_dict(self) -> dict[str, Any]:
-        self.prune()
-        return {
-            "n_windows": self.n_windows,
-            "sample": self.sample.state_dict(),
-            "top": self.top.state_dict() if self.top is not None else None,
-            "store": [[w.index, w.doc_id, w.start, list(w.token_ids)] for w in self.store.values()],
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.n_windows = int(state["n_windows"])
-        self.sample.load_state_dict(state["sample"])
-        if self.top is not None:
-            self.top.load_state_dict(state["top"])
-        self.store = {i: RawWindow(i, d, s, tuple(t)) for i, d, s, t in state["store"]}
+    ood = CorpusPass(RandomSample(c.n_random + k + n_explain_extra, c.seed + 2, shape))
+    tokens = RandomSample(token_sample_capacity(n_units), c.seed + 1, (n_units,))
+    return main, ood, tokens
 
 
 def _activations(
     model: Any,
     plan: Plan,
     frame: Frame,
-    windows: Iterable[RawWindow],
-    batch_size: int,
+    batches: Iterable[list[RawWindow]],
 ) -> Iterator[tuple[list[RawWindow], torch.Tensor]]:
-    """Per batch: the windows and the units' activations, float32 [batch, pos, unit]."""
+    """Per batch of windows: the windows and the units' activations, float32 [batch, pos, unit]."""
     base = model.base_model  # skip the LM head: the sites are always inside the base model
     start = len(frame.prefix)
     buffer = torch.empty(0)  # reused across batches (fresh big tensors cost page faults)
-    for batch in batched(windows, batch_size):
+    for batch in batches:
         ids = frame.wrap(batch).to(model.device)
         # The hooks raise StopForward once they have every site's activations: the layers
         # after the last site are never run.

@@ -15,6 +15,7 @@ every batch cost more in page faults than the arithmetic.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -35,10 +36,14 @@ class TopWindows:
         self._acts = torch.zeros(n_units, k, window_tokens)
         self._order: torch.Tensor | None = None
 
-    def update(self, acts: torch.Tensor, window_index: torch.Tensor) -> None:
-        """Offer a batch: ``acts[batch, pos, unit]``, ``window_index[batch]`` increasing."""
+    def update(
+        self, acts: torch.Tensor, window_index: torch.Tensor, best: torch.Tensor | None = None
+    ) -> None:
+        """Offer a batch: ``acts[batch, pos, unit]``, ``window_index[batch]`` increasing, and
+        ``best[unit, batch]`` the window maxima when the caller has them."""
         n_batch = acts.shape[0]
-        best = acts.amax(dim=1).t().contiguous()  # [unit, batch]
+        if best is None:
+            best = acts.amax(dim=1).t().contiguous()  # [unit, batch]
         fill = min(self.k - self.n_filled, n_batch)
         if fill > 0:  # the first k windows are kept whatever they are
             kept = slice(self.n_filled, self.n_filled + fill)
@@ -99,6 +104,10 @@ class TopWindows:
     def kept_windows(self) -> torch.Tensor:
         """Corpus indices of every window some unit keeps (unsorted, repeats possible)."""
         return self._index[:, : self.n_filled].reshape(-1)
+
+    def acts_at(self, unit: torch.Tensor, rank: torch.Tensor) -> torch.Tensor:
+        """[n, pos] the activations of unit ``unit[i]``'s window of rank ``rank[i]``."""
+        return self._acts[unit, self._ranked()[unit, rank]]
 
     def state_dict(self) -> dict[str, object]:
         return {
@@ -191,6 +200,14 @@ class RandomSample:
         """Stream indices of the sampled rows, unordered (cheap)."""
         return self._index[: self.n]
 
+    def kept_rows(self) -> torch.Tensor:
+        """The sampled rows, unordered (no copy)."""
+        return self._rows[: self.n] if self.n else torch.empty(0, *self.row_shape)
+
+    def rows_at(self, position: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
+        """``rows[position[i], ..., column[i]]`` for window rows ``[pos, unit]``: [n, pos]."""
+        return self._rows[self._order()[position], :, column]
+
     def __len__(self) -> int:
         return self.n
 
@@ -223,17 +240,23 @@ class RunningStats:
         self.sum = torch.zeros(n_units, dtype=torch.float64)
         self.max = torch.full((n_units,), float("-inf"))
         self.n_firing = torch.zeros(n_units, dtype=torch.long)
-        self._firing = torch.empty(0, dtype=torch.bool)  # reused: no fresh pages every batch
+        self._firing = torch.empty(0)  # reused: no fresh pages every batch
+        self._ones = torch.empty(0)
 
-    def update(self, acts: torch.Tensor) -> None:
+    def update(self, acts: torch.Tensor, best: torch.Tensor | None = None) -> None:
+        """Add ``acts[batch, pos, unit]``; ``best[unit, batch]`` its window maxima, if known."""
         flat = acts.reshape(-1, acts.shape[-1])  # [token, unit]
         self.n_tokens += flat.shape[0]
         self.sum += flat.sum(dim=0)
-        self.max = torch.maximum(self.max, flat.amax(dim=0))
+        batch_max = flat.amax(dim=0) if best is None else best.amax(dim=1)
+        self.max = torch.maximum(self.max, batch_max)
+        # Firing count: 1.0 where above the threshold, summed by a matrix product (exact: at
+        # most 2^24 tokens a batch). Several times faster than a boolean mask's integer sum.
         if self._firing.shape != flat.shape:
-            self._firing = torch.empty(flat.shape, dtype=torch.bool)
+            self._firing = torch.empty(flat.shape)
+            self._ones = torch.ones(1, flat.shape[0])
         torch.gt(flat, self.threshold, out=self._firing)
-        self.n_firing += self._firing.view(torch.uint8).sum(dim=0, dtype=torch.int32)
+        self.n_firing += (self._ones @ self._firing)[0].long()
 
     def state_dict(self) -> dict[str, object]:
         return {
@@ -258,14 +281,17 @@ class RunningStats:
 
 def quantiles(sample: torch.Tensor, qs: list[float]) -> torch.Tensor:
     """[len(qs), unit] quantiles of ``sample[row, unit]`` with linear interpolation (numpy's
-    default). ``torch.quantile`` refuses inputs above 16M elements; this sorts instead."""
+    default), the rows in any order. Only the order statistics needed are found (a partial
+    sort per unit, ``numpy.partition``): exact, and several times faster than sorting."""
     if sample.shape[0] == 0:
         return torch.zeros(len(qs), sample.shape[1])
-    ordered = sample.sort(dim=0).values
-    n = ordered.shape[0]
+    n = sample.shape[0]
     pos = torch.tensor(qs, dtype=torch.float64) * (n - 1)
     lo = pos.floor().long()
     hi = pos.ceil().long()
+    kth = sorted(set(lo.tolist()) | set(hi.tolist()))
+    by_unit = sample.t().contiguous().numpy()  # [unit, row]: each unit's values contiguous
+    ordered = torch.from_numpy(np.partition(by_unit, kth, axis=1)).t()  # [row, unit]
     frac = (pos - lo).float().unsqueeze(1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * frac
 

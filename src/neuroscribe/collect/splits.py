@@ -3,9 +3,10 @@
 Top windows are dealt by rank, round-robin, into EXPLAIN, VALIDATE, CALIBRATE and SCORE_TOP
 (rank 0 → explain, rank 1 → validate, rank 2 → calibrate, rank 3 → score_top, rank 4 → explain,
 ...; a split whose quota is full, or zero, is passed over), so that every split spans the unit's
-upper range rather than one taking all the best windows. Random windows are dealt the same way into
-VALIDATE, CALIBRATE and SCORE_RANDOM (``n_random`` each), and windows of a second corpus into
-SCORE_OOD.
+upper range rather than one taking all the best windows. Windows sampled from activation bins
+below the top (``n_quantile`` per bin, see ``quantile.py``) go to EXPLAIN too, with ranks -2
+(highest bin), -3, ... Random windows are dealt round-robin into VALIDATE, CALIBRATE and
+SCORE_RANDOM (``n_random`` each), and windows of a second corpus into SCORE_OOD.
 
 Disjointness holds by construction: one set of used windows per unit, checked before each window is
 placed. A window whose tokens repeat a used window's tokens (the same boilerplate in two documents)
@@ -74,13 +75,26 @@ def n_top_needed(cfg: CollectConfig) -> int:
     return sum(q for _, q in top_quotas(cfg))
 
 
+def split_sequence(quotas: Sequence[tuple[Split, int]]) -> list[Split]:
+    """The splits a RoundRobin deals, in order, until every quota is met: the i-th window placed
+    goes to the i-th split, whichever windows were passed over before it."""
+    dealer = RoundRobin(quotas)
+    out = []
+    while (split := dealer.next()) is not None:
+        out.append(split)
+    return out
+
+
 def assign_unit(
     top: Iterable[tuple[int, Candidate]],
     random: Iterable[Candidate],
     ood: Iterable[Candidate],
     cfg: CollectConfig,
+    quantile: Sequence[Iterable[Candidate]] = (),
 ) -> tuple[UnitWindow, ...]:
-    """Deal one unit's windows: ``top`` as (rank, candidate) best first, then random, then OOD."""
+    """Deal one unit's windows: ``top`` as (rank, candidate) best first, then the quantile bins
+    (highest first, up to ``n_quantile`` each into EXPLAIN, rank -2 for the highest bin, -3 for
+    the next...), then random, then OOD."""
     used_ids: set[str] = set()
     used_tokens: set[tuple[int, ...]] = set()
     placed: list[UnitWindow] = []
@@ -102,6 +116,8 @@ def assign_unit(
                 return  # stop before pulling (and decoding) another candidate
 
     deal(top, RoundRobin(top_quotas(cfg)))
+    for b, candidates in enumerate(quantile):
+        deal(((-2 - b, c) for c in candidates), RoundRobin([(Split.EXPLAIN, cfg.n_quantile)]))
     deal(((-1, c) for c in random), RoundRobin(random_quotas(cfg)))
     deal(((-1, c) for c in ood), RoundRobin([(Split.SCORE_OOD, cfg.n_random)]))
     return tuple(placed)

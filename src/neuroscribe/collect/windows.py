@@ -11,15 +11,19 @@ activations at those framing positions are dropped.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from neuroscribe.collect.corpus import Document
 from neuroscribe.collect.errors import CollectError
 from neuroscribe.records import Window
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,49 @@ def batched(windows: Iterable[RawWindow], size: int) -> Iterator[list[RawWindow]
             batch = []
     if batch:
         yield batch
+
+
+def prefetched(items: Iterator[T], depth: int = 4) -> Iterator[T]:
+    """``items``, produced by a background thread up to ``depth`` ahead of the consumer.
+
+    Reading and tokenizing the corpus is Python work that holds the GIL, while the forward pass
+    runs in torch kernels that release it: a reader thread overlaps the two. An exception in the
+    reader is raised in the consumer; a consumer that stops early stops the reader.
+    """
+    q: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for item in items:
+                if not put((False, item)):
+                    return
+            put((True, None))
+        except BaseException as e:  # handed to the consumer, raised there
+            put((True, e))
+
+    reader = threading.Thread(target=read, name="corpus-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            done, value = q.get()
+            if done:
+                if value is not None:
+                    raise value
+                return
+            yield value
+    finally:
+        stop.set()
+        reader.join()
 
 
 class TokenDecoder:

@@ -15,13 +15,37 @@ from neuroscribe.explain.base import Explainer, ExplainFailure
 from neuroscribe.explain.llm import LLMExplainer, prompt_for
 from neuroscribe.explain.ngram import NgramExplainer
 from neuroscribe.explain.select import select_best
+from neuroscribe.llm.aio import LOOP, map_bounded
 from neuroscribe.llm.base import Ledger
 from neuroscribe.llm.registry import LLM_BACKENDS, make_backend, split_name
 from neuroscribe.records import Explanation, UnitExamples, Window
 
 BASELINE_EXPLAINERS = ("baseline/ngram",)
 
-__all__ = ["ExplainFailure", "Explainer", "explain_all", "make_explainer", "select_best"]
+__all__ = [
+    "ExplainFailure", "Explainer", "check_explainer_name", "explain_all", "explainer_names",
+    "make_explainer", "select_best",
+]
+
+
+def explainer_names() -> tuple[str, ...]:
+    """Every valid explainer name, as users write them (``<model>`` is any model)."""
+    return (*(f"{b}/<model>" for b in LLM_BACKENDS if b != "fake"), *BASELINE_EXPLAINERS,
+            "fake/<script>")
+
+
+def check_explainer_name(name: str) -> None:
+    """ValueError naming ``name`` and listing the valid explainers unless ``make_explainer``
+    knows it (no I/O; the preflight and the factory ask the same tables)."""
+    backend, sep, model = name.partition("/")
+    known = backend in LLM_BACKENDS and model if backend != "baseline" else (
+        name in BASELINE_EXPLAINERS)
+    if not (sep and known):
+        backends = ", ".join((*LLM_BACKENDS, "baseline"))
+        raise ValueError(
+            f"unknown explainer '{name}': names are backend/model (valid: {backends}); "
+            f"valid explainers: {', '.join(explainer_names())}"
+        )
 
 
 def make_explainer(
@@ -33,14 +57,10 @@ def make_explainer(
     """The explainer named ``backend/model``; ValueError naming the valid backends otherwise.
     ``annotator`` (``RunConfig.annotators.get(name)``) overrides temperature and max tokens and
     sets the backend's concurrency, timeouts, retries and prices."""
+    check_explainer_name(name)
     backend, _ = split_name(name)
     if backend == "baseline":
-        if name not in BASELINE_EXPLAINERS:
-            raise ValueError(f"unknown baseline explainer '{name}'; valid: {BASELINE_EXPLAINERS}")
         return NgramExplainer()
-    if backend not in LLM_BACKENDS:
-        valid = ", ".join((*LLM_BACKENDS, "baseline"))
-        raise ValueError(f"unknown explainer backend '{backend}' in '{name}'; valid: {valid}")
     if annotator is not None:
         overrides = {"temperature": annotator.temperature, "max_tokens": annotator.max_tokens}
         cfg = cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
@@ -58,8 +78,14 @@ def explain_all(
 ) -> list[list[Explanation]]:
     """``explainer.explain(units[i], windows, n, seeds[i])`` for every unit, in order, with up
     to the backend's ``max_concurrency`` units in flight (1 for in-process and scripted ones).
-    A unit's failure is its own typed failure; it never stops the others."""
+    A unit's failure is its own typed failure; it never stops the others. An explainer whose
+    backend runs on the event loop (``asynchronous``) is awaited there, units as coroutines."""
     workers = min(getattr(explainer, "max_concurrency", 1), len(units))
+    if getattr(explainer, "asynchronous", False):
+        return LOOP.run(map_bounded(
+            lambda us: explainer.aexplain(us[0], windows, n, us[1]),  # type: ignore[attr-defined]
+            list(zip(units, seeds, strict=True)), workers,
+        ))
     if workers <= 1:
         return [explainer.explain(u, windows, n, s) for u, s in zip(units, seeds, strict=True)]
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -39,8 +39,10 @@ class Explainer(Protocol):
 def explain_windows(
     unit: UnitExamples, windows: Mapping[str, Window]
 ) -> list[tuple[UnitWindow, Window]]:
-    """The unit's explain windows (best rank first) with their tokens; nothing else is shown."""
-    shown = sorted(unit.in_splits(Split.EXPLAIN), key=lambda w: (w.rank, w.window_id))
+    """The unit's explain windows with their tokens; nothing else is shown. Order: random
+    windows (rank -1), top windows by rank, then windows sampled from activation bins below the
+    top (``collect.n_quantile``), highest bin (rank -2) first."""
+    shown = sorted(unit.in_splits(Split.EXPLAIN), key=_shown_order)
     missing = [w.window_id for w in shown if w.window_id not in windows]
     if missing:
         raise KeyError(f"unit {unit.unit.key}: explain windows not given: {missing[:3]}")
@@ -48,6 +50,11 @@ def explain_windows(
         if len(uw.activations) != len(windows[uw.window_id].tokens):
             raise ValueError(f"window {uw.window_id}: activations and tokens differ in length")
     return [(uw, windows[uw.window_id]) for uw in shown]
+
+
+def _shown_order(w: UnitWindow) -> tuple[int, int, str]:
+    group = 0 if w.rank == -1 else 1 if w.rank >= 0 else 2
+    return group, abs(w.rank), w.window_id
 
 
 def explanation_id(

@@ -7,14 +7,15 @@ failure. A failure's text is never used as an explanation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from neuroscribe.config import ExplainConfig
 from neuroscribe.explain.base import ExplainFailure, explain_windows, make_explanation
 from neuroscribe.explain.parse import ParseFailure, parse_explanation
 from neuroscribe.explain.render import render_highlight, render_table
 from neuroscribe.ids import content_hash
-from neuroscribe.llm.base import Backend, ChatRequest, Message
+from neuroscribe.llm.aio import LOOP, run_inline
+from neuroscribe.llm.base import Backend, ChatRequest, ChatResponse, Message
 from neuroscribe.llm.registry import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, UnitExamples, Window
@@ -47,10 +48,36 @@ class LLMExplainer:
         self.prompt = prompt
         self.max_concurrency: int = getattr(backend, "max_concurrency", 1)
         """Units ``explain_all`` may explain at once (the backend's limit)."""
+        self.asynchronous: bool = callable(getattr(backend, "achat", None))
+        """The backend runs on the event loop (``achat``): ``explain_all`` awaits ``aexplain``
+        there instead of calling ``explain`` from a thread pool."""
 
     def explain(
         self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
     ) -> list[Explanation]:
+        if self.asynchronous:
+            return LOOP.run(self.aexplain(unit, windows, n, seed))
+
+        async def chat(request: ChatRequest) -> ChatResponse:
+            return self.backend.chat(request)
+
+        return run_inline(self._explain(unit, windows, n, seed, chat))
+
+    async def aexplain(
+        self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
+    ) -> list[Explanation]:
+        """``explain`` on the event loop (only when ``asynchronous``)."""
+        return await self._explain(unit, windows, n, seed, self.backend.achat)  # type: ignore[attr-defined]
+
+    async def _explain(
+        self,
+        unit: UnitExamples,
+        windows: Mapping[str, Window],
+        n: int,
+        seed: int,
+        chat: Callable[[ChatRequest], Awaitable[ChatResponse]],
+    ) -> list[Explanation]:
+        """Render, call, parse: written once for both kinds of backend."""
         messages = render_messages(self.prompt, self.cfg.format, unit, windows)
         params = {
             "format": self.cfg.format,
@@ -75,7 +102,7 @@ class LLMExplainer:
             seed=seed,
         )
         try:
-            texts = self.backend.chat(request).texts
+            texts = (await chat(request)).texts
         except BackendError:
             return [failed(i, ExplainFailure.BACKEND_ERROR) for i in range(n)]
         out = []

@@ -9,7 +9,8 @@ request hash is the cache key.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
 from pydantic import Field
@@ -83,22 +84,124 @@ class LLMCall(Record):
     """Attempts beyond the first (429, 5xx, timeouts, connection errors)."""
 
 
-class Ledger:
-    """Collects the calls made during a stage; the flow writes them to the warehouse.
-    Thread-safe: simulators call backends from a pool."""
+LedgerSink = Callable[[list[LLMCall]], object]
+"""Where a ledger hands its calls as they are made (the flow: a write to ``llm_calls``)."""
 
-    def __init__(self) -> None:
+
+class Ledger:
+    """Collects the calls made during a stage. Thread-safe: simulators call backends from a pool.
+
+    Without a sink, the calls stay in ``calls`` until ``drain`` takes them. With a ``sink``,
+    every call is also handed to it in batches as the stage goes: when ``flush_every`` calls are
+    pending, when the oldest pending call is ``flush_seconds`` old (checked on every ``add`` and,
+    while the ledger is open as a context manager, by a background thread), and on ``flush`` or
+    ``close``. So a process killed mid-stage loses only the calls in flight and those finished
+    in the last ``flush_seconds`` (at most ``flush_every - 1``): the flow's sink writes them to
+    the warehouse, whose rows prime the response cache of the next run.
+
+    The sink is called by one thread at a time. A sink error never reaches the backend thread
+    that added the call (its result is good): the batch is kept, and the error is raised by the
+    next ``flush`` or ``close`` from the caller's thread.
+    """
+
+    def __init__(
+        self,
+        sink: LedgerSink | None = None,
+        *,
+        flush_every: int = 32,
+        flush_seconds: float = 1.0,
+    ) -> None:
+        if flush_every < 1 or flush_seconds <= 0:
+            raise ValueError("flush_every must be at least 1 and flush_seconds positive")
         self.calls: list[LLMCall] = []
+        self.sink = sink
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self._pending: list[LLMCall] = []
+        self._oldest = 0.0  # monotonic time of the oldest pending call
+        self._error: BaseException | None = None
         self._lock = threading.Lock()
+        self._sink_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
     def add(self, call: LLMCall) -> None:
         with self._lock:
             self.calls.append(call)
+            if self.sink is None:
+                return
+            if not self._pending:
+                self._oldest = time.monotonic()
+            self._pending.append(call)
+            due = self._due()
+        if due:
+            self._flush_quietly()
 
     def drain(self) -> list[LLMCall]:
+        """Every call recorded since the last drain (also those already handed to the sink)."""
         with self._lock:
             calls, self.calls = self.calls, []
         return calls
+
+    def flush(self) -> int:
+        """Hand every pending call to the sink now. Returns how many; raises a sink error (the
+        calls stay pending)."""
+        if self.sink is None:
+            return 0
+        with self._sink_lock:
+            with self._lock:
+                batch, self._pending = self._pending, []
+                error, self._error = self._error, None
+            if not batch:
+                if error is not None:
+                    raise error
+                return 0
+            try:
+                self.sink(batch)
+            except BaseException:
+                with self._lock:
+                    self._pending[:0] = batch
+                    self._oldest = time.monotonic()
+                raise
+        return len(batch)
+
+    def close(self) -> None:
+        """Stop the background thread, then hand over what is pending (raising a sink error)."""
+        self._stop.set()
+        if self._timer is not None and self._timer is not threading.current_thread():
+            self._timer.join()
+        self._timer = None
+        self.flush()
+
+    def __enter__(self) -> Ledger:
+        if self.sink is not None and self._timer is None:
+            self._stop.clear()
+            self._timer = threading.Thread(target=self._tick, name="ledger-flush", daemon=True)
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _due(self) -> bool:
+        return bool(self._pending) and (
+            len(self._pending) >= self.flush_every
+            or time.monotonic() - self._oldest >= self.flush_seconds
+        )
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.flush_seconds / 4):
+            with self._lock:
+                due = self._due()
+            if due:
+                self._flush_quietly()
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except BaseException as e:  # kept for the caller's next flush or close
+            with self._lock:
+                self._error = e
 
 
 class Backend(Protocol):

@@ -54,6 +54,13 @@ DISTRIBUTIONS = Codec[list[dict[str, float]]](
 )
 """Next-token distributions: a JSON list of ``{candidate: probability}``, unrounded."""
 
+COUNTED_DISTRIBUTIONS = Codec[tuple[list[dict[str, float]], int]](
+    lambda r: (json.dumps(r[0]), r[1], 0), lambda raw: (DISTRIBUTIONS.decode(raw), 0)
+)
+"""Distributions with the prompt tokens the call ran through the model (``llm_calls.
+prompt_tokens``); stored as ``DISTRIBUTIONS`` stores them. A cache hit ran none (0; its ledger
+row repeats the original call's count from the cache entry)."""
+
 
 class ResponseCache:
     """Thread-safe map from request hash to ``CachedResponse`` (simulators call from threads)."""

@@ -8,13 +8,19 @@ per process, so the subject and this annotator share one copy when they name the
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
-from neuroscribe.llm.cache import CHAT, DISTRIBUTIONS
+from neuroscribe.llm.cache import CHAT, COUNTED_DISTRIBUTIONS
 from neuroscribe.llm.registry import CallRecorder, chat_params, plain_chat_format
+
+PREFIX_TOKENS: Counter[tuple[str, str]] = Counter()
+"""Process-wide prompt tokens of distribution calls per annotator: ``(name, "run")`` ran through
+the model, ``(name, "reused")`` were skipped by prefix key/value reuse (benchmarks read these;
+each backend also keeps its own ``tokens_run`` and ``tokens_reused``)."""
 
 
 class LocalBackend:
@@ -31,6 +37,12 @@ class LocalBackend:
         self.dtype = dtype
         self._kv: tuple[list[int], Any] | None = None
         """Token ids and key/value cache of the last prompt scored (see _forward_reusing_prefix)."""
+        self.tokens_run = 0
+        """Prompt tokens this backend ran through the model for distributions (what the ledger's
+        ``prompt_tokens`` of those calls add up to)."""
+        self.tokens_reused = 0
+        """Prompt tokens it did not run because their keys and values were reused from the
+        previous prompt (the prefix shared by every window of an explanation)."""
 
     @property
     def cache_identity(self) -> str:
@@ -122,13 +134,17 @@ class LocalBackend:
             "candidates": list(candidates),
         }
         # Stored unrounded: a cache primed from the warehouse must answer exactly as this call.
-        return self.recorder.run(
-            key, params, lambda: self._distributions(prompt, positions, candidates), DISTRIBUTIONS
+        dists, _ = self.recorder.run(
+            key, params, lambda: self._distributions(prompt, positions, candidates),
+            COUNTED_DISTRIBUTIONS,
         )
+        return dists
 
     def _distributions(
         self, prompt: str, positions: Sequence[int], candidates: Sequence[str]
-    ) -> list[dict[str, float]]:
+    ) -> tuple[list[dict[str, float]], int]:
+        """The distributions, and the prompt tokens run through the model for them (the whole
+        prompt less the prefix whose key/value cache was reused)."""
         import torch
 
         tok, model = self.loaded.tokenizer, self.loaded.model
@@ -147,7 +163,12 @@ class LocalBackend:
         with torch.inference_mode():
             logits, start = self._forward_reusing_prefix(model, ids, min(rows))
         probs = torch.softmax(logits[[r - start for r in rows]].float(), dim=-1)[:, cand_ids]
-        return [dict(zip(candidates, row, strict=True)) for row in probs.tolist()]
+        run = int(ids.shape[1]) - start
+        self.tokens_run += run
+        self.tokens_reused += start
+        PREFIX_TOKENS[(self.name, "run")] += run
+        PREFIX_TOKENS[(self.name, "reused")] += start
+        return [dict(zip(candidates, row, strict=True)) for row in probs.tolist()], run
 
 
     def _forward_reusing_prefix(self, model: Any, ids: Any, first_row: int) -> tuple[Any, int]:

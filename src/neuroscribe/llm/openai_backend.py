@@ -4,12 +4,22 @@ Settings come from the environment, overridden per annotator by the run config
 (``[annotators."openai/<model>"]``, see ``AnnotatorConfig``). The key comes only from
 ``OPENAI_API_KEY``: it is never part of a config, a ledger row or a log line. Environment:
 ``NEUROSCRIBE_OPENAI_BASE_URL`` or ``OPENAI_BASE_URL``, and
-``NEUROSCRIBE_OPENAI_{TIMEOUT,MAX_RETRIES,LOGPROBS,JSON_SCHEMA,CONCURRENCY}``.
+``NEUROSCRIBE_OPENAI_{TIMEOUT,MAX_RETRIES,LOGPROBS,JSON_SCHEMA,CONCURRENCY}``, and
+``NEUROSCRIBE_OPENAI_AIOHTTP=0`` to keep the client's default transport (``neuroscribe.llm.aio``).
+
+Requests go through the ``openai`` package's ``AsyncOpenAI`` client (``base_url``), run on the
+process's one event loop (``neuroscribe.llm.aio``); callers stay synchronous and wait for their
+own request. The body is posted as JSON with ``client.post`` and the answer read as the
+package's ``ChatCompletion``: the typed ``chat.completions.create`` walks every message through
+its parameter transform first, which cost about 2.5 ms of the 5 ms a call took
+(``benchmarks/llm_throughput.py``), and the body it would send is the same.
 
 Robustness is ours, not the client's (``max_retries=0`` on the client): at most ``concurrency``
-requests of one annotator in flight (a process-wide semaphore; callers send windows from a
-thread pool of that size), a timeout per attempt, and retries with exponential backoff and jitter
-on 429/5xx/timeouts/connection errors only (``neuroscribe.llm.retry``). Capabilities are
+requests of one annotator in flight (a process-wide semaphore on the loop, shared by all the
+annotator's bound backends; ``explain_all`` and ``simulate_all`` await that many units or
+windows at once through ``achat``), a timeout per attempt, and retries with exponential backoff
+and jitter on 429/5xx/timeouts/connection errors only (``neuroscribe.llm.retry``; the wait frees
+the loop for other requests). Capabilities are
 declared, not probed: logprobs off and JSON schema on by default, which llama.cpp's server, vLLM
 and OpenAI all satisfy. ``check_backend`` is the cheap preflight call.
 """
@@ -20,6 +30,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from neuroscribe.llm.aio import LOOP
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
 from neuroscribe.llm.cache import CHAT
 from neuroscribe.llm.registry import (
@@ -27,7 +38,6 @@ from neuroscribe.llm.registry import (
     CallRecorder,
     RetryCounter,
     chat_params,
-    concurrency_limit,
     env_flag,
     plain_chat_format,
 )
@@ -97,26 +107,24 @@ class OpenAIBackend:
         )
         self.max_concurrency = settings.max_concurrency
         self.policy = RetryPolicy(max_retries=settings.max_retries)
-        self._slots = concurrency_limit(name, settings.max_concurrency)
-        self._client: Any = None
 
     @property
     def cache_identity(self) -> str:
         """What answers depend on besides the request: the annotator and the endpoint."""
         return f"{self.name}@{self.settings.base_url or 'default'}"
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            self._client = _client(self.settings, self.settings.timeout_s)
-        return self._client
-
     def format_chat(self, messages: tuple[Message, ...], continue_final: bool = False) -> str:
         return plain_chat_format(messages, continue_final)
 
     def chat(self, request: ChatRequest) -> ChatResponse:
+        """``achat`` on the process's event loop, waited for in this thread."""
+        return LOOP.run(self.achat(request))
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        """The request on the event loop (callers that run many at once: ``explain_all``,
+        ``simulate_all``), through the cache and the ledger like ``chat``."""
         counter = RetryCounter()
-        return self.recorder.run(
+        return await self.recorder.arun(
             request.request_hash(self.cache_identity), chat_params(request),
             lambda: self._create(request, counter), CHAT, counter,
         )
@@ -125,12 +133,13 @@ class OpenAIBackend:
         # Chat endpoints cannot score positions inside the prompt (llama-server ignores echo).
         raise NotImplementedError(f"{self.name} has no prompt distributions")
 
-    def _attempt(self, kwargs: dict[str, Any]) -> Any:
-        with self._slots:  # held for one attempt only, never while backing off
-            return self.client.chat.completions.create(**kwargs)
+    async def _attempt(self, body: dict[str, Any]) -> Any:
+        # Held for one attempt only, never while backing off.
+        async with LOOP.semaphore(self.name, self.max_concurrency):
+            return await _post(self.settings.base_url, body, self.settings.timeout_s)
 
-    def _create(self, request: ChatRequest, counter: RetryCounter) -> ChatResponse:
-        kwargs: dict[str, Any] = {
+    async def _create(self, request: ChatRequest, counter: RetryCounter) -> ChatResponse:
+        body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
             "temperature": request.temperature,
@@ -139,22 +148,20 @@ class OpenAIBackend:
             "seed": request.seed,
         }
         if request.stop:
-            kwargs["stop"] = list(request.stop)
+            body["stop"] = list(request.stop)
         if request.top_logprobs is not None:
             if not self.capabilities.logprobs:
                 raise ValueError(f"{self.name}: logprobs requested but not declared available")
-            kwargs.update(logprobs=True, top_logprobs=request.top_logprobs)
+            body.update(logprobs=True, top_logprobs=request.top_logprobs)
         if request.json_schema is not None:
             if not self.capabilities.json_schema:
                 raise ValueError(f"{self.name}: JSON schema requested but not declared available")
-            # Sent as extra_body: the client's typed transform walks a schema recursively and cost
-            # about 2.5 ms per call (benchmarks/llm_throughput.py); the JSON is sent unchanged.
-            kwargs["extra_body"] = {"response_format": {
+            body["response_format"] = {
                 "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True}},
+                "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True},
             }
-        completion = call_with_retries(
-            lambda: self._attempt(kwargs), self.policy, counter,
+        completion = await call_with_retries(
+            lambda: self._attempt(body), self.policy, counter,
             lambda e: f"{self.name}: {type(e).__name__}: {e}",
         )
         choices = sorted(completion.choices or [], key=lambda c: c.index)
@@ -180,15 +187,13 @@ def _logprobs(choices: list[Any]) -> tuple[tuple[TokenLogprobs, ...], ...] | Non
     return tuple(out)
 
 
-def _client(settings: OpenAISettings, timeout_s: float) -> Any:
-    import openai
+async def _post(base_url: str | None, body: dict[str, Any], timeout_s: float) -> Any:
+    """One chat-completions request on the process's client for ``base_url`` (on the loop)."""
+    from openai.types.chat import ChatCompletion
 
-    # Local servers ignore the key, but the client refuses to start without one.
-    return openai.OpenAI(
-        base_url=settings.base_url,
-        api_key=os.environ.get("OPENAI_API_KEY") or "not-set",
-        timeout=timeout_s,
-        max_retries=0,  # our policy (neuroscribe.llm.retry), not the client's
+    return await LOOP.client(base_url).post(
+        "/chat/completions", cast_to=ChatCompletion, body=body,
+        options={"timeout": timeout_s, "security": {"bearer_auth": True}},
     )
 
 
@@ -198,12 +203,10 @@ def preflight_openai(name: str, model: str, settings: OpenAISettings) -> None:
     import openai
 
     where = settings.base_url or "https://api.openai.com/v1"
-    client = _client(settings, min(settings.timeout_s, 30.0))
+    body = {"model": model, "messages": [{"role": "user", "content": "Say OK."}],
+            "max_tokens": 1, "temperature": 0.0}
     try:
-        client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": "Say OK."}], max_tokens=1,
-            temperature=0.0,
-        )
+        LOOP.run(_post(settings.base_url, body, min(settings.timeout_s, 30.0)))
     except openai.APIConnectionError as e:  # timeouts included
         raise PreflightError(
             f"annotator '{name}': cannot reach the endpoint {where} ({type(e).__name__}: {e}); "
@@ -227,8 +230,6 @@ def preflight_openai(name: str, model: str, settings: OpenAISettings) -> None:
             f"annotator '{name}': the endpoint {where} refused a 1-token test request "
             f"({e.status_code}: {_message(e)})", "rejected",
         ) from e
-    finally:
-        client.close()
 
 
 def _message(e: Any) -> str:

@@ -10,9 +10,8 @@ from the cache and recorded as a cache hit with zero latency, never sent again.
 from __future__ import annotations
 
 import os
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from neuroscribe.llm.base import Backend, ChatRequest, Ledger, LLMCall, Message
@@ -105,20 +104,59 @@ class CallRecorder:
     ) -> T:
         """Answer from the cache or make ``call``; record one ledger row either way. The result
         is stored (and a hit rebuilt) through ``codec``, exactly as the ledger stores it."""
-        hit = self.cache.get(request_hash)
+        hit = self._hit(request_hash, params, codec)
         if hit is not None:
-            self._add(request_hash, params, hit.raw, "ok", None, hit.prompt_tokens,
-                      hit.completion_tokens, 0.0, cache_hit=True)
-            return codec.decode(hit.raw)
+            return hit[0]
         start = time.perf_counter()
         try:
             result = call()
         except Exception as e:
-            ms = (time.perf_counter() - start) * 1000
-            kind = e.kind if isinstance(e, BackendError) else type(e).__name__
-            self._add(request_hash, params, None, "failed", f"{kind}: {e}", 0, 0, ms,
-                      retries=counter.retries if counter else 0)
+            self._failed(request_hash, params, e, start, counter)
             raise
+        return self._done(request_hash, params, result, codec, start, counter)
+
+    async def arun(
+        self,
+        request_hash: str,
+        params: dict[str, Any],
+        call: Callable[[], Awaitable[T]],
+        codec: Codec[T],
+        counter: RetryCounter | None = None,
+    ) -> T:
+        """``run`` for a coroutine ``call`` (backends on the event loop): the same cache, ledger
+        row and latency (from the request's start to its parsed answer)."""
+        hit = self._hit(request_hash, params, codec)
+        if hit is not None:
+            return hit[0]
+        start = time.perf_counter()
+        try:
+            result = await call()
+        except Exception as e:
+            self._failed(request_hash, params, e, start, counter)
+            raise
+        return self._done(request_hash, params, result, codec, start, counter)
+
+    def _hit(self, request_hash: str, params: dict[str, Any], codec: Codec[T]) -> tuple[T] | None:
+        hit = self.cache.get(request_hash)
+        if hit is None:
+            return None
+        self._add(request_hash, params, hit.raw, "ok", None, hit.prompt_tokens,
+                  hit.completion_tokens, 0.0, cache_hit=True)
+        return (codec.decode(hit.raw),)
+
+    def _failed(
+        self, request_hash: str, params: dict[str, Any], e: Exception, start: float,
+        counter: RetryCounter | None,
+    ) -> None:
+        ms = (time.perf_counter() - start) * 1000
+        kind = e.kind if isinstance(e, BackendError) else type(e).__name__
+        self._add(request_hash, params, None, "failed", f"{kind}: {e}", 0, 0, ms,
+                  retries=counter.retries if counter else 0)
+
+    def _done(
+        self, request_hash: str, params: dict[str, Any], result: T, codec: Codec[T],
+        start: float, counter: RetryCounter | None,
+    ) -> T:
         ms = (time.perf_counter() - start) * 1000
         raw, pt, ct = codec.encode(result)
         self.cache.put(request_hash, CachedResponse(raw, pt, ct))
@@ -169,21 +207,6 @@ class CallRecorder:
 def chat_params(request: ChatRequest) -> dict[str, Any]:
     """The request as stored in the ledger (messages are kept: they are the prompt)."""
     return request.model_dump(mode="json")
-
-
-_LIMITS: dict[str, tuple[int, threading.BoundedSemaphore]] = {}
-_LIMITS_LOCK = threading.Lock()
-
-
-def concurrency_limit(annotator: str, concurrency: int) -> threading.BoundedSemaphore:
-    """The process-wide semaphore that caps requests in flight for one annotator, shared by
-    all its bound backends (explain, select, simulate)."""
-    with _LIMITS_LOCK:
-        held = _LIMITS.get(annotator)
-        if held is None or held[0] != concurrency:
-            held = (concurrency, threading.BoundedSemaphore(concurrency))
-            _LIMITS[annotator] = held
-        return held[1]
 
 
 def make_backend(

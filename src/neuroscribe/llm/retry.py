@@ -11,9 +11,9 @@ so this is the only policy.
 
 from __future__ import annotations
 
+import asyncio
 import random
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -65,26 +65,27 @@ def retry_after_seconds(error: BaseException) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
-def call_with_retries(
-    attempt: Callable[[], T],
+async def call_with_retries(
+    attempt: Callable[[], Awaitable[T]],
     policy: RetryPolicy,
     counter: RetryCounter,
     describe: Callable[[BaseException], str],
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     rng: random.Random | None = None,
 ) -> T:
-    """``attempt()`` until it succeeds, fails for good, or retries run out. Failures raise
+    """Await ``attempt()`` until it succeeds, fails for good, or retries run out (backing off
+    with ``sleep``, which frees the event loop for other requests). Failures raise
     ``BackendError`` with the kind of the last error; ``counter.retries`` counts the retries."""
     import openai
 
     rng = rng or random.Random()
     for n in range(policy.max_retries + 1):
         try:
-            return attempt()
+            return await attempt()
         except openai.OpenAIError as e:
             kind, retryable = classify(e)
             if not retryable or n == policy.max_retries:
                 raise BackendError(describe(e), kind) from e
             counter.retries += 1
-            sleep(policy.delay(n, retry_after_seconds(e), rng))
+            await sleep(policy.delay(n, retry_after_seconds(e), rng))
     raise AssertionError("unreachable")

@@ -1,6 +1,7 @@
 """Score explanations: how well a simulator's predictions from an explanation match the truth.
 
-Definitions of every score kind are in ``SCORE_KINDS``; undefined values are None with a reason.
+Definitions of every score kind are in ``SCORE_KINDS`` (from simulated activations) and
+``FUZZ_KINDS`` (from fuzz verdicts); undefined values are None with a reason.
 ``compare_with_controls`` reads an annotator's scores against the shuffled and baseline controls.
 """
 
@@ -17,6 +18,7 @@ from neuroscribe.score.detection import (
     balanced_accuracy,
     choose_cut,
 )
+from neuroscribe.score.fuzz import FUZZ_KINDS, fuzz_scores
 from neuroscribe.score.metrics import (
     MetricValue,
     bootstrap_ci,
@@ -31,6 +33,7 @@ __all__ = [
     "BASELINE_EXPLAINER",
     "CONTROL_EXPLAINERS",
     "DETECTION_FRACTION",
+    "FUZZ_KINDS",
     "SCORE_KINDS",
     "SHUFFLED_CONTROL",
     "ControlComparison",
@@ -41,6 +44,7 @@ __all__ = [
     "choose_cut",
     "compare_with_controls",
     "explained_variance_calibrated",
+    "fuzz_scores",
     "pearson",
     "pearson_pooled",
     "rankdata",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from neuroscribe.config import AnnotatorConfig, SimulateConfig
+from neuroscribe.llm.aio import LOOP, map_bounded
 from neuroscribe.llm.base import Ledger
 from neuroscribe.llm.registry import LLM_BACKENDS, make_backend, split_name
 from neuroscribe.prompts import load_prompt
@@ -26,7 +27,33 @@ from neuroscribe.simulate.lexical import LexicalSimulator
 BASELINE_SIMULATORS = ("baseline/lexical",)
 EMBEDDING_SIMULATORS = (EMBEDDING_SIMULATOR,)
 
-__all__ = ["SimulateFailure", "Simulator", "make_simulator", "simulate_all"]
+__all__ = [
+    "SimulateFailure", "Simulator", "check_simulator_name", "make_simulator", "simulate_all",
+    "simulator_names",
+]
+
+FIXED_SIMULATORS = {"baseline": BASELINE_SIMULATORS, "embedding": EMBEDDING_SIMULATORS}
+"""Backends without a model choice: only these names."""
+
+
+def simulator_names() -> tuple[str, ...]:
+    """Every valid simulator name, as users write them (``<model>`` is any model)."""
+    return (*(f"{b}/<model>" for b in LLM_BACKENDS if b != "fake"), *BASELINE_SIMULATORS,
+            *EMBEDDING_SIMULATORS, "fake/<script>")
+
+
+def check_simulator_name(name: str) -> None:
+    """ValueError naming ``name`` and listing the valid simulators unless ``make_simulator``
+    knows it (no I/O; the preflight and the factory ask the same tables)."""
+    backend, sep, model = name.partition("/")
+    fixed = FIXED_SIMULATORS.get(backend)
+    known = name in fixed if fixed is not None else backend in LLM_BACKENDS and model
+    if not (sep and known):
+        backends = ", ".join((*LLM_BACKENDS, *FIXED_SIMULATORS))
+        raise ValueError(
+            f"unknown simulator '{name}': names are backend/model (valid: {backends}); "
+            f"valid simulators: {', '.join(simulator_names())}"
+        )
 
 
 def make_simulator(
@@ -38,18 +65,12 @@ def make_simulator(
     """The simulator named ``backend/model``; ValueError naming the valid backends otherwise.
     ``annotator`` (``RunConfig.annotators.get(name)``) sets temperature, concurrency, timeouts,
     retries and prices of LLM simulators."""
+    check_simulator_name(name)
     backend, _ = split_name(name)
     if backend == "baseline":
-        if name not in BASELINE_SIMULATORS:
-            raise ValueError(f"unknown baseline simulator '{name}'; valid: {BASELINE_SIMULATORS}")
         return LexicalSimulator()
     if backend == "embedding":
-        if name not in EMBEDDING_SIMULATORS:
-            raise ValueError(f"unknown embedding simulator '{name}'; valid: {EMBEDDING_SIMULATORS}")
         return EmbeddingSimulator()
-    if backend not in LLM_BACKENDS:
-        valid = ", ".join((*LLM_BACKENDS, "baseline", "embedding"))
-        raise ValueError(f"unknown simulator backend '{backend}' in '{name}'; valid: {valid}")
     # The backend is built before the prompt is known to be right for it; both are cheap.
     probe = make_backend(name, None, "simulate", local_dtype=cfg.local_dtype, annotator=annotator)
     if probe.capabilities.prompt_distributions:
@@ -68,13 +89,21 @@ def simulate_all(
     """``simulator.simulate(explanation, windows)`` for every job, in order. A simulator with a
     ``max_concurrency`` above 1 (an endpoint) gets every (explanation, window) pair of every job
     from one pool of that size, so concurrency is not capped by the windows of one unit; the
-    others (in-process, batched) take one job at a time."""
+    others (in-process, batched) take one job at a time. A simulator whose backend runs on the
+    event loop (``asynchronous``) gets the pairs there, as coroutines, instead of threads."""
     workers = getattr(simulator, "max_concurrency", 1)
-    if workers <= 1:
+    asynchronous = getattr(simulator, "asynchronous", False)
+    if workers <= 1 and not asynchronous:
         return [simulator.simulate(e, ws) for e, ws in jobs]
     pairs = [(i, e, w) for i, (e, ws) in enumerate(jobs) for w in ws]
-    with ThreadPoolExecutor(max_workers=min(workers, max(1, len(pairs)))) as pool:
-        done = list(pool.map(lambda p: simulator.simulate(p[1], [p[2]])[0], pairs))
+    if asynchronous:
+        done = LOOP.run(map_bounded(
+            lambda p: simulator.asimulate_one(p[1], p[2]),  # type: ignore[attr-defined]
+            pairs, workers,
+        ))
+    else:
+        with ThreadPoolExecutor(max_workers=min(workers, max(1, len(pairs)))) as pool:
+            done = list(pool.map(lambda p: simulator.simulate(p[1], [p[2]])[0], pairs))
     out: list[list[Simulation]] = [[] for _ in jobs]
     for (i, _, _), sim in zip(pairs, done, strict=True):
         out[i].append(sim)

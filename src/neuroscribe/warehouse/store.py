@@ -6,6 +6,7 @@ killed half-way leaves nothing, and writing the same records twice leaves one co
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -31,6 +32,7 @@ from neuroscribe.records import (
     UnitWindow,
     Window,
 )
+from neuroscribe.warehouse.db import kill_point
 
 
 def _now() -> datetime:
@@ -46,27 +48,41 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "explanations": ("explanation_id",),
     "simulations": ("simulation_id",),
     "scores": ("explanation_id", "simulator", "kind"),
+    "explanation_embeddings": ("explanation_id", "model"),
+    "handoffs": ("handoff_id",),
+    "agreements": ("run_id", "statistic_key"),
 }
-"""Tables keyed by content ids, where a repeated write is skipped. The others (agreements,
-llm_calls) are logs of what each run computed or called, and take every row."""
+"""Tables keyed by content ids, where a repeated write is skipped. ``agreements`` is keyed per
+run: each run records its own value of a statistic (once, however often it writes it).
+``llm_calls`` is a log of every call and cache hit, and takes every row."""
 
-ADOPTABLE = frozenset({"units", "unit_windows", "explanations", "simulations", "scores"})
+ADOPTABLE = frozenset(
+    {"units", "unit_windows", "explanations", "simulations", "scores", "agreements"}
+)
 """Tables whose rows name the run that wrote them. A row left by a run that did not finish is
-taken over by the next run that writes the same key, so that finished work reappears under a
-finished run instead of staying hidden behind a failed one."""
+taken over by the next run that writes the same key (for ``agreements``, the same statistic), so
+that finished work reappears under a finished run instead of staying hidden behind a failed
+one. ``adopt`` does the same for rows a run reuses without writing them again."""
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[str, Any]]) -> int:
     """Insert dict rows through Arrow (fast; never executemany), skipping existing keys."""
     if not rows:
         return 0
-    arrow = pa.Table.from_pylist(list(rows))
+    return insert_arrow(con, table, pa.Table.from_pylist(list(rows)))
+
+
+def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, arrow: pa.Table) -> int:
+    """Insert an Arrow table's rows (its columns named as the table's), skipping existing keys
+    and adopting rows of unfinished runs as ``insert_rows`` does. Returns the rows added."""
+    if arrow.num_rows == 0:
+        return 0
     cols = ", ".join(arrow.column_names)
     con.register("_incoming", arrow)
     try:
         keys = TABLE_KEYS.get(table)
         if table in ADOPTABLE and keys:
-            k = ", ".join(keys)
+            k = ", ".join(c for c in keys if c != "run_id")
             con.execute(
                 f"DELETE FROM {table} WHERE ({k}) IN (SELECT ({k}) FROM _incoming)"  # noqa: S608
                 " AND run_id IN (SELECT run_id FROM runs WHERE status <> 'finished')"
@@ -75,10 +91,30 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table: str, rows: Sequence[dict[
         before = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
         verb = "INSERT OR IGNORE" if keys else "INSERT"
         con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _incoming")  # noqa: S608
+        kill_point(f"write:{table}")  # fault injection for the resume tests; off by default
         after = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]  # noqa: S608
     finally:
         con.unregister("_incoming")
     return int(after - before)
+
+
+def adopt(
+    con: duckdb.DuckDBPyConnection, run_id: str, table: str, column: str, values: Sequence[str]
+) -> int:
+    """Take over, for ``run_id``, the rows of ``table`` whose ``column`` is in ``values`` and
+    that a run which did not finish left: what a run reuses instead of writing again (units it
+    finds collected, simulations it finds done) then shows under a finished run, as a row it
+    wrote again would. Returns the rows taken over."""
+    if table not in ADOPTABLE or table == "agreements":
+        raise ValueError(f"cannot adopt rows of {table}")
+    if not values:
+        return 0
+    rows = con.execute(
+        f"UPDATE {table} SET run_id = ? WHERE list_contains(?, {column})"  # noqa: S608
+        " AND run_id <> ? AND run_id IN (SELECT run_id FROM runs WHERE status <> 'finished')",
+        [run_id, list(values), run_id],
+    ).fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 class transaction:
@@ -146,72 +182,90 @@ def save_collection(
     units = list(units)
     _check_same_collection(con, units)
     with transaction(con):
-        insert_rows(
-            con,
-            "subjects",
-            [
-                {
-                    "subject_id": subject.subject_id,
-                    "name": subject.name,
-                    "weights_hash": subject.weights_hash,
-                    "architecture": subject.architecture,
-                    "n_layers": subject.n_layers,
-                }
-            ],
-        )
-        insert_rows(
-            con,
-            "windows",
-            [
-                {
-                    "window_id": w.window_id,
-                    "corpus_id": w.corpus_id,
-                    "doc_id": w.doc_id,
-                    "start_token": w.start,
-                    "token_ids": list(w.token_ids),
-                    "tokens": list(w.tokens),
-                }
-                for w in windows
-            ],
-        )
-        insert_rows(
-            con,
-            "units",
-            [
-                {
-                    "unit_key": u.unit.key,
-                    "subject_id": u.unit.subject_id,
-                    "site": u.unit.site,
-                    "unit_index": u.unit.index,
-                    "sae_id": u.unit.sae_id,
-                    "run_id": run_id,
-                    "corpus_id": corpus_id,
-                    "n_tokens": u.stats.n_tokens,
-                    "max_activation": u.stats.max,
-                    "mean_activation": u.stats.mean,
-                    "firing_rate": u.stats.firing_rate,
-                    "quantiles": list(u.stats.quantiles),
-                    "dead": u.stats.dead,
-                }
-                for u in units
-            ],
-        )
-        insert_rows(
-            con,
-            "unit_windows",
-            [
-                {
-                    "unit_key": u.unit.key,
-                    "window_id": w.window_id,
-                    "split": w.split.value,
-                    "top_rank": w.rank,
-                    "activations": list(w.activations),
-                    "run_id": run_id,
-                }
-                for u in units
-                for w in u.windows
-            ],
-        )
+        for table, rows in collection_rows(run_id, subject, corpus_id, windows, units).items():
+            insert_rows(con, table, rows)
+
+
+def collection_rows(
+    run_id: str,
+    subject: Subject,
+    corpus_id: str,
+    windows: Iterable[Window],
+    units: Iterable[UnitExamples],
+) -> dict[str, list[dict[str, Any]]]:
+    """The rows a collection writes, per table, in the order they are written (subjects,
+    windows, units, unit_windows). ``save_collection`` stores them; a worker hands them off."""
+    units = list(units)
+    return {
+        "subjects": [
+            {
+                "subject_id": subject.subject_id,
+                "name": subject.name,
+                "weights_hash": subject.weights_hash,
+                "architecture": subject.architecture,
+                "n_layers": subject.n_layers,
+            }
+        ],
+        "windows": [
+            {
+                "window_id": w.window_id,
+                "corpus_id": w.corpus_id,
+                "doc_id": w.doc_id,
+                "start_token": w.start,
+                "token_ids": list(w.token_ids),
+                "tokens": list(w.tokens),
+            }
+            for w in windows
+        ],
+        "units": [
+            {
+                "unit_key": u.unit.key,
+                "subject_id": u.unit.subject_id,
+                "site": u.unit.site,
+                "unit_index": u.unit.index,
+                "sae_id": u.unit.sae_id,
+                "run_id": run_id,
+                "corpus_id": corpus_id,
+                "n_tokens": u.stats.n_tokens,
+                "max_activation": u.stats.max,
+                "mean_activation": u.stats.mean,
+                "firing_rate": u.stats.firing_rate,
+                "quantiles": list(u.stats.quantiles),
+                "dead": u.stats.dead,
+            }
+            for u in units
+        ],
+        "unit_windows": [
+            {
+                "unit_key": u.unit.key,
+                "window_id": w.window_id,
+                "split": w.split.value,
+                "top_rank": w.rank,
+                "activations": list(w.activations),
+                "run_id": run_id,
+            }
+            for u in units
+            for w in u.windows
+        ],
+    }
+
+
+def unit_collections(
+    con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]
+) -> dict[str, tuple[str | None, str, list[str]]]:
+    """How each stored unit among ``unit_keys`` was collected: the config (JSON) of the run that
+    collected it (None when that run is not in ``runs``), its corpus id, and the corpus ids of
+    its windows (the main corpus and, for ``score_ood``, the out-of-distribution one)."""
+    if not unit_keys:
+        return {}
+    rows = con.execute(
+        "SELECT u.unit_key, r.config_json, u.corpus_id,"
+        " (SELECT list(DISTINCT w.corpus_id ORDER BY w.corpus_id) FROM unit_windows uw"
+        "  JOIN windows w USING (window_id) WHERE uw.unit_key = u.unit_key)"
+        " FROM units u LEFT JOIN runs r USING (run_id) WHERE list_contains(?, u.unit_key)",
+        [list(unit_keys)],
+    ).fetchall()
+    return {key: (cfg, corpus, list(ids or [])) for key, cfg, corpus, ids in rows}
 
 
 class CollectionConflict(ValueError):
@@ -416,15 +470,29 @@ def save_scores(con: duckdb.DuckDBPyConnection, run_id: str, scores: Iterable[Sc
 def save_agreements(
     con: duckdb.DuckDBPyConnection, run_id: str, agreements: Iterable[Agreement]
 ) -> int:
+    """Store a run's agreement statistics. Writing the same statistic again for the same run adds
+    nothing (a retried task); another run's value is another row."""
     with transaction(con):
         return insert_rows(
             con,
             "agreements",
             [
-                {**a.model_dump(), "annotators": list(a.annotators), "run_id": run_id}
+                {
+                    **a.model_dump(),
+                    "annotators": list(a.annotators),
+                    "run_id": run_id,
+                    "statistic_key": statistic_key(a.unit_key, a.kind, a.annotators),
+                }
                 for a in agreements
             ],
         )
+
+
+def statistic_key(unit_key: str | None, kind: str, annotators: Sequence[str]) -> str:
+    """Which statistic an agreement row holds: the md5 of the unit key ('' over all units), the
+    kind and the annotators, joined by chr(31); migration 0003 computes the same in SQL."""
+    text = "\x1f".join([unit_key or "", kind, "\x1f".join(annotators)])
+    return hashlib.md5(text.encode("utf-8")).hexdigest()  # noqa: S324 (an id, not security)
 
 
 def save_llm_calls(con: duckdb.DuckDBPyConnection, run_id: str, calls: Iterable[LLMCall]) -> int:

@@ -1,0 +1,151 @@
+"""Fuzzing scores from a judge's verdicts on marked windows (``neuroscribe.simulate.fuzz``).
+
+Each fuzz item is one held-out window with some tokens marked; its label is whether the marks
+are the tokens where the unit fires (*correct*) or as many tokens where it does not. Every
+window gives one item of each label, so the classes are balanced by construction.
+
+- ``fuzz_bacc``: balanced accuracy, (TPR + TNR) / 2, of the judge's yes/no answers against the
+  labels (sklearn's ``balanced_accuracy_score``). A judge that ignores the marks scores 0.5.
+- ``fuzz_auroc``: AUROC (ties count half; sklearn's ``roc_auc_score``) of the judge's
+  confidence (P(yes), or the embedding judge's similarity) against the same labels.
+
+Items whose verdict failed are left out (never counted wrong) and named in ``reason``; so are
+answer-less items for ``fuzz_bacc``. ``fuzz_auroc`` needs a confidence on every item it scores:
+if some answered item has none (an endpoint whose top log-probabilities held neither word) it is
+NULL rather than computed on a biased subset. Both are NULL when the items left hold one label,
+and with the judge's reason when it cannot give that kind (``FuzzJudge.unavailable``).
+``n_windows`` counts the windows the value rests on and ``n_tokens`` their tokens; the interval
+is a percentile bootstrap that resamples windows, each with its items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from neuroscribe.config import ScoreConfig
+from neuroscribe.records import Score
+from neuroscribe.score.detection import auroc, balanced_accuracy
+from neuroscribe.score.metrics import MetricValue, Windows, bootstrap_ci, pool
+
+if TYPE_CHECKING:
+    from neuroscribe.simulate.fuzz import FuzzVerdict
+
+FUZZ_KINDS: dict[str, str] = {
+    "fuzz_bacc": "Balanced accuracy of the simulator's yes/no verdicts on held-out windows of the "
+    "score splits with marked tokens: per firing window one item marking the tokens where the "
+    "unit fires (>= 0.3 x its corpus max) and one marking as many randomly chosen silent tokens "
+    "of the same window. NULL when the simulator gives no yes/no answer.",
+    "fuzz_auroc": "AUROC (ties count half) of the simulator's confidence that the marks match "
+    "(P(yes) from next-token distributions or top logprobs; mean similarity of the marked tokens "
+    "for the embedding simulator) on the same items. NULL without probabilities.",
+}
+"""The fuzzing score kinds, with their definitions (stored in ``scores`` like ``SCORE_KINDS``)."""
+
+
+def _bacc(true: Windows, pred: Windows) -> MetricValue:
+    t, p = pool(true, pred)
+    return balanced_accuracy(t > 0.5, p > 0.5)
+
+
+def _auroc(true: Windows, pred: Windows) -> MetricValue:
+    t, p = pool(true, pred)
+    return auroc(t > 0.5, p)
+
+
+def _by_window(
+    verdicts: Sequence[FuzzVerdict], value: str
+) -> tuple[list[list[float]], list[list[float]], dict[str, int]]:
+    """Labels and values (``answer`` or ``confidence``) grouped by window in first-seen order,
+    for the verdicts that have that value, and each used window's token count."""
+    true: dict[str, list[float]] = {}
+    pred: dict[str, list[float]] = {}
+    tokens: dict[str, int] = {}
+    for v in verdicts:
+        x = getattr(v, value)
+        if v.status != "ok" or x is None:
+            continue
+        w = v.item.window_id
+        true.setdefault(w, []).append(1.0 if v.item.correct else 0.0)
+        pred.setdefault(w, []).append(float(x))
+        tokens[w] = v.item.n_tokens
+    return list(true.values()), list(pred.values()), tokens
+
+
+def _note(n_left_out: int, total: int, what: str) -> str | None:
+    return f"{n_left_out} of {total} items {what}" if n_left_out else None
+
+
+def _join(*reasons: str | None) -> str | None:
+    present = [r for r in reasons if r]
+    return "; ".join(present) if present else None
+
+
+def fuzz_scores(
+    explanation_id: str,
+    simulator: str,
+    verdicts: Sequence[FuzzVerdict],
+    cfg: ScoreConfig,
+    seed: int = 0,
+    unavailable: Mapping[str, str] | None = None,
+    no_items: str | None = None,
+) -> list[Score]:
+    """``fuzz_bacc`` and ``fuzz_auroc`` of one explanation under one simulator.
+
+    ``unavailable`` maps a kind the judge cannot give to the reason stored with its NULL;
+    ``no_items`` is the reason when the unit gave no item (both kinds NULL).
+    """
+    for v in verdicts:
+        if v.explanation_id != explanation_id or v.simulator != simulator:
+            raise ValueError(
+                f"verdict of ({v.explanation_id}, {v.simulator}), not "
+                f"({explanation_id}, {simulator})"
+            )
+    unavailable = unavailable or {}
+    total = len(verdicts)
+    n_failed = sum(v.status != "ok" for v in verdicts)
+    failed_note = _note(n_failed, total, "failed")
+    out = []
+    for kind, field, metric in (
+        ("fuzz_bacc", "answer", _bacc),
+        ("fuzz_auroc", "confidence", _auroc),
+    ):
+        true, pred, tokens = _by_window(verdicts, field)
+        used = sum(len(t) for t in true)
+        result: MetricValue
+        if kind in unavailable:
+            result, true, pred, tokens = MetricValue(None, unavailable[kind]), [], [], {}
+        elif not verdicts:
+            result = MetricValue(None, no_items or "no fuzz items")
+        elif kind == "fuzz_auroc" and used < total - n_failed:
+            missing = total - n_failed - used
+            result = MetricValue(None, f"{missing} of {total} items without a probability")
+            true, pred, tokens = [], [], {}
+        else:
+            result = metric(true, pred)
+        answerless = total - n_failed - used if kind == "fuzz_bacc" else 0
+        low, high = (None, None)
+        if result.value is not None:
+            low, high = bootstrap_ci(true, pred, metric, cfg.bootstrap, cfg.ci_level, seed)
+        out.append(
+            Score(
+                explanation_id=explanation_id,
+                simulator=simulator,
+                kind=kind,
+                value=result.value,
+                reason=_join(
+                    result.reason,
+                    failed_note if verdicts and kind not in unavailable else None,
+                    _note(answerless, total, "without a yes/no answer")
+                    if kind not in unavailable
+                    else None,
+                ),
+                n_tokens=int(np.sum(list(tokens.values()))) if tokens else 0,
+                n_windows=len(true),
+                ci_low=low,
+                ci_high=high,
+            )
+        )
+    return out
