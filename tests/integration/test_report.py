@@ -237,3 +237,15 @@ def test_renders_in_headless_chromium(report, tmp_path):
     _chromium("--window-size=1280,2000", f"--screenshot={shot}", report.as_uri(), tmp=tmp_path)
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_window_labels_name_how_the_window_was_chosen():
+    from neuroscribe.report.render import window_label
+
+    assert [window_label(r) for r in (0, 3, -1, -2, -4)] == [
+        "rank 0",
+        "rank 3",
+        "random",
+        "quantile bin 0 from the top",
+        "quantile bin 2 from the top",
+    ]

@@ -127,7 +127,9 @@ def assemble(
     q_slot: list = []
     q_index: list = []
     if n_bins:
-        slot_t, index_t = qsample.chosen(cfg.n_quantile)  # type: ignore[union-attr]
+        # Every kept window of a bin, in key order: the first n_quantile that the unit does
+        # not already use (as a top window, or the same text) are dealt.
+        slot_t, index_t = qsample.chosen(qsample.slots)  # type: ignore[union-attr]
         q_slot, q_index = slot_t.tolist(), index_t.tolist()
     dead = (stats.max <= cfg.firing_threshold).tolist()
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Set
 
 HIGHLIGHT_FRACTION = 0.3
 CONTEXT_BEFORE = 8
@@ -63,18 +63,22 @@ def highlight_line(tokens: Sequence[str], activations: Sequence[float]) -> str |
     shown = crop(len(tokens), firing)
     if not shown:
         return None
-    fire = set(firing)
-    pieces = display_pieces(tokens)
+    return mark_runs(display_pieces(tokens), shown, set(firing))
+
+
+def mark_runs(pieces: Sequence[str], shown: Iterable[int], marks: Set[int]) -> str:
+    """The pieces at positions ``shown`` as one line, each run of positions in ``marks`` wrapped
+    in << >> (a leading space stays outside the marks; newlines and tabs become spaces, since
+    they would break the one-line-per-example layout)."""
     out: list[str] = []
     open_run = False
     for i in shown:
-        # Newlines and tabs would break the one-line-per-example layout.
         piece = _WS.sub(" ", pieces[i])
-        if i in fire and not open_run:
+        if i in marks and not open_run:
             stripped = piece.lstrip(" ")
-            out.append(piece[: len(piece) - len(stripped)] + "<<")  # space stays outside << >>
+            out.append(piece[: len(piece) - len(stripped)] + "<<")
             piece, open_run = stripped, True
-        elif i not in fire and open_run:
+        elif i not in marks and open_run:
             out.append(">>")
             open_run = False
         out.append(piece)

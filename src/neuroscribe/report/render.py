@@ -60,9 +60,17 @@ def window_block(unit: UnitView, w: WindowView, names: dict[str, str]) -> str:
     shown = [(names[eid], sim, preds) for (eid, sim), preds in w.simulated.items() if eid in names]
     for explainer, sim, preds in sorted(shown, key=lambda t: (t[0] == CONTROL, t[0], t[1])):
         parts.append(token_row(f"{explainer} \u00b7 {sim}", w.tokens, preds, 10.0, "sim"))
-    rank = f"rank {w.rank}" if w.rank >= 0 else "random"
+    rank = window_label(w.rank)
     return (f'<div class="window" data-split="{esc(w.split)}"><div class="wmeta">{esc(rank)} '
             f"\u00b7 {esc(w.window_id)}</div>{''.join(parts)}</div>")
+
+
+def window_label(rank: int) -> str:
+    """How a window was chosen: top rank r (>= 0), random (-1), or activation bin b below the top
+    (-2 is the highest bin; see neuroscribe/collect/quantile.py)."""
+    if rank >= 0:
+        return f"rank {rank}"
+    return "random" if rank == -1 else f"quantile bin {-rank - 2} from the top"
 
 
 def score_cell(rows: list[ScoreRow]) -> str:

@@ -40,7 +40,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from neuroscribe.config import AnnotatorConfig, SimulateConfig
-from neuroscribe.explain.render import display_pieces
+from neuroscribe.explain.render import display_pieces, mark_runs
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Backend, ChatRequest, Ledger, Message
 from neuroscribe.llm.registry import BackendError, make_backend, plain_chat_format, split_name
@@ -54,7 +54,6 @@ PROMPT = "fuzz"
 FUZZ_SPLITS = (Split.SCORE_TOP, Split.SCORE_RANDOM)
 """The held-out splits whose windows are marked (as for correlation and detection)."""
 ANSWERS = ("yes", "no")
-_WS = re.compile(r"\s+")
 
 
 class FuzzFailure(StrEnum):
@@ -130,23 +129,7 @@ def build_fuzz_items(unit: UnitExamples, max_windows: int, seed: int) -> list[Fu
 def marked_text(tokens: Sequence[str], marked: Sequence[int]) -> str:
     """The window as one line of running text, each run of marked tokens wrapped in << >>
     (a leading space stays outside the marks)."""
-    pieces = display_pieces(tokens)
-    marks = set(marked)
-    out: list[str] = []
-    open_run = False
-    for i, raw in enumerate(pieces):
-        piece = _WS.sub(" ", raw)
-        if i in marks and not open_run:
-            stripped = piece.lstrip(" ")
-            out.append(piece[: len(piece) - len(stripped)] + "<<")
-            piece, open_run = stripped, True
-        elif i not in marks and open_run:
-            out.append(">>")
-            open_run = False
-        out.append(piece)
-    if open_run:
-        out.append(">>")
-    return _WS.sub(" ", "".join(out)).strip()
+    return mark_runs(display_pieces(tokens), range(len(tokens)), set(marked))
 
 
 def parse_answer(text: str) -> bool | None:
