@@ -28,6 +28,10 @@ from collect_fixtures import build_tiny_model, random_documents, write_txt
 BIN = Path(sys.executable).parent
 MODEL = "openai/scripted-model"
 INTERVAL_S = 15
+CRON = os.environ.get("NEUROSCRIBE_TEST_SERVE_CRON")
+"""Set (e.g. ``"* * * * *"``) to serve on a cron schedule instead of every ``INTERVAL_S`` s; the
+test then takes a few minutes (cron's unit is the minute)."""
+SCHEDULE = f'cron = "{CRON}"' if CRON else f"interval_seconds = {INTERVAL_S}"
 
 
 def scripted(body: dict[str, Any]) -> str | list[str]:
@@ -116,7 +120,7 @@ simulators = ["{MODEL}", "baseline/lexical"]
 [score]
 bootstrap = 20
 [schedule]
-interval_seconds = {INTERVAL_S}
+{SCHEDULE}
 [annotators."{MODEL}"]
 max_retries = 0
 """,
