@@ -16,7 +16,7 @@ import numpy as np
 
 from neuroscribe.agree.metrics import krippendorff_alpha_interval, pairable_count, spearman
 from neuroscribe.records import Agreement, Explanation, Score, Simulation
-from neuroscribe.score.metrics import pearson, pearson_pooled
+from neuroscribe.score.metrics import MetricValue, pearson, pearson_pooled
 
 SIMULATOR_SCALE = 10.0
 """Top of the simulators' prediction scale; predictions are divided by it before alpha."""
@@ -170,6 +170,33 @@ def agree_unit(
     return rows
 
 
+def by_simulator(owner: str, sims: Sequence[Simulation]) -> dict[str, dict[str, Simulation]]:
+    """Usable (ok) simulations of one explanation, by simulator, then by window."""
+    ids = {s.explanation_id for s in sims}
+    if len(ids) > 1:
+        raise ValueError(f"{owner}: simulations of several explanations {sorted(ids)}")
+    out: dict[str, dict[str, Simulation]] = {}
+    for sim in sims:
+        windows = out.setdefault(sim.simulator, {})
+        if sim.window_id in windows:
+            raise ValueError(f"{owner}: two simulations of window {sim.window_id}")
+        if sim.status == "ok":
+            windows[sim.window_id] = sim
+    return out
+
+
+def pooled_corr(
+    a: Mapping[str, Simulation], b: Mapping[str, Simulation], simulator: str
+) -> tuple[MetricValue, int]:
+    """Pearson r between two explanations' predictions (by ``simulator``, window id -> simulation)
+    pooled over the windows both have, and the number of tokens it rests on."""
+    shared = sorted(set(a) & set(b))
+    for w in shared:
+        _check_length((w, simulator), [a[w], b[w]])
+    r = pearson_pooled([a[w].predictions for w in shared], [b[w].predictions for w in shared])
+    return r, sum(len(a[w].predictions) for w in shared)
+
+
 def agree_explainers(
     unit_key: str, explanations_sims: Mapping[str, Sequence[Simulation]]
 ) -> list[Agreement]:
@@ -181,36 +208,17 @@ def agree_explainers(
     row's value is the mean of the defined per-simulator r, and ``n`` the tokens behind them.
     One ``explainer_sim_corr`` row per explainer pair.
     """
-    per_explainer: dict[str, dict[str, dict[str, Simulation]]] = {}
-    for explainer, sims in explanations_sims.items():
-        ids = {s.explanation_id for s in sims}
-        if len(ids) > 1:
-            raise ValueError(f"{explainer}: simulations of several explanations {sorted(ids)}")
-        by_sim: dict[str, dict[str, Simulation]] = {}
-        for sim in sims:
-            windows = by_sim.setdefault(sim.simulator, {})
-            if sim.window_id in windows:
-                raise ValueError(f"{explainer}: two simulations of window {sim.window_id}")
-            if sim.status == "ok":
-                windows[sim.window_id] = sim
-        per_explainer[explainer] = by_sim
-
+    per_explainer = {x: by_simulator(x, sims) for x, sims in explanations_sims.items()}
     rows = []
     for a, b in combinations(sorted(per_explainer), 2):
         values, reasons, n = [], [], 0
         for simulator in sorted(set(per_explainer[a]) & set(per_explainer[b])):
-            wa, wb = per_explainer[a][simulator], per_explainer[b][simulator]
-            shared = sorted(set(wa) & set(wb))
-            for w in shared:
-                _check_length((w, simulator), [wa[w], wb[w]])
-            r = pearson_pooled(
-                [wa[w].predictions for w in shared], [wb[w].predictions for w in shared]
-            )
+            r, m = pooled_corr(per_explainer[a][simulator], per_explainer[b][simulator], simulator)
             if r.value is None:
                 reasons.append(f"{simulator}: {_pair_reason(r.reason, a, b)}")
             else:
                 values.append(r.value)
-                n += sum(len(wa[w].predictions) for w in shared)
+                n += m
         rows.append(
             Agreement(
                 unit_key=unit_key,

@@ -33,38 +33,11 @@ from itertools import combinations
 
 import numpy as np
 
+from neuroscribe.agree.agree import by_simulator, pooled_corr
 from neuroscribe.records import Agreement, Simulation
-from neuroscribe.score.metrics import MetricValue, pearson_pooled
 
 NO_DISCRIMINATION = 1.0 - 1e-9
 """A chance correlation at or above this counts as 1: the simulator gives no information."""
-
-
-def by_simulator(owner: str, sims: Sequence[Simulation]) -> dict[str, dict[str, Simulation]]:
-    """Usable (ok) simulations of one explanation, by simulator, then by window."""
-    if len({s.explanation_id for s in sims}) > 1:
-        raise ValueError(f"{owner}: simulations of several explanations")
-    out: dict[str, dict[str, Simulation]] = {}
-    for sim in sims:
-        windows = out.setdefault(sim.simulator, {})
-        if sim.window_id in windows:
-            raise ValueError(f"{owner}: two simulations of window {sim.window_id}")
-        if sim.status == "ok":
-            windows[sim.window_id] = sim
-    return out
-
-
-def pooled_corr(
-    a: Mapping[str, Simulation], b: Mapping[str, Simulation]
-) -> tuple[MetricValue, int]:
-    """Pearson r between two explanations' predictions on the windows both have, and the
-    number of tokens it rests on."""
-    shared = sorted(set(a) & set(b))
-    for w in shared:
-        if len(a[w].predictions) != len(b[w].predictions):
-            raise ValueError(f"window {w}: simulations disagree on the number of tokens")
-    r = pearson_pooled([a[w].predictions for w in shared], [b[w].predictions for w in shared])
-    return r, sum(len(a[w].predictions) for w in shared)
 
 
 def kappa(observed: float, chance: float) -> float:
@@ -93,7 +66,7 @@ def agree_with_control(
     rows = []
     for x in sorted(per_explainer):
         for s in sorted(set(per_explainer[x]) & set(control)):
-            r, n = pooled_corr(per_explainer[x][s], control[s])
+            r, n = pooled_corr(per_explainer[x][s], control[s], s)
             chance[(x, s)] = r.value
             rows.append(
                 Agreement(
@@ -111,7 +84,7 @@ def agree_with_control(
     for a, b in combinations(sorted(per_explainer), 2):
         kappas, reasons, n = [], [], 0
         for s in sorted(set(per_explainer[a]) & set(per_explainer[b])):
-            r, m = pooled_corr(per_explainer[a][s], per_explainer[b][s])
+            r, m = pooled_corr(per_explainer[a][s], per_explainer[b][s], s)
             c = [v for v in (chance.get((a, s)), chance.get((b, s))) if v is not None]
             if r.value is None:
                 reasons.append(f"{s}: {r.reason}")
