@@ -106,6 +106,21 @@ def shuffled_controls(
     return controls
 
 
+def _pending(
+    explanations: Sequence[Explanation],
+    by_key: Mapping[str, UnitExamples],
+    simulators: Sequence[str],
+    done: frozenset[tuple[str, str]],
+) -> list[tuple[str, list[Explanation]]]:
+    """Per simulator, the selected ok explanations of known units it has not yet done (simulators
+    with nothing to do are left out)."""
+    todo = [e for e in explanations if e.status == "ok" and e.selected and e.unit_key in by_key]
+    pending = [
+        (name, [e for e in todo if (e.explanation_id, name) not in done]) for name in simulators
+    ]
+    return [(name, mine) for name, mine in pending if mine]
+
+
 def simulate_explanations(
     explanations: Sequence[Explanation],
     units: Sequence[UnitExamples],
@@ -117,12 +132,8 @@ def simulate_explanations(
     """Every simulator on every selected explanation, over the held-out windows of its unit,
     except the (explanation id, simulator) pairs in ``done``."""
     by_key = {u.unit.key: u for u in units}
-    todo = [e for e in explanations if e.status == "ok" and e.selected and e.unit_key in by_key]
     out: list[Simulation] = []
-    for name in cfg.simulate.simulators:
-        mine = [e for e in todo if (e.explanation_id, name) not in done]
-        if not mine:
-            continue
+    for name, mine in _pending(explanations, by_key, cfg.simulate.simulators, done):
         simulator = make_simulator(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
         jobs = [
             (e, [windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)])
@@ -153,16 +164,12 @@ def fuzz_explanations(
     if not cfg.score.fuzz:
         return []
     by_key = {u.unit.key: u for u in units}
-    todo = [e for e in explanations if e.status == "ok" and e.selected and e.unit_key in by_key]
     items = {
         key: build_fuzz_items(unit, cfg.score.fuzz_windows, cfg.collect.seed)
         for key, unit in by_key.items()
     }
     out: list[Score] = []
-    for name in cfg.simulate.simulators:
-        mine = [e for e in todo if (e.explanation_id, name) not in done]
-        if not mine:
-            continue
+    for name, mine in _pending(explanations, by_key, cfg.simulate.simulators, done):
         judge = make_fuzz_judge(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
         with task(f"fuzz     {name}", len(mine)) as advance:
             for e in mine:
