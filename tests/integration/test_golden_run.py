@@ -207,9 +207,11 @@ def test_fixed_run_stores_the_golden_rows(monkeypatch):
     got = {_key(r): r for r in rows}
     want = {_key(_trim(r)): _trim(r) for r in expected}
     assert sorted(got) == sorted(want), "rows differ (ids, text or kinds)"
+    named = ("unit_key", "explainer", "simulator", "score_kind", "kind")
     for key, row in want.items():
+        where = {k: v for k, v in (item.split("=", 1) for item in key) if k in named}
         for col in NUMERIC & row.keys():
-            assert _close(got[key][col], row[col]), ({k: v for k, v in (i.split("=", 1) for i in key) if k in ("simulator", "score_kind", "unit_key", "explainer", "kind")}, col, got[key][col], row[col])
+            assert _close(got[key][col], row[col]), (where, col, got[key][col], row[col])
 
 
 def _has(row: dict[str, str], key: str) -> bool:
