@@ -26,6 +26,7 @@ from prefect.types.entrypoint import EntrypointType
 
 from flows import pipeline
 from neuroscribe.config import ConfigError, RunConfig, ScheduleConfig
+from neuroscribe.ids import new_run_id
 
 FLOW_NAME = "neuroscribe-scheduled"
 
@@ -37,7 +38,7 @@ def scheduled(stage: str, config: dict[str, Any], warehouse: str) -> list[str]:
     if stage not in pipeline.STAGE_FLOWS:
         raise ValueError(f"unknown flow '{stage}'; use one of {', '.join(pipeline.STAGE_FLOWS)}")
     cfg = RunConfig.model_validate(config)
-    return pipeline.STAGE_FLOWS[stage](cfg, warehouse, pipeline.new_run_id(cfg))
+    return pipeline.STAGE_FLOWS[stage](cfg, warehouse, new_run_id(cfg.config_hash))
 
 
 def prefect_schedule(schedule: ScheduleConfig) -> Schedule:

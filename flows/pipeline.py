@@ -1,29 +1,41 @@
 """The pipeline flow: collect -> explain -> simulate -> score -> agree, storing after each stage.
 
-Thin by design: each task loads its inputs from the warehouse, calls one stage function from
-``neuroscribe.stages`` (or ``neuroscribe.collect``), writes the records it returns, and passes ids
-to the next task. A run is marked ``finished`` only after the last stage; any exception marks it
-``failed`` with the error and is raised again.
+Thin by design: each task loads its inputs from the warehouse, calls one stage package's entry
+point (``collect``, ``explain``, ``simulate``, ``score``, ``agree``), writes the records it
+returns, and passes ids to the next task. A run is marked ``finished`` only after the last stage;
+any exception marks it ``failed`` with the error and is raised again.
+
+Each flow checks its input (``neuroscribe.checks``) unless its caller already did
+(``checked=True``: the CLI checks once, before Prefect starts; a scheduled run checks here).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from contextlib import closing
-from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
-from neuroscribe import search, stages
+from neuroscribe import search
+from neuroscribe.agree import agree_units
+from neuroscribe.checks import check_flows
+from neuroscribe.collect.incremental import (
+    collect_units,
+    planned_units,
+    uncollected,
+    unit_selector,
+    with_units,
+)
 from neuroscribe.config import RunConfig
-from neuroscribe.ids import content_hash
+from neuroscribe.explain import explain_units
 from neuroscribe.llm.base import Ledger
-from neuroscribe.llm.cache import prime_cache_from_warehouse
-from neuroscribe.score.controls import ControlComparison, compare_with_controls
+from neuroscribe.registry import HEADLINE_SCORE
+from neuroscribe.score import score_units
+from neuroscribe.score.controls import ControlComparison
+from neuroscribe.simulate import fuzz_units, simulate_units
 from neuroscribe.warehouse import connect, store
 
 LLM_TAG = "llm"
@@ -78,12 +90,12 @@ def _ledger(con: Any, run_id: str) -> Ledger:
 @task(name="collect", cache_policy=NONE, **RETRY)
 def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
     _stage(warehouse, run_id, "collect")
-    planned = stages.planned_units(cfg)
+    planned = planned_units(cfg)
     keys = [u.key for u in planned]
     with closing(connect(warehouse)) as con:
-        todo = stages.uncollected(cfg, planned, store.unit_collections(con, keys))
+        todo = uncollected(cfg, planned, store.unit_collections(con, keys))
     if todo:  # no forward pass when every unit is stored as this config would collect it
-        result = stages.collect_units(stages.with_units(cfg, todo))
+        result = collect_units(with_units(cfg, todo))
         with closing(connect(warehouse)) as con:
             store.save_collection(
                 con, run_id, result.subject, result.corpus_id, result.windows, result.units
@@ -102,7 +114,7 @@ def explain_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[st
         windows = store.load_windows(con, (w.window_id for u in units for w in u.windows))
         prime_cache_from_warehouse(con)  # a call made before (by any run) is not made again
     with closing(connect(warehouse)) as calls_con, _ledger(calls_con, run_id) as ledger:
-        explanations = stages.explain_units(units, windows, cfg, ledger)
+        explanations = explain_units(units, windows, cfg, ledger)
     embeddings = search.embedding_rows(explanations)  # MiniLM vectors for `neuroscribe search`
     with closing(connect(warehouse)) as con:
         store.save_explanations(con, run_id, cfg.config_hash, explanations)
@@ -132,8 +144,8 @@ def simulate_task(
             store.adopt(con, run_id, "simulations", "explanation_id", explanation_ids)
             store.adopt(con, run_id, "scores", "explanation_id", explanation_ids)
     with closing(connect(warehouse)) as calls_con, _ledger(calls_con, run_id) as ledger:
-        simulations = stages.simulate_explanations(explanations, units, windows, cfg, ledger, done)
-        fuzz = stages.fuzz_explanations(explanations, units, windows, cfg, ledger, fuzzed)
+        simulations = simulate_units(explanations, units, windows, cfg, ledger, done)
+        fuzz = fuzz_units(explanations, units, windows, cfg, ledger, fuzzed)
     with closing(connect(warehouse)) as con:
         store.save_simulations(con, run_id, simulations)
         store.save_scores(con, run_id, fuzz)
@@ -149,7 +161,7 @@ def score_task(
         units = store.load_units(con, unit_keys)
         explanations = store.load_explanations(con, explanation_ids)
         simulations = store.load_simulations(con, [e.explanation_id for e in explanations])
-    scores = stages.score_all(explanations, units, simulations, cfg)
+    scores = score_units(explanations, units, simulations, cfg)
     with closing(connect(warehouse)) as con:
         store.save_scores(con, run_id, scores)
     return len(scores)
@@ -163,7 +175,7 @@ def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: lis
         ids = [e.explanation_id for e in explanations]
         simulations = store.load_simulations(con, ids)
         scores = store.load_scores(con, ids)
-    agreements = stages.agree_all(explanations, simulations, scores)
+    agreements = agree_units(explanations, simulations, scores)
     with closing(connect(warehouse)) as con:
         store.save_agreements(con, run_id, agreements)
     return len(agreements)
@@ -189,7 +201,7 @@ def _recorded(
 
 def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
     """The config's units as already collected in the warehouse; an error if there are none."""
-    subject, sites, sae_id = stages.unit_selector(cfg)
+    subject, sites, sae_id = unit_selector(cfg)
     with closing(connect(warehouse)) as con:
         keys = store.find_unit_keys(con, subject, sites, cfg.unit_indices, sae_id)
     if not keys:
@@ -201,9 +213,10 @@ def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
 
 
 @flow(name="neuroscribe-run", validate_parameters=False)
-def run_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
+def run_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False) -> list[str]:
     """Every stage, end to end. Returns the ids of the run's explanations."""
-    stages.preflight(cfg)
+    if not checked:
+        check_flows(cfg, ["run"])
 
     def body() -> list[str]:
         unit_keys = collect_task(cfg, warehouse, run_id)
@@ -219,19 +232,21 @@ def run_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
 
 
 @flow(name="neuroscribe-collect", validate_parameters=False)
-def collect_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
+def collect_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False) -> list[str]:
     """Collection alone: windows, activations, statistics and held-out splits. Returns the
     unit keys."""
-    stages.preflight(cfg, annotators=False)
+    if not checked:
+        check_flows(cfg, ["collect"])
     return _recorded(cfg, warehouse, run_id, lambda: collect_task(cfg, warehouse, run_id))
 
 
 @flow(name="neuroscribe-score", validate_parameters=False)
-def score_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
+def score_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False) -> list[str]:
     """Simulate and score the current explanations of already collected units with the
     configured simulators, doing only what is missing (a new simulator scores everything that
     exists; an old one nothing new)."""
-    stages.check_annotators(cfg, explainers=False)
+    if not checked:
+        check_flows(cfg, ["score"])
 
     def body() -> list[str]:
         unit_keys = _collected_units(cfg, warehouse)
@@ -247,7 +262,7 @@ def score_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
 
 
 @flow(name="neuroscribe-agree", validate_parameters=False)
-def agree_flow(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
+def agree_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False) -> list[str]:
     """Agreement statistics over everything stored for the config's units (no LLM calls)."""
 
     def body() -> list[str]:
@@ -264,15 +279,9 @@ STAGE_FLOWS = {"run": run_flow, "collect": collect_flow, "score": score_flow, "a
 """The flow of each command (and of each deployment that ``neuroscribe serve`` starts)."""
 
 
-def new_run_id(cfg: RunConfig) -> str:
-    """A fresh run id: the UTC start time, then a hash of the config and the clock."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{content_hash(cfg.config_hash, time.time_ns())[:8]}"
-
-
 def summary_markdown(run_id: str, config_hash: str, comparisons: list[ControlComparison]) -> str:
-    """The run's summary for Prefect's UI: per annotator, units, mean score and the share of
-    units beating both controls (``corr_top_random``; see ``score.controls``)."""
+    """The run's summary for Prefect's UI: per annotator, units, mean headline score and the
+    share of units beating both controls (see ``score.controls``)."""
     lines = [f"# neuroscribe run `{run_id}`", "", f"config hash `{config_hash}`", ""]
     if not comparisons:
         lines.append(
@@ -297,9 +306,7 @@ def _summary_artifact(cfg: RunConfig, warehouse: str, run_id: str, ids: list[str
     """One markdown artifact per run (key ``neuroscribe-summary``). The run is already recorded
     as finished, so a failure to publish it is logged, not raised."""
     with closing(connect(warehouse)) as con:
-        explanations = store.load_explanations(con, ids)
-        scores = store.load_scores(con, ids)
-    comparisons = compare_with_controls(scores, explanations, ["corr_top_random"])
+        comparisons = reads.control_comparisons(con, ids, [HEADLINE_SCORE])
     try:
         create_markdown_artifact(
             summary_markdown(run_id, cfg.config_hash, comparisons),

@@ -30,7 +30,7 @@ EMBEDDED_SUBJECT = "smollm2-135m-instruct"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class SubjectConfig(Section):
@@ -47,7 +47,7 @@ class SubjectConfig(Section):
 class CorpusConfig(Section):
     """Where the text comes from."""
 
-    source: str = "stdlib"
+    source: str = Field(default="stdlib", json_schema_extra={"cli": "corpus"})
     """``stdlib`` (docstrings of the installed Python standard library), a local ``.txt``,
     ``.jsonl`` or ``.parquet`` file or a directory of them, or ``hf:<dataset name>``."""
     text_field: str = "text"
@@ -73,11 +73,15 @@ class CollectConfig(Section):
     max_windows: int = Field(default=400, ge=1)
     """Stop after this many windows of the corpus."""
     batch_size: int = Field(default=16, ge=1)
+    """Windows per forward pass."""
     n_explain: int = Field(default=6, ge=1)
     """Top windows shown to the explainer."""
     n_validate: int = Field(default=3, ge=0)
+    """Top windows held out to rank sampled explanations (best-of-n); never reported."""
     n_calibrate: int = Field(default=3, ge=0)
+    """Top windows held out to calibrate predictions (explained variance, detection cut)."""
     n_score_top: int = Field(default=5, ge=1)
+    """Top windows held out for the reported scores."""
     n_random: int = Field(default=5, ge=1)
     """Random windows per random split (validate, calibrate, score)."""
     n_quantile: int = Field(default=0, ge=0)
@@ -87,9 +91,11 @@ class CollectConfig(Section):
     quantile_bins: int = Field(default=4, ge=1)
     """Bins of window max activation for ``n_quantile``."""
     quantiles: list[float] = Field(default_factory=lambda: [0.5, 0.9, 0.99, 0.999])
+    """Quantiles of each unit's activations stored with its statistics."""
     firing_threshold: float = 0.0
     """A token counts as firing when the activation is above this value."""
     seed: int = 0
+    """Seed of every random choice of the run (random windows, bootstrap, fuzzing marks)."""
     sae: str | None = None
     """Folder of a sparse autoencoder in the SAELens layout (``cfg.json`` and
     ``sae_weights.safetensors``); the units are then its features, read at its hook's site."""
@@ -101,10 +107,13 @@ class ExplainConfig(Section):
     explainers: list[str] = Field(
         default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/ngram"]
     )
+    """Explainers, each ``backend/model`` (e.g. ``openai/gpt-4o-mini``, ``baseline/ngram``)."""
     samples: int = Field(default=3, ge=1)
     """Explanations sampled per unit per LLM explainer; the best on the validation split is kept."""
     temperature: float = Field(default=0.7, ge=0.0)
+    """Sampling temperature of LLM explainers."""
     max_tokens: int = Field(default=40, ge=1)
+    """Longest explanation an LLM explainer may write, in tokens."""
     local_dtype: Literal["float32", "bfloat16"] = "float32"
     """Dtype of ``local/...`` explainers. bf16 pays only on CPUs with native bf16 (AVX512-BF16,
     AMX); on an AVX2-only CPU it was 6x slower than float32 (benchmarks/forward_dtype.py)."""
@@ -120,14 +129,18 @@ class SimulateConfig(Section):
     simulators: list[str] = Field(
         default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/lexical"]
     )
+    """Simulators, each ``backend/model`` (e.g. ``local/...``, ``baseline/lexical``)."""
     local_dtype: Literal["float32", "bfloat16"] = "float32"
     """Dtype of ``local/...`` simulators (see ``ExplainConfig.local_dtype``)."""
 
 
 class ScoreConfig(Section):
+    """How explanations are scored."""
+
     bootstrap: int = Field(default=200, ge=0)
     """Bootstrap resamples over windows for confidence intervals (0: none)."""
     ci_level: float = Field(default=0.95, gt=0.0, lt=1.0)
+    """Level of the bootstrap confidence intervals."""
     controls: bool = True
     """Also score a shuffled explanation (another unit's) as a chance-level control."""
     fuzz: bool = True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -25,3 +27,9 @@ def file_hash(path: str, length: int = 16, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()[:length]
+
+
+def new_run_id(config_hash: str) -> str:
+    """A fresh run id: the UTC start time, then a hash of the config and the clock."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{stamp}-{content_hash(config_hash, time.time_ns())[:8]}"

@@ -138,19 +138,19 @@ def load_model(name: str, gguf_file: str | None = None, dtype: str = "float32") 
 
     source = resolve_source(name, gguf_file)
     whash = weights_hash(source)
-    directory, kwargs = source.directory, {}
+    directory = source.directory
     if source.gguf_file:
         converted = cache_dir() / "models" / whash
         if not (converted / "config.json").is_file():
             _convert_gguf(source, converted)
         directory = str(converted)
     try:
-        config = transformers.AutoConfig.from_pretrained(directory, **kwargs)
+        config = transformers.AutoConfig.from_pretrained(directory)
         is_causal = _is_causal(config)
         auto = transformers.AutoModelForCausalLM if is_causal else transformers.AutoModel
         torch_dtype = getattr(torch, dtype)
-        model = auto.from_pretrained(directory, dtype=torch_dtype, **kwargs)
-        tokenizer = transformers.AutoTokenizer.from_pretrained(directory, **kwargs)
+        model = auto.from_pretrained(directory, dtype=torch_dtype)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
     except (OSError, ValueError, KeyError) as e:
         raise ModelNotFoundError(f"could not load model '{name}': {e}") from e
     model.eval()

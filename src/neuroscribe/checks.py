@@ -1,0 +1,76 @@
+"""Every check of the user's input, run once per command before a run is recorded.
+
+Each failure raises an error whose message names the problem (a ``ValueError`` subclass: the
+CLI turns it into one line and exit status 2). The checks load what they must (the model, to
+resolve sites and units; the SAE), and the loads are cached per process, so the stages that
+follow reuse them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from neuroscribe.collect import CollectError, validate_inputs
+from neuroscribe.collect.collect import plan_units
+from neuroscribe.collect.corpus import open_corpus
+from neuroscribe.collect.sae import load_sae
+from neuroscribe.collect.windows import check_window_size, cut_windows, special_frame
+from neuroscribe.config import RunConfig
+from neuroscribe.explain import check_explainer_name
+from neuroscribe.llm.registry import check_backend
+from neuroscribe.models import load_model, resolve_source
+from neuroscribe.simulate import check_simulator_name
+
+
+def check_flows(cfg: RunConfig, flows: Iterable[str]) -> None:
+    """The checks that the flows ``run``, ``collect``, ``score`` and ``agree`` (any of them, as
+    ``neuroscribe serve`` deploys several) need before they start."""
+    flows = set(flows)
+    if flows & {"run", "collect"}:
+        preflight(cfg, annotators="run" in flows)
+    if "score" in flows and "run" not in flows:
+        check_annotators(cfg, explainers=False)
+
+
+def preflight(cfg: RunConfig, annotators: bool = True) -> None:
+    """The corpus, the model's files, every annotator (when ``annotators``), then (loading the
+    model) the site, units and window length, and that the corpora yield a window."""
+    validate_inputs(cfg)
+    resolve_source(cfg.subject.model, cfg.subject.gguf_file)
+    if annotators:
+        check_annotators(cfg)
+    loaded = load_model(cfg.subject.model, cfg.subject.gguf_file, cfg.subject.dtype)
+    sae = load_sae(cfg.collect.sae) if cfg.collect.sae else None
+    plan_units(cfg, loaded.model, sae)
+    check_window_size(loaded.model, cfg.collect.window_tokens, special_frame(loaded.tokenizer))
+    for label, source in (
+        ("corpus", cfg.corpus.source),
+        ("out-of-distribution corpus", cfg.corpus.ood_source),
+    ):
+        if source:
+            _check_yields_a_window(label, source, cfg, loaded.tokenizer)
+
+
+def check_annotators(cfg: RunConfig, explainers: bool = True) -> None:
+    """Names first (no I/O; the registry's tables), then one cheap call per endpoint annotator:
+    an unreachable endpoint, a wrong key or an unknown model fails here, not on every unit."""
+    names = [*cfg.explain.explainers] if explainers else []
+    for name in names:
+        check_explainer_name(name)
+    simulators = [*cfg.simulate.simulators, cfg.explain.select_with]
+    for name in simulators:
+        check_simulator_name(name)
+    for name in dict.fromkeys([*names, *simulators]):
+        check_backend(name, cfg.annotators.get(name))
+
+
+def _check_yields_a_window(label: str, source: str, cfg: RunConfig, tokenizer: object) -> None:
+    """Read the corpus only until its first full window: an empty corpus fails here, before a
+    run is recorded, instead of after collection started."""
+    docs = open_corpus(source, cfg.corpus.text_field, cfg.corpus.max_documents)
+    if next(iter(cut_windows(docs, tokenizer, cfg.collect.window_tokens, 1)), None) is None:
+        raise CollectError(
+            f"{label} '{source}' yields no window of {cfg.collect.window_tokens} tokens "
+            f"({docs.n_documents} documents read, {docs.skipped} skipped as non-UTF-8 or "
+            "empty); use a larger corpus or a smaller collect.window_tokens"
+        )

@@ -1,0 +1,5 @@
+"""``python -m neuroscribe.cli``."""
+
+from neuroscribe.cli import app
+
+app(prog_name="neuroscribe")

@@ -1,0 +1,96 @@
+"""The ``neuroscribe`` Typer app, its global options, and how errors reach the user."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+app = typer.Typer(
+    help="Explain the units of a transformer and test each explanation on held-out text.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is shown as written (it holds [sections] and ``code``)
+)
+# Off a terminal (pipes, logs, CI) rich would wrap tables at 80 columns; give them room.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+class State:
+    """The global options, for the command that runs after them."""
+
+    warehouse: str | None = None
+    config: Path | None = None
+    verbose: bool = False
+
+
+state = State()
+
+
+@app.callback()
+def main(
+    warehouse: Annotated[
+        str | None,
+        typer.Option(
+            help="DuckDB warehouse file (else $NEUROSCRIBE_WAREHOUSE, else "
+            "warehouse/neuroscribe.duckdb)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML config file; its tables mirror the run config.")
+    ] = None,
+    verbose: Annotated[bool, typer.Option(help="Show Prefect's logs and full tracebacks.")] = False,
+) -> None:
+    state.warehouse, state.config, state.verbose = warehouse, config, verbose
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Known bad-input errors become one message and exit code 2; others exit 1."""
+    from neuroscribe.collect import CollectError
+    from neuroscribe.config import ConfigError
+    from neuroscribe.models import ModelNotFoundError
+    from neuroscribe.warehouse import WarehouseError
+
+    try:
+        yield
+    except (ConfigError, CollectError, ModelNotFoundError, WarehouseError, ValueError) as e:
+        if state.verbose:
+            err.print_exception()
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+
+
+def quiet_libraries() -> None:
+    """transformers draws its own bars and warnings while loading weights; ours say what is
+    going on (``--verbose`` keeps theirs)."""
+    if state.verbose:
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def where(warehouse: str) -> None:
+    out.print(f"warehouse: {escape(str(Path(warehouse).resolve()))}", highlight=False)
+    out.print(
+        escape(f'try: neuroscribe --warehouse {warehouse} query "select * from scored_explanations"'),
+        highlight=False,
+    )

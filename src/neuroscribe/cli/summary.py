@@ -1,0 +1,113 @@
+"""What a command prints after its run: scores per unit, the controls, the LLM calls, the
+agreement statistics. Rows come from the warehouse's read functions (``warehouse.reads``)."""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+from neuroscribe.cli.app import out
+from neuroscribe.cli.output import emit
+from neuroscribe.registry import HEADLINE_SCORE
+from neuroscribe.warehouse import open_readonly, reads
+
+
+def _score(value: float | None, lo: float | None, hi: float | None, reason: str | None) -> str:
+    if value is None:
+        return f"n/a: {reason}" if reason else "n/a"
+    if lo is not None and hi is not None:
+        return f"{value:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+    return f"{value:+.2f}"
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def print_run_table(warehouse: str, run_id: str, explanation_ids: list[str]) -> None:
+    """Per unit: each explanation's headline score under each simulator with its interval, the
+    controls among them, and the unit's clarity; then per annotator: mean score and share of
+    units that beat both controls. Rows come from the explanations the run worked on, whichever
+    run first stored them (a repeated run finds its results already there)."""
+    with closing(open_readonly(warehouse)) as con:
+        rows = reads.run_table(con, explanation_ids, HEADLINE_SCORE)
+        clarity = reads.clarity_by_unit(con, explanation_ids)
+        comparisons = reads.control_comparisons(con, explanation_ids, [HEADLINE_SCORE])
+    simulators = sorted({r["simulator"] for r in rows})
+    cells: dict[tuple[int, str, str], dict[str, str]] = {}
+    for r in rows:
+        key = (r["unit_index"], r["explainer"], r["explanation"] or "")
+        cells.setdefault(key, {})[r["simulator"]] = _score(
+            r["score"], r["ci_low"], r["ci_high"], r["score_undefined_reason"]
+        )
+    table: list[list[str]] = []
+    sections: list[bool] = []
+    for unit in sorted({k[0] for k in cells}):
+        mine = [(k, v) for k, v in cells.items() if k[0] == unit]
+        for i, ((_, explainer, text), by_sim) in enumerate(mine):
+            c = clarity.get(unit)
+            table.append([
+                str(unit) if i == 0 else "",
+                explainer,
+                text,
+                *(by_sim.get(sim, "") for sim in simulators),
+                "" if i or c is None else f"{c:.2f}",
+            ])
+            sections.append(i == len(mine) - 1)
+    sim_columns = [f"sim: {sim}" for sim in simulators]
+    emit(
+        ["unit", "explainer", "explanation", *sim_columns, "clarity"],
+        table,
+        title=f"run {run_id}: {HEADLINE_SCORE}, correlation with the truth on held-out top + "
+        "random windows, [95% bootstrap CI]",
+        right=["unit", *sim_columns, "clarity"],
+        no_wrap=["explainer", *sim_columns],
+        max_width={"explanation": 50},
+        sections=sections,
+    )
+    if comparisons:
+        emit(
+            ["explainer", "simulator", "units", "mean", "shuffled", "baseline", "beats both"],
+            [
+                [
+                    c.explainer, c.simulator, str(c.n_units), _fmt(c.mean_score),
+                    _fmt(c.mean_shuffled), _fmt(c.mean_baseline),
+                    f"{c.n_beats_both}/{c.n_units} ({c.share_beats_both:.0%})",
+                ]
+                for c in comparisons
+            ],
+            title=f"per annotator ({HEADLINE_SCORE}): mean over units, and the share of units "
+            "beating both controls (shuffled and n-gram baseline)",
+            right=["units", "mean", "shuffled", "baseline", "beats both"],
+        )
+
+
+def print_calls_summary(warehouse: str, run_id: str) -> None:
+    """LLM calls of this run per annotator: made, answered from the cache, failed (by kind),
+    tokens and estimated cost; and the typed failures of explanations and simulations."""
+    with closing(open_readonly(warehouse)) as con:
+        calls = reads.calls_summary(con, run_id)
+        failures = reads.failures(con, run_id)
+    if calls:
+        columns = [
+            "annotator", "purpose", "calls", "cached", "failed", "failure kinds", "tokens in",
+            "tokens out", "cost $",
+        ]
+        keys = [
+            "annotator", "purpose", "calls", "cached", "failed", "failure_kinds", "tokens_in",
+            "tokens_out", "cost_usd",
+        ]
+        emit(columns, [[r[k] for k in keys] for r in calls], title="LLM calls of this run",
+             null="")
+    for f in failures:
+        out.print(f"{f['n']} {f['what']}s by {f['who']} failed: {f['failure']}", markup=False)
+
+
+def print_agreement_summary(warehouse: str, run_id: str) -> None:
+    with closing(open_readonly(warehouse)) as con:
+        rows = reads.agreement_summary(con, run_id)
+    emit(
+        ["agreement kind", "rows", "mean value", "defined"],
+        [[r["kind"], r["rows"], r["mean_value"], r["defined"]] for r in rows],
+        title=f"run {run_id}: agreement statistics (view annotator_agreement)",
+        null="n/a",
+    )
