@@ -105,7 +105,7 @@ class ExplainConfig(Section):
     """Explainers, each named ``backend/model``."""
 
     explainers: list[str] = Field(
-        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/ngram"]
+        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/ngram"], min_length=1
     )
     """Explainers, each ``backend/model`` (e.g. ``openai/gpt-4o-mini``, ``baseline/ngram``)."""
     samples: int = Field(default=3, ge=1)
@@ -127,7 +127,7 @@ class SimulateConfig(Section):
     """Simulators, each named ``backend/model``."""
 
     simulators: list[str] = Field(
-        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/lexical"]
+        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/lexical"], min_length=1
     )
     """Simulators, each ``backend/model`` (e.g. ``local/...``, ``baseline/lexical``)."""
     local_dtype: Literal["float32", "bfloat16"] = "float32"
@@ -302,6 +302,12 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as e:
             raise ConfigError(f"config file not found: {path}") from e
+        except IsADirectoryError as e:
+            raise ConfigError(f"config file {path} is a directory, not a TOML file") from e
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {path} is not UTF-8 text: {e.reason}") from e
+        except OSError as e:
+            raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from e
     for dotted, value in (overrides or {}).items():

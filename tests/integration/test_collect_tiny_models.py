@@ -119,6 +119,24 @@ def test_unknown_site_or_unit_lists_the_valid_ones(models: dict[str, Path], corp
         collect(build_cfg(models["llama"], corpus, units=[1, -1]))
 
 
+def test_huge_unit_counts_and_lists_fail_in_one_short_line(
+    models: dict[str, Path], corpus: Path
+) -> None:
+    """A count is checked against the width before its indices are listed (no MemoryError for
+    10**9, no OverflowError for 10**20), and a long list of bad indices is shortened."""
+    for count in (10**5, 10**9, 10**20):
+        with pytest.raises(CollectError) as err:
+            collect(build_cfg(models["llama"], corpus, units=count))
+        assert f"collect.units = {count} asks for units 0..{count - 1}" in str(err.value)
+        assert "has 64 (units 0..63)" in str(err.value)
+    with pytest.raises(CollectError) as err:
+        collect(build_cfg(models["llama"], corpus, units=list(range(60, 5000))))
+    assert "[64, 65, 66, 67, 68, 69, 70, 71, 72, 73, ... and 4926 more]" in str(err.value)
+    assert len(str(err.value)) < 400
+    with pytest.raises(CollectError, match=r"listed more than once: \[3\]"):
+        collect(build_cfg(models["llama"], corpus, units=[3, 1, 3]))
+
+
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "bert"])
 def test_top_windows_and_stats_match_brute_force(
     arch: str, models: dict[str, Path], corpus: Path, docs: list[str]

@@ -42,3 +42,24 @@ def test_config_hash_is_stable_and_sensitive():
     assert a.config_hash == b.config_hash
     c = load_config(None, {"collect.units": 9})
     assert c.config_hash != a.config_hash
+
+
+def test_unreadable_config_files_name_themselves(tmp_path):
+    with pytest.raises(ConfigError, match=f"config file {tmp_path} is a directory"):
+        load_config(tmp_path)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00[collect]")
+    with pytest.raises(ConfigError, match=f"config file {binary} is not UTF-8 text"):
+        load_config(binary)
+
+
+def test_an_empty_list_of_annotators_is_refused():
+    with pytest.raises(ConfigError, match="explain.explainers: List should have at least 1"):
+        load_config(None, {"explain.explainers": []})
+    with pytest.raises(ConfigError, match="simulate.simulators"):
+        load_config(None, {"simulate.simulators": []})
+
+
+def test_the_default_config_hash_is_unchanged():
+    """Field docstrings and CLI metadata are not part of what a run computes."""
+    assert RunConfig().config_hash == "22e8a307f62b0504"

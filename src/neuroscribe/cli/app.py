@@ -20,9 +20,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # help text is shown as written (it holds [sections] and ``code``)
 )
-# Off a terminal (pipes, logs, CI) rich would wrap tables at 80 columns; give them room.
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+# Off a terminal (pipes, logs, CI) rich would wrap tables at 80 columns; give them room. Text
+# from the warehouse is data: no ``:name:`` emoji codes (markup is escaped where it is printed).
+out = Console(width=None if sys.stdout.isatty() else 200, emoji=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, emoji=False)
 
 
 class State:

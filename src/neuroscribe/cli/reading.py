@@ -3,6 +3,7 @@ one that loads workers' handoffs into it (``ingest``)."""
 
 from __future__ import annotations
 
+import math
 from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,6 +24,8 @@ def query(
     from neuroscribe.warehouse import open_readonly, reads
 
     fmt = check_format(format)
+    if not sql.strip():
+        raise fail("the query is empty; give one SQL statement, e.g. 'select * from runs'")
     with user_errors(), closing(open_readonly(state.warehouse)) as con:
         columns, rows = reads.query(con, sql)
     emit(columns, rows, fmt, footer=f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
@@ -122,6 +125,8 @@ def export(
 
     if fmt not in FORMATS:
         raise fail(f"unknown format '{fmt}'; use one of: {', '.join(FORMATS)}")
+    if min_score is not None and not math.isfinite(min_score):
+        raise fail(f"--min-score must be a finite number, not {min_score}")
     with user_errors(), closing(open_readonly(state.warehouse)) as con:
         manifest = export_scored(
             con,
@@ -149,7 +154,7 @@ def export(
 def report(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for index.html.")] = Path("report"),
     run_id: Annotated[str | None, typer.Option(help="One run (default: all finished).")] = None,
-    max_units: Annotated[int, typer.Option(help="At most this many units.")] = 500,
+    max_units: Annotated[int, typer.Option(help="At most this many units.", min=1)] = 500,
 ) -> None:
     """Write a static HTML report: explanations, scores, and windows shaded by true and
     simulated activation."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 from neuroscribe.collect.assemble import assemble, gc_paused
 from neuroscribe.collect.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from neuroscribe.collect.corpus import check_source, open_corpus
-from neuroscribe.collect.errors import CollectError
+from neuroscribe.collect.errors import CollectError, few
 from neuroscribe.collect.quantile import QuantileSample
 from neuroscribe.collect.sae import SAE, check_sae, check_sae_fits, load_sae
 from neuroscribe.collect.select import RandomSample, RunningStats, TopWindows, token_sample_capacity
@@ -85,13 +86,14 @@ def validate_inputs(cfg: RunConfig) -> None:
     """Cheap checks before any model is loaded: site syntax, unit indices, SAE files, corpus."""
     c = cfg.collect
     sites = expand_sites(c.site)
-    units = cfg.unit_indices
-    negative = [u for u in units if u < 0]
-    if negative:
-        raise CollectError(f"unit indices must be non-negative; got {negative}")
-    repeated = sorted({u for u in units if units.count(u) > 1})
-    if repeated:
-        raise CollectError(f"unit indices are listed more than once: {repeated}")
+    if isinstance(c.units, list):  # a count N (units 0..N-1) cannot be negative or repeated
+        negative = [u for u in c.units if u < 0]
+        if negative:
+            raise CollectError(f"unit indices must be non-negative; got {few(negative)}")
+        counts = Counter(c.units)
+        repeated = sorted(u for u, n in counts.items() if n > 1)
+        if repeated:
+            raise CollectError(f"unit indices are listed more than once: {few(repeated)}")
     if c.sae:
         sae_site = check_sae(c.sae)
         if "site" in c.model_fields_set and (len(sites) != 1 or sites[0] != sae_site):
@@ -118,8 +120,10 @@ class Plan:
 
 
 def plan_units(cfg: RunConfig, model: Any, sae: SAE | None = None) -> Plan:
-    """Resolve the sites (and fit the SAE) against the loaded model; CollectError on mismatch."""
-    units = cfg.unit_indices
+    """Resolve the sites (and fit the SAE) against the loaded model; CollectError on mismatch.
+    A count of units is checked against the widths before its indices are listed, so a huge
+    count fails at once with one line instead of running out of memory."""
+    count = cfg.collect.units if isinstance(cfg.collect.units, int) else None
     if sae is not None:
         n_layers = len(_layout(model)[0])
         if sae.site.layer >= n_layers:
@@ -127,8 +131,22 @@ def plan_units(cfg: RunConfig, model: Any, sae: SAE | None = None) -> Plan:
                 f"SAE {sae.sae_id} reads '{sae.site}' but the model has {n_layers} layers"
             )
         site = _resolve(model, sae.site, [])
+        if count is not None and count > sae.d_sae:
+            raise CollectError(
+                f"collect.units = {count} asks for features 0..{count - 1}, but SAE "
+                f"{sae.sae_id} has {sae.d_sae} (features 0..{sae.d_sae - 1})"
+            )
+        units = cfg.unit_indices
         check_sae_fits(sae, site.width, units)
         return Plan([site], [None], [(str(sae.site), u) for u in units], sae, units)
+    if count is not None:
+        for s in resolve_sites(model, cfg.collect.site, []):
+            if count > s.width:
+                raise CollectError(
+                    f"collect.units = {count} asks for units 0..{count - 1}, but site "
+                    f"'{s.name}' has {s.width} (units 0..{s.width - 1})"
+                )
+    units = cfg.unit_indices
     sites = resolve_sites(model, cfg.collect.site, units)
     columns = [(str(s.name), u) for s in sites for u in units]
     return Plan(sites, [list(units)] * len(sites), columns)

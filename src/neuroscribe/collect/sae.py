@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import torch
 
-from neuroscribe.collect.errors import CollectError
+from neuroscribe.collect.errors import CollectError, few
 from neuroscribe.collect.sites import SiteName, parse_site
 from neuroscribe.ids import content_hash, file_hash
 
@@ -198,7 +198,7 @@ def check_sae_fits(sae: SAE, site_width: int, features: list[int]) -> None:
     bad = [f for f in features if f >= sae.d_sae]
     if bad:
         raise CollectError(
-            f"unit indices {bad} are out of range for SAE {sae.sae_id} "
+            f"unit indices {few(bad)} are out of range for SAE {sae.sae_id} "
             f"(features 0..{sae.d_sae - 1})"
         )
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 import torch
 
-from neuroscribe.collect.errors import CollectError
+from neuroscribe.collect.errors import CollectError, few
 
 SITE_PATTERN = re.compile(r"^layers\.(\d+)\.(mlp|mlp_out|resid)$")
 SPEC_PATTERN = re.compile(r"^layers\.(\d+|\*)\.(mlp|mlp_out|resid)$")
@@ -195,7 +195,8 @@ def _resolve(model: Any, name: SiteName, units: list[int]) -> ResolvedSite:
     bad = [u for u in units if u >= resolved.width]
     if bad:
         raise CollectError(
-            f"unit indices {bad} are out of range for site '{site}' (width {resolved.width}); "
+            f"unit indices {few(bad)} are out of range for site '{site}' (width "
+            f"{resolved.width}); "
             f"{valid_sites_message(model)}"
         )
     return resolved
