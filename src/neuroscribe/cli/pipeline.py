@@ -8,8 +8,9 @@ the run config's fields (``neuroscribe.cli.options``).
 from __future__ import annotations
 
 import os
+import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,7 +137,7 @@ def serve(overrides: dict[str, Any]) -> None:
     deployments.serve_scheduled(served)
 
 
-def check_input(flows: list[str], cfg: RunConfig) -> str:
+def check_input(flows: Sequence[str], cfg: RunConfig) -> str:
     """Every check that can fail on bad input for these flows, once, before a run is recorded
     and before Prefect starts: an unwritable warehouse, a missing corpus or model, a wrong site,
     an unreachable endpoint. Returns the warehouse path."""
@@ -176,16 +177,32 @@ def run_stage(stage: str, cfg: RunConfig) -> tuple[str, str, list[str]]:
     if not state.verbose:
         # Errors are reported once, by this command; Prefect's own log would repeat them.
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-    from flows import pipeline
+    from flows.server import temporary_server
     from neuroscribe.ids import new_run_id
 
-    flow = pipeline.STAGE_FLOWS[stage]
     run_id = new_run_id(cfg.config_hash)
     t0 = time.perf_counter()
-    with progress_bars():
-        ids = flow(cfg, warehouse, run_id, checked=True)
+    with stopped_by_sigterm(), temporary_server(), progress_bars():
+        from flows import pipeline  # Prefect reads its settings (the server's URL) on import
+
+        ids = pipeline.STAGE_FLOWS[stage](cfg, warehouse, run_id, checked=True)
     out.print(f"{stage} {run_id} finished in {time.perf_counter() - t0:.0f} s")
     return run_id, warehouse, ids
+
+
+@contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM (``timeout``, a scheduler, a container stop) ends the command as Ctrl-C does:
+    the run is recorded ``failed`` and the temporary server is stopped on the way out."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager
