@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,10 +79,12 @@ def user_errors() -> Iterator[None]:
 
 
 def quiet_libraries() -> None:
-    """transformers draws its own bars and warnings while loading weights; ours say what is
-    going on (``--verbose`` keeps theirs)."""
+    """transformers draws its own bars and warnings while loading weights, and libraries warn
+    about their own deprecations; ours say what is going on (``--verbose`` keeps theirs)."""
     if state.verbose:
         return
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from transformers.utils import logging as hf_logging
 
@@ -91,7 +94,5 @@ def quiet_libraries() -> None:
 
 def where(warehouse: str) -> None:
     out.print(f"warehouse: {escape(str(Path(warehouse).resolve()))}", highlight=False)
-    out.print(
-        escape(f'try: neuroscribe --warehouse {warehouse} query "select * from scored_explanations"'),
-        highlight=False,
-    )
+    hint = f'try: neuroscribe --warehouse {warehouse} query "select * from scored_explanations"'
+    out.print(escape(hint), highlight=False)

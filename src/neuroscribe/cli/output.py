@@ -47,7 +47,8 @@ def emit(
     null: str = "NULL",
 ) -> None:
     """Print ``rows`` (one value per column) as a table (``title``, then ``footer`` below;
-    ``right``: right-aligned columns; ``no_wrap`` and ``max_width`` by column; ``sections[i]``: a rule after row i), CSV or JSON."""
+    ``right``: right-aligned columns; ``no_wrap`` and ``max_width`` by column; ``sections[i]``:
+    a rule after row i), CSV or JSON."""
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(columns)

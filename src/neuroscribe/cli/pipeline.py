@@ -18,7 +18,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from neuroscribe import progress
 from neuroscribe.cli.app import app, err, out, quiet_libraries, state, user_errors, where
@@ -207,9 +214,22 @@ def stopped_by_sigterm() -> Iterator[None]:
 
 @contextmanager
 def progress_bars() -> Iterator[None]:
-    """The stages' progress (``neuroscribe.progress``) as rich bars on stderr."""
+    """The stages' progress (``neuroscribe.progress``) on stderr: rich bars with counts and
+    the time left on a terminal; otherwise (a log file, a pipe) plain timestamped lines, at least
+    one every 30 s per running stage."""
+    if not err.is_terminal:
+
+        def write(line: str) -> None:
+            err.print(f"{datetime.now():%H:%M:%S} {escape(line)}", highlight=False)
+
+        progress.set_reporter(progress.LogReporter(write))
+        try:
+            yield
+        finally:
+            progress.set_reporter(None)
+        return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn())
+               TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=False) as prog:
 
         @contextmanager

@@ -3,11 +3,14 @@ agreement statistics. Rows come from the warehouse's read functions (``warehouse
 
 from __future__ import annotations
 
+import math
 from contextlib import closing
+from typing import Any
 
 from neuroscribe.cli.app import out
 from neuroscribe.cli.output import emit
 from neuroscribe.registry import HEADLINE_SCORE
+from neuroscribe.score.controls import SHUFFLED_CONTROL
 from neuroscribe.warehouse import open_readonly, reads
 
 
@@ -39,9 +42,11 @@ def print_run_table(warehouse: str, run_id: str, explanation_ids: list[str]) -> 
         cells.setdefault(key, {})[r["simulator"]] = _score(
             r["score"], r["ci_low"], r["ci_high"], r["score_undefined_reason"]
         )
+    units = sorted({k[0] for k in cells})
+    shown = _best_and_worst(units, rows)
     table: list[list[str]] = []
     sections: list[bool] = []
-    for unit in sorted({k[0] for k in cells}):
+    for unit in shown:
         mine = [(k, v) for k, v in cells.items() if k[0] == unit]
         for i, ((_, explainer, text), by_sim) in enumerate(mine):
             c = clarity.get(unit)
@@ -64,6 +69,14 @@ def print_run_table(warehouse: str, run_id: str, explanation_ids: list[str]) -> 
         max_width={"explanation": 50},
         sections=sections,
     )
+    if len(shown) < len(units):
+        out.print(
+            f"{len(units)} units: the {UNITS_SHOWN} with the best and the {UNITS_SHOWN} with the "
+            f"worst {HEADLINE_SCORE} are shown; every unit: neuroscribe report, neuroscribe "
+            "export, or neuroscribe query \"select * from scored_explanations where run_id = "
+            f"'{run_id}'\"",
+            markup=False, highlight=False,
+        )
     if comparisons:
         emit(
             ["explainer", "simulator", "units", "mean", "shuffled", "baseline", "beats both"],
@@ -79,6 +92,24 @@ def print_run_table(warehouse: str, run_id: str, explanation_ids: list[str]) -> 
             "beating both controls (shuffled and n-gram baseline)",
             right=["units", "mean", "shuffled", "baseline", "beats both"],
         )
+
+
+UNITS_SHOWN = 20
+"""A run's table shows at most this many best and this many worst units (all when fewer)."""
+
+
+def _best_and_worst(units: list[int], rows: list[dict[str, Any]]) -> list[int]:
+    """All units when they fit, else the best and the worst ``UNITS_SHOWN`` by their best
+    defined headline score among real explanations (units with none count as worst), best
+    first."""
+    if len(units) <= 2 * UNITS_SHOWN:
+        return units
+    best: dict[int, float] = {u: -math.inf for u in units}
+    for r in rows:
+        if r["score"] is not None and r["explainer"] != SHUFFLED_CONTROL:
+            best[r["unit_index"]] = max(best[r["unit_index"]], r["score"])
+    ranked = sorted(units, key=lambda u: (-best[u], u))
+    return ranked[:UNITS_SHOWN] + ranked[-UNITS_SHOWN:]
 
 
 def print_calls_summary(warehouse: str, run_id: str) -> None:
