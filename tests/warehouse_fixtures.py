@@ -1,10 +1,11 @@
 """A small, realistic warehouse for tests of views, exports and reports.
 
-``build_warehouse(path)`` writes, through the ``store.save_*`` functions, one subject with four
-units on two sites, two explainers plus the shuffled control, two simulators, three score kinds
-(some undefined), a best-of-n loser, a failed explanation, per-token simulations on the held-out
-windows, and a second run that never finished (its rows must stay out of every view). The
-hand-chosen ``corr_top_random`` values are in ``CORR``; tests check the views against them.
+``build_warehouse(path)`` writes, through the warehouse's ``save_*`` functions, one subject
+with four units on two sites, two explainers plus the shuffled control, two simulators, three
+score kinds (some undefined), a best-of-n loser, a failed explanation, per-token simulations on
+the held-out windows, and a second run that never finished (its rows must stay out of every
+view). The hand-chosen ``corr_top_random`` values are in ``CORR``; tests check the views
+against them.
 
 Import with ``sys.path`` pointing at ``tests/`` (``tests/`` is not a package).
 """
@@ -31,7 +32,10 @@ from neuroscribe.records import (
     UnitWindow,
     Window,
 )
-from neuroscribe.warehouse import connect, store
+from neuroscribe.warehouse import connect
+from neuroscribe.warehouse.annotations import save_explanations, save_scores, save_simulations
+from neuroscribe.warehouse.collection import save_collection
+from neuroscribe.warehouse.runs import finish_run, start_run
 
 RUN_ID = "20250101T000000-finished"
 UNFINISHED_RUN_ID = "20250102T000000-running"
@@ -228,15 +232,15 @@ def build_warehouse(path: Path) -> BuiltWarehouse:
     explanations.append(_explanation(built.unit_keys[FAILED[0]], FAILED[1], None))
     built.explanations = explanations
     with closing(connect(path)) as con:
-        store.start_run(con, RUN_ID, cfg)
-        store.save_collection(con, RUN_ID, SUBJECT, "corpus", windows, units)
-        store.save_explanations(con, RUN_ID, cfg.config_hash, explanations)
-        store.save_simulations(con, RUN_ID, sims)
-        store.save_scores(con, RUN_ID, scores)
-        store.finish_run(con, RUN_ID, "finished")
+        start_run(con, RUN_ID, cfg)
+        save_collection(con, RUN_ID, SUBJECT, "corpus", windows, units)
+        save_explanations(con, RUN_ID, cfg.config_hash, explanations)
+        save_simulations(con, RUN_ID, sims)
+        save_scores(con, RUN_ID, scores)
+        finish_run(con, RUN_ID, "finished")
         # A second run that never finished: a high score that no view may show.
-        store.start_run(con, UNFINISHED_RUN_ID, cfg)
+        start_run(con, UNFINISHED_RUN_ID, cfg)
         ghost = _explanation(built.unit_keys[UNITS[0]], "fake/explainer-c", "ghost text")
-        store.save_explanations(con, UNFINISHED_RUN_ID, cfg.config_hash, [ghost])
-        store.save_scores(con, UNFINISHED_RUN_ID, _scores(ghost, {SIM_LEX: 0.99}))
+        save_explanations(con, UNFINISHED_RUN_ID, cfg.config_hash, [ghost])
+        save_scores(con, UNFINISHED_RUN_ID, _scores(ghost, {SIM_LEX: 0.99}))
     return built

@@ -3,9 +3,10 @@
 DuckDB allows one writing process per file, so workers (other processes, other machines) never
 open the warehouse. A worker writes a *handoff*: a folder ``<name>.handoff`` holding one Parquet
 file per table, with exactly the rows the warehouse would get (built by the same
-``store.collection_rows``, typed by the warehouse's own schema), and ``manifest.json`` with each
-file's row count and sha256. The folder is written under a temporary name starting with ``.``
-and renamed when complete, so a reader sees a whole handoff or none.
+``warehouse.collection.collection_rows``, typed by the warehouse's own schema), and
+``manifest.json`` with each file's row count and sha256. The folder is written under a
+temporary name starting with ``.`` and renamed when complete, so a reader sees a whole handoff
+or none.
 
 The writer (``neuroscribe ingest``) loads every complete handoff in one transaction each, in
 name order, and records it in ``handoffs`` under a hash of its manifest: offering the same
@@ -30,8 +31,9 @@ import pyarrow.parquet as pq
 
 from neuroscribe import __version__
 from neuroscribe.config import RunConfig
-from neuroscribe.warehouse import store
+from neuroscribe.warehouse import collection, rows, runs
 from neuroscribe.warehouse.db import migrate
+from neuroscribe.warehouse.handoffs import ingested_ids, record_handoff
 
 if TYPE_CHECKING:  # importing the collect stage loads torch
     from neuroscribe.collect import CollectResult
@@ -58,16 +60,16 @@ def write_collection(
     mem = duckdb.connect()  # an empty warehouse in memory: the schema types the Parquet files
     try:
         migrate(mem)
-        store.start_run(mem, run_id, cfg)
-        store.set_stage(mem, run_id, "collect")
-        rows = store.collection_rows(
+        runs.start_run(mem, run_id, cfg)
+        runs.set_stage(mem, run_id, "collect")
+        collected = collection.collection_rows(
             run_id, result.subject, result.corpus_id, result.windows, result.units
         )
-        for table, table_rows in rows.items():
-            store.insert_rows(mem, table, table_rows)
-        store.finish_run(mem, run_id, "finished")
-        mem.execute("UPDATE runs SET started_at = ? WHERE run_id = ?", [started_at, run_id])
-        tables = {t: mem.sql(f"SELECT * FROM {t}").to_arrow_table() for t in COLLECT_TABLES}  # noqa: S608
+        for table, table_rows in collected.items():
+            rows.insert_rows(mem, table, table_rows)
+        runs.finish_run(mem, run_id, "finished")
+        runs.set_started_at(mem, run_id, started_at)
+        tables = {t: rows.table_arrow(mem, t) for t in COLLECT_TABLES}
     finally:
         mem.close()
     return _write(Path(directory), f"collect-{run_id}", "collect", run_id, cfg, tables)
@@ -187,7 +189,7 @@ def ingest(con: duckdb.DuckDBPyConnection, directory: str | os.PathLike[str]) ->
     """Load every complete handoff in ``directory`` not loaded before, one transaction each."""
     handoffs, partial = scan(directory)
     report = IngestReport(partial=partial)
-    done = {r[0] for r in con.execute("SELECT handoff_id FROM handoffs").fetchall()}
+    done = ingested_ids(con)
     for h in handoffs:
         name = h.path.name
         if h.handoff_id in done:
@@ -202,51 +204,11 @@ def ingest(con: duckdb.DuckDBPyConnection, directory: str | os.PathLike[str]) ->
                     f"handoff {h.path}: {t} has {arrow.num_rows} rows, "
                     f"the manifest says {h.manifest['tables'][t]['rows']}"
                 )
-        with store.transaction(con):
-            _check_same_collection(con, tables["unit_windows"], h.path)
-            added = {t: store.insert_arrow(con, t, arrow) for t, arrow in tables.items()}
-            store.insert_rows(
-                con,
-                "handoffs",
-                [
-                    {
-                        "handoff_id": h.handoff_id,
-                        "name": name,
-                        "kind": h.manifest["kind"],
-                        "run_id": h.manifest["run_id"],
-                        "rows_written": json.dumps(
-                            {t: m["rows"] for t, m in h.manifest["tables"].items()}, sort_keys=True
-                        ),
-                        "rows_added": json.dumps(added, sort_keys=True),
-                        "ingested_at": datetime.now(UTC).replace(tzinfo=None),
-                    }
-                ],
-            )
+        with rows.transaction(con):
+            collection.check_same_collection_arrow(con, tables["unit_windows"], h.path)
+            added = {t: rows.insert_arrow(con, t, arrow) for t, arrow in tables.items()}
+            record_handoff(con, h.handoff_id, name, h.manifest, added)
         report.ingested[name] = added
         done.add(h.handoff_id)
     return report
 
-
-def _check_same_collection(
-    con: duckdb.DuckDBPyConnection, unit_windows: pa.Table, path: Path
-) -> None:
-    """As ``save_collection``: a unit already stored with other windows or splits is refused."""
-    con.register("_handoff_uw", unit_windows)
-    try:
-        clash = con.execute(
-            "WITH incoming AS (SELECT unit_key, list(window_id || ':' || split ORDER BY window_id)"
-            "   AS ws FROM _handoff_uw GROUP BY unit_key),"
-            " stored AS (SELECT unit_key, list(window_id || ':' || split ORDER BY window_id)"
-            "   AS ws FROM unit_windows WHERE unit_key IN (SELECT unit_key FROM incoming)"
-            "   GROUP BY unit_key)"
-            " SELECT unit_key FROM incoming JOIN stored USING (unit_key)"
-            " WHERE incoming.ws <> stored.ws ORDER BY unit_key LIMIT 1"
-        ).fetchall()
-    finally:
-        con.unregister("_handoff_uw")
-    if clash:
-        raise store.CollectionConflict(
-            f"handoff {path}: unit {clash[0][0]} is already in this warehouse with other windows "
-            "or splits (another corpus, or other collect settings); ingest it into another "
-            "warehouse"
-        )

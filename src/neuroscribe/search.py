@@ -22,26 +22,9 @@ import duckdb
 from neuroscribe.embed import EMBEDDING_MODEL
 from neuroscribe.records import Explanation
 from neuroscribe.score.controls import SHUFFLED_CONTROL
-from neuroscribe.warehouse import store
+from neuroscribe.warehouse import embeddings as stored
 
 Mode = Literal["meaning", "text", "regex"]
-DIMENSIONS = 384
-
-# The explanations a search can return. Parameters: none.
-SEARCHABLE = f"""
-    SELECT e.explanation_id, e.unit_key, e.explainer, e.text
-    FROM explanations e JOIN runs r USING (run_id)
-    WHERE e.status = 'ok' AND e.selected AND e.text IS NOT NULL
-      AND e.explainer <> '{SHUFFLED_CONTROL}' AND r.status = 'finished'
-"""
-
-# Best correlation score of each explanation over simulators (finished scoring runs).
-BEST = """
-    SELECT explanation_id, max(score) AS best_score, arg_max(simulator, score) AS best_simulator
-    FROM scored_explanations
-    WHERE score_kind = 'corr_top_random' AND score IS NOT NULL
-    GROUP BY explanation_id
-"""
 
 COLUMNS = (
     "similarity",
@@ -117,26 +100,12 @@ def _rows(items: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
 def save_embeddings(con: duckdb.DuckDBPyConnection, rows: Sequence[dict[str, Any]]) -> int:
     """Store embedding rows in one transaction, replacing vectors of other weights of the same
     model. Returns the rows added."""
-    if not rows:
-        return 0
-    with store.transaction(con):
-        con.execute(
-            "DELETE FROM explanation_embeddings WHERE model = ? AND weights_hash <> ?"
-            " AND list_contains(?, explanation_id)",
-            [EMBEDDING_MODEL, rows[0]["weights_hash"], [r["explanation_id"] for r in rows]],
-        )
-        return store.insert_rows(con, "explanation_embeddings", rows)
+    return stored.save_embeddings(con, EMBEDDING_MODEL, rows)
 
 
 def missing_embeddings(con: duckdb.DuckDBPyConnection, weights_hash: str) -> list[tuple[str, str]]:
     """(explanation id, text) of searchable explanations without a vector of these weights."""
-    return con.execute(
-        f"SELECT c.explanation_id, c.text FROM ({SEARCHABLE}) c"  # noqa: S608
-        " WHERE NOT EXISTS (SELECT 1 FROM explanation_embeddings v"
-        "   WHERE v.explanation_id = c.explanation_id AND v.model = ? AND v.weights_hash = ?)"
-        " ORDER BY c.explanation_id",
-        [EMBEDDING_MODEL, weights_hash],
-    ).fetchall()
+    return stored.missing_embeddings(con, EMBEDDING_MODEL, weights_hash)
 
 
 def backfill_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
@@ -146,11 +115,7 @@ def backfill_rows(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
 
 
 def has_embeddings_table(con: duckdb.DuckDBPyConnection) -> bool:
-    return bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'explanation_embeddings'"
-        ).fetchall()[0][0]
-    )
+    return stored.has_embeddings_table(con)
 
 
 def search(
@@ -172,60 +137,34 @@ def search(
     if mode not in ("meaning", "text", "regex"):
         raise SearchError(f"unknown search mode '{mode}'")
     site_like = site.replace("*", "%") if site else None
-    filters = "(? IS NULL OR c.explainer = ?) AND (? IS NULL OR u.site LIKE ?)"
-    fparams: list[Any] = [explainer, explainer, site_like, site_like]
-    total = con.execute(
-        f"SELECT count(*) FROM ({SEARCHABLE}) c JOIN units u USING (unit_key)"  # noqa: S608
-        f" WHERE {filters}",
-        fparams,
-    ).fetchall()[0][0]
+    total = stored.count_searchable(con, explainer, site_like)
     if total == 0:
-        any_stored = con.execute(f"SELECT count(*) FROM ({SEARCHABLE})").fetchall()[0][0]  # noqa: S608
-        if not any_stored:
+        if not stored.count_all_searchable(con):
             raise SearchError(
                 "no explanations of a finished run are stored yet; run `neuroscribe run` first"
             )
         return SearchResult([], 0, 0)
-    select = (
-        "SELECT {sim} AS similarity, s.name AS subject, u.site, u.unit_index, u.sae_id,"
-        " c.explainer, c.text AS explanation, b.best_score, b.best_simulator, c.unit_key,"
-        f" c.explanation_id FROM ({SEARCHABLE}) c JOIN units u USING (unit_key)"
-        " JOIN subjects s USING (subject_id) {join}"
-        f" LEFT JOIN ({BEST}) b ON b.explanation_id = c.explanation_id"
-    )
     if mode == "meaning":
-        rows, unembedded = _by_meaning(con, query, select, filters, fparams, limit, total)
+        rows, unembedded = _by_meaning(con, query, explainer, site_like, limit, total)
     else:
-        match = (
-            "contains(lower(c.text), lower(?))"
-            if mode == "text"
-            else "regexp_matches(c.text, ?, 'i')"
-        )
-        sql = (
-            select.format(sim="NULL::DOUBLE", join="")
-            + f" WHERE {filters} AND {match}"
-            + " ORDER BY b.best_score DESC NULLS LAST, c.unit_key, c.explainer, c.explanation_id"
-            + " LIMIT ?"
-        )
         try:
-            rows = con.execute(sql, [*fparams, query, limit]).fetchall()
+            rows = stored.match_text(con, query, mode == "regex", limit, explainer, site_like)
         except duckdb.InvalidInputException as e:
             raise SearchError(
                 f"invalid regular expression '{query}': {str(e).splitlines()[0]}"
             ) from None
         unembedded = 0
-    return SearchResult([dict(zip(COLUMNS, r, strict=True)) for r in rows], total, unembedded)
+    return SearchResult([{c: r[c] for c in COLUMNS} for r in rows], total, unembedded)
 
 
 def _by_meaning(
     con: duckdb.DuckDBPyConnection,
     query: str,
-    select: str,
-    filters: str,
-    fparams: list[Any],
+    explainer: str | None,
+    site_like: str | None,
     limit: int,
     total: int,
-) -> tuple[list[tuple[Any, ...]], int]:
+) -> tuple[list[dict[str, Any]], int]:
     if not has_embeddings_table(con):
         raise SearchError(
             "this warehouse has no explanation embeddings yet (its schema predates search); "
@@ -234,25 +173,12 @@ def _by_meaning(
     from neuroscribe.embed import embed_texts
 
     whash = embedding_weights_hash()
-    embedded = con.execute(
-        f"SELECT count(*) FROM ({SEARCHABLE}) c JOIN units u USING (unit_key)"  # noqa: S608
-        " JOIN explanation_embeddings v ON v.explanation_id = c.explanation_id"
-        f" AND v.model = ? AND v.weights_hash = ? WHERE {filters}",
-        [EMBEDDING_MODEL, whash, *fparams],
-    ).fetchall()[0][0]
+    embedded = stored.count_embedded(con, EMBEDDING_MODEL, whash, explainer, site_like)
     if embedded == 0:
         raise SearchError(
             f"none of the {total} stored explanations has an embedding yet; "
             "search with --backfill to embed them"
         )
     vector = [float(x) for x in embed_texts([query])[0]]
-    sql = (
-        select.format(
-            sim=f"array_cosine_similarity(v.embedding, ?::FLOAT[{DIMENSIONS}])",
-            join="JOIN explanation_embeddings v ON v.explanation_id = c.explanation_id"
-            " AND v.model = ? AND v.weights_hash = ?",
-        )
-        + f" WHERE {filters} ORDER BY similarity DESC, c.explanation_id LIMIT ?"
-    )
-    rows = con.execute(sql, [vector, EMBEDDING_MODEL, whash, *fparams, limit]).fetchall()
+    rows = stored.nearest(con, vector, EMBEDDING_MODEL, whash, limit, explainer, site_like)
     return rows, total - embedded

@@ -287,7 +287,8 @@ def test_quantile_windows_lie_in_their_bins_and_join_the_explain_split(
     from contextlib import closing
 
     from neuroscribe.explain.base import explain_windows
-    from neuroscribe.warehouse import connect, store
+    from neuroscribe.warehouse import connect
+    from neuroscribe.warehouse.collection import save_collection
 
     units = [0, 5, 17, 63]
     cfg = build_cfg(
@@ -319,7 +320,7 @@ def test_quantile_windows_lie_in_their_bins_and_join_the_explain_split(
         )
     assert n_quantile >= 8  # random weights fire at many levels: the bins are not empty
     with closing(connect(tmp_path / "w.duckdb")) as con:
-        store.save_collection(
+        save_collection(
             con, "r1", result.subject, result.corpus_id, result.windows, result.units
         )
         assert con.execute("SELECT count(*) FROM split_overlaps").fetchone()[0] == 0

@@ -153,7 +153,8 @@ def test_preflight_names_the_problem(monkeypatch):
 def test_the_api_key_never_reaches_the_warehouse_and_costs_are_estimated(
     monkeypatch, warehouse_path
 ):
-    from neuroscribe.warehouse import connect, store
+    from neuroscribe.warehouse import connect
+    from neuroscribe.warehouse.calls import save_llm_calls
 
     with ChatServer(
         lambda b: (
@@ -172,7 +173,7 @@ def test_the_api_key_never_reaches_the_warehouse_and_costs_are_estimated(
     assert calls[0].cost_usd == pytest.approx((11 * 1.0 + 5 * 2.0) / 1000)
     assert calls[1].status == "failed"
     with closing(connect(warehouse_path)) as con:
-        store.save_llm_calls(con, "run-1", calls)
+        save_llm_calls(con, "run-1", calls)
         rows = con.execute("SELECT * FROM llm_calls").fetchall()
     assert len(rows) == 2 and SECRET not in repr(rows)
     con = None

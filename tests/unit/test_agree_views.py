@@ -9,7 +9,10 @@ import pytest
 
 from neuroscribe.config import RunConfig
 from neuroscribe.records import Agreement, Explanation, Subject, UnitExamples, UnitId, UnitStats
-from neuroscribe.warehouse import connect, store
+from neuroscribe.warehouse import connect
+from neuroscribe.warehouse.annotations import save_agreements, save_explanations
+from neuroscribe.warehouse.collection import save_collection
+from neuroscribe.warehouse.runs import finish_run, start_run
 
 SUBJECT = Subject(name="tiny", weights_hash="abc123", architecture="llama", n_layers=2)
 UNITS = [
@@ -47,9 +50,9 @@ def readme_query() -> str:
 def con(warehouse_path):
     cfg = RunConfig()
     with closing(connect(warehouse_path)) as con:
-        store.start_run(con, "r1", cfg)
-        store.save_collection(con, "r1", SUBJECT, "c", [], UNITS)
-        store.save_explanations(
+        start_run(con, "r1", cfg)
+        save_collection(con, "r1", SUBJECT, "c", [], UNITS)
+        save_explanations(
             con,
             "r1",
             cfg.config_hash,
@@ -61,7 +64,7 @@ def con(warehouse_path):
                 expl("e5", U0, "control/shuffled", "numbers"),
             ],
         )
-        store.save_agreements(
+        save_agreements(
             con,
             "r1",
             [
@@ -74,17 +77,17 @@ def con(warehouse_path):
                 agreement(None, "alpha_simulators_all_units", (SIM, X), 0.4),
             ],
         )
-        store.finish_run(con, "r1", "finished")
+        finish_run(con, "r1", "finished")
         # A later finished run recomputes one statistic; a failed run's rows never show.
-        store.start_run(con, "r2", cfg)
+        start_run(con, "r2", cfg)
         for _ in range(2):  # agreements have no key: a repeated write duplicates, the view not
-            store.save_agreements(
+            save_agreements(
                 con, "r2", [agreement(U0, "explainer_text_similarity", (X, Y), 0.75)]
             )
-        store.finish_run(con, "r2", "finished")
-        store.start_run(con, "r3", cfg)
-        store.save_agreements(con, "r3", [agreement(U0, "explainer_sim_corr", (X, Y), -1.0)])
-        store.finish_run(con, "r3", "failed")
+        finish_run(con, "r2", "finished")
+        start_run(con, "r3", cfg)
+        save_agreements(con, "r3", [agreement(U0, "explainer_sim_corr", (X, Y), -1.0)])
+        finish_run(con, "r3", "failed")
         yield con
 
 

@@ -1,9 +1,12 @@
-"""compare_with_controls by hand, and the control_comparison view agreeing with it."""
+"""The control comparison by hand: ``reads.control_comparisons`` on one run's explanations, and
+the ``control_comparison`` view (per site) over the warehouse, both from the rules of the view
+``control_comparison_units``."""
 
 from __future__ import annotations
 
 from contextlib import closing
 
+import duckdb
 import pytest
 
 from neuroscribe.config import RunConfig
@@ -15,13 +18,12 @@ from neuroscribe.records import (
     UnitId,
     UnitStats,
 )
-from neuroscribe.score import (
-    BASELINE_EXPLAINER,
-    SHUFFLED_CONTROL,
-    ControlComparison,
-    compare_with_controls,
-)
-from neuroscribe.warehouse import connect, store
+from neuroscribe.score import BASELINE_EXPLAINER, SHUFFLED_CONTROL
+from neuroscribe.warehouse import connect
+from neuroscribe.warehouse.annotations import save_explanations, save_scores
+from neuroscribe.warehouse.collection import save_collection
+from neuroscribe.warehouse.reads import ControlComparison, control_comparisons
+from neuroscribe.warehouse.runs import finish_run, start_run
 
 SUBJECT = Subject(name="tiny", weights_hash="abc123", architecture="llama", n_layers=2)
 SIM, OTHER_SIM = "baseline/lexical", "local/m"
@@ -108,12 +110,35 @@ def records() -> tuple[list[Explanation], list[Score]]:
     return explanations, scores
 
 
-def test_compare_with_controls_by_hand() -> None:
+def store(
+    path, explanations: list[Explanation], scores: list[Score], extra_units=()
+) -> duckdb.DuckDBPyConnection:
+    """A warehouse holding these records, written by one finished run."""
+    cfg = RunConfig()
+    con = connect(path)
+    start_run(con, "r1", cfg)
+    save_collection(con, "r1", SUBJECT, "c", [], [*UNITS, *extra_units])
+    save_explanations(con, "r1", cfg.config_hash, explanations)
+    save_scores(con, "r1", scores)
+    finish_run(con, "r1", "finished")
+    return con
+
+
+def ids(explanations: list[Explanation]) -> list[str]:
+    return [e.explanation_id for e in explanations]
+
+
+def test_control_comparisons_by_hand(warehouse_path) -> None:
     explanations, scores = records()
-    rows = {
-        (r.explainer, r.simulator, r.score_kind): r
-        for r in compare_with_controls(scores, explanations)
-    }
+    with closing(store(warehouse_path, explanations, scores)) as con:
+        rows = {
+            (r.explainer, r.simulator, r.score_kind): r
+            for r in control_comparisons(con, ids(explanations))
+        }
+        only_corr = control_comparisons(con, ids(explanations), ["ev_calibrated"])
+        # Without the baseline's explanations among the ids, no unit has both controls.
+        no_baseline = [e for e in explanations if e.explainer != BASELINE_EXPLAINER]
+        assert control_comparisons(con, ids(no_baseline), ["corr_top_random"]) == []
     assert set(rows) == {
         (REAL, SIM, "corr_top_random"),
         (REAL, SIM, "ev_calibrated"),
@@ -142,11 +167,10 @@ def test_compare_with_controls_by_hand() -> None:
         0.0,
     )
     assert rows[(SECOND, SIM, "corr_top_random")].share_beats_both == 1.0
-    only_corr = compare_with_controls(scores, explanations, score_kinds=["ev_calibrated"])
     assert [r.score_kind for r in only_corr] == ["ev_calibrated"]
 
 
-def test_duplicate_scores_are_refused() -> None:
+def test_duplicate_scores_are_refused(warehouse_path) -> None:
     explanations, scores = records()
     twin = explanations[0].model_copy(update={"explanation_id": "twin"})
     dup = [
@@ -154,8 +178,11 @@ def test_duplicate_scores_are_refused() -> None:
         for s in scores
         if s.explanation_id == explanations[0].explanation_id
     ]
-    with pytest.raises(ValueError, match="two .* scores of unit"):
-        compare_with_controls(scores + dup, [*explanations, twin])
+    with (
+        closing(store(warehouse_path, [*explanations, twin], scores + dup)) as con,
+        pytest.raises(ValueError, match="two .* scores of unit"),
+    ):
+        control_comparisons(con, ids([*explanations, twin]))
 
 
 VIEW_COLUMNS = (
@@ -164,7 +191,7 @@ VIEW_COLUMNS = (
 )
 
 
-def test_view_agrees_with_python(warehouse_path) -> None:
+def test_view_agrees_with_the_run_comparison(warehouse_path) -> None:
     explanations, scores = records()
     cfg = RunConfig()
     # Units of a second site, with scores from a run that failed: neither may leak in.
@@ -179,21 +206,17 @@ def test_view_agrees_with_python(warehouse_path) -> None:
               value=0.5 if e.explainer == REAL else 0.0, n_tokens=1, n_windows=1)
         for e in stray
     ]  # fmt: skip
-    with closing(connect(warehouse_path)) as con:
-        store.start_run(con, "r1", cfg)
-        store.save_collection(con, "r1", SUBJECT, "c", [], UNITS + other_site)
-        store.save_explanations(con, "r1", cfg.config_hash, explanations + stray)
-        store.save_scores(con, "r1", scores)
-        store.finish_run(con, "r1", "finished")
-        store.start_run(con, "r2", cfg)
-        store.save_scores(con, "r2", stray_scores)
-        store.finish_run(con, "r2", "failed")
+    with closing(store(warehouse_path, explanations + stray, scores, other_site)) as con:
+        start_run(con, "r2", cfg)
+        save_scores(con, "r2", stray_scores)
+        finish_run(con, "r2", "failed")
         got = con.execute(
             f"SELECT {VIEW_COLUMNS}, subject_id, site FROM control_comparison"  # noqa: S608
             " ORDER BY explainer, simulator, score_kind"
         ).fetchall()
-    expected = compare_with_controls(scores, explanations)
+        expected = control_comparisons(con, ids(explanations + stray))
     assert len(got) == len(expected) == 3
+    assert expected[0].n_units == 4  # the hand-worked row above; stray units left out
     for row, want in zip(got, expected, strict=True):
         assert row[:8] == (
             want.explainer,

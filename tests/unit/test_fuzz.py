@@ -35,7 +35,9 @@ from neuroscribe.simulate.fuzz import (  # noqa: E402
     marked_text,
     parse_answer,
 )
-from neuroscribe.warehouse import connect, store  # noqa: E402
+from neuroscribe.warehouse import connect  # noqa: E402
+from neuroscribe.warehouse.annotations import save_scores  # noqa: E402
+from neuroscribe.warehouse.runs import finish_run, start_run  # noqa: E402
 
 CFG = ScoreConfig(bootstrap=50)
 
@@ -363,9 +365,9 @@ def test_lexical_fuzz_through_stages_into_duckdb(tmp_path) -> None:
     assert stages.fuzz_explanations([real], [unit], windows, off, Ledger()) == []
 
     con = connect(tmp_path / "w.duckdb")
-    store.start_run(con, "r1", cfg)
-    store.save_scores(con, "r1", scores)
-    store.finish_run(con, "r1", "finished")
+    start_run(con, "r1", cfg)
+    save_scores(con, "r1", scores)
+    finish_run(con, "r1", "finished")
     rows = con.execute(
         "SELECT explanation_id, kind, value FROM scores WHERE kind LIKE 'fuzz_%' ORDER BY ALL"
     ).fetchall()

@@ -14,15 +14,14 @@ from neuroscribe.llm.base import ChatResponse, Ledger, TokenLogprobs
 from neuroscribe.llm.cache import (
     CHAT,
     DISTRIBUTIONS,
-    PRIME_CACHE_SQL,
     clear_response_cache,
-    prime_cache_from_warehouse,
 )
 from neuroscribe.llm.fake import register_fake
 from neuroscribe.records import Split
 from neuroscribe.simulate import make_simulator
 from neuroscribe.simulate.all_at_once import AllAtOnceSimulator
-from neuroscribe.warehouse import connect, store
+from neuroscribe.warehouse import connect
+from neuroscribe.warehouse.calls import PRIME_CACHE_SQL, prime_cache_from_warehouse, save_llm_calls
 
 
 def digits(prompt, positions, candidates):
@@ -50,7 +49,7 @@ def test_a_primed_cache_answers_a_second_run_with_zero_calls(warehouse_path):
     made = len(spec.requests), spec.distribution_calls
     assert made == (1, 3) and not any(c.cache_hit for c in first.calls)
     with closing(connect(warehouse_path)) as con:
-        store.save_llm_calls(con, "run-1", first.drain())
+        save_llm_calls(con, "run-1", first.drain())
 
     clear_response_cache()  # a fresh process: nothing in memory
     with closing(connect(warehouse_path)) as con:
@@ -62,7 +61,7 @@ def test_a_primed_cache_answers_a_second_run_with_zero_calls(warehouse_path):
     assert explanations2 == explanations and sims2 == sims  # rebuilt exactly
 
     with closing(connect(warehouse_path)) as con:
-        store.save_llm_calls(con, "run-2", second.drain())
+        save_llm_calls(con, "run-2", second.drain())
         n = len(con.execute(PRIME_CACHE_SQL).fetchall())
     assert n == 4  # cache hits are not primed twice
 

@@ -19,8 +19,16 @@ from warehouse_fixtures import (  # noqa: E402
     build_warehouse,
 )
 
-from neuroscribe.warehouse import connect  # noqa: E402
+from neuroscribe.registry import HEADLINE_SCORE  # noqa: E402
+from neuroscribe.warehouse import connect, open_readonly  # noqa: E402
 from neuroscribe.warehouse.db import sql_dir  # noqa: E402
+from neuroscribe.warehouse.views import (  # noqa: E402
+    View,
+    ViewOrderError,
+    parse_view,
+    read_views,
+    view_order,
+)
 
 VIEWS = ("best_explanations", "annotator_leaderboard", "disagreements", "score_distribution")
 
@@ -39,10 +47,41 @@ def rows(con, sql, params=()):
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-def test_view_files_sort_after_the_view_they_read():
-    names = sorted(p.name for p in sql_dir("views").glob("*.sql"))
+def test_views_are_created_after_the_views_they_read():
+    order = [v.name for v in view_order(read_views(sql_dir("views")))]
     for view in VIEWS:
-        assert names.index(f"view_{view}.sql") > names.index("scored_explanations.sql")
+        assert order.index(view) > order.index("scored_explanations")
+    assert order.index("control_comparison") > order.index("control_comparison_units")
+    for v in read_views(sql_dir("views")):
+        assert all(order.index(d) < order.index(v.name) for d in v.depends), v.name
+
+
+def _view(name: str, *depends: str, reads: str = "units") -> View:
+    header = f"-- depends: {', '.join(depends)}\n" if depends else ""
+    return parse_view(name, f"{header}CREATE OR REPLACE VIEW {name} AS SELECT * FROM {reads};")
+
+
+def test_view_order_follows_declared_dependencies_then_names():
+    views = [_view("a", "c", reads="c"), _view("b"), _view("c", "b", reads="b"), _view("d")]
+    assert [v.name for v in view_order(views)] == ["b", "c", "a", "d"]
+
+
+def test_view_order_errors_name_the_problem():
+    with pytest.raises(ViewOrderError, match="view a depends on nope, which is not a view"):
+        view_order([_view("a", "nope")])
+    with pytest.raises(ViewOrderError, match="cycle: a -> b -> c -> a"):
+        view_order([_view("a", "b", reads="b"), _view("b", "c", reads="c"), _view("c", "a")])
+    with pytest.raises(ViewOrderError, match="view a reads b without declaring it"):
+        view_order([_view("a", reads="b"), _view("b")])
+    with pytest.raises(ViewOrderError, match="must create exactly the view x"):
+        parse_view("x", "CREATE OR REPLACE VIEW y AS SELECT 1;")
+
+
+def test_headline_score_macro_reads_on_a_read_only_connection(con, tmp_path):
+    path = tmp_path / "w.duckdb"
+    connect(path).close()
+    with closing(open_readonly(path)) as ro:
+        assert ro.execute("SELECT headline_score_kind()").fetchall() == [(HEADLINE_SCORE,)]
 
 
 def test_views_exist_and_ignore_unfinished_runs(con):

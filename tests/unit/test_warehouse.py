@@ -18,8 +18,28 @@ from neuroscribe.records import (
     UnitWindow,
     Window,
 )
-from neuroscribe.warehouse import WarehouseError, connect, open_readonly, store
+from neuroscribe.warehouse import WarehouseError, connect, open_readonly
+from neuroscribe.warehouse.annotations import (
+    load_explanations,
+    load_scores,
+    load_simulations,
+    save_agreements,
+    save_explanations,
+    save_scores,
+    save_simulations,
+    statistic_key,
+)
+from neuroscribe.warehouse.calls import save_llm_calls
+from neuroscribe.warehouse.collection import (
+    CollectionConflict,
+    load_units,
+    load_windows,
+    save_collection,
+    unit_collections,
+)
 from neuroscribe.warehouse.db import migrate, migrations
+from neuroscribe.warehouse.rows import adopt, insert_rows, transaction
+from neuroscribe.warehouse.runs import finish_run, start_run
 
 
 def _records():
@@ -86,20 +106,20 @@ def test_records_round_trip_and_writes_are_idempotent(warehouse_path):
         ci_high=1.0,
     )
     with closing(connect(warehouse_path)) as con:
-        store.start_run(con, "r1", cfg)
+        start_run(con, "r1", cfg)
         for _ in range(2):  # the second write of the same records adds nothing
-            store.save_collection(con, "r1", subject, "c", windows, [unit])
-            store.save_explanations(con, "r1", cfg.config_hash, [expl])
-            store.save_simulations(con, "r1", [sim])
-            store.save_scores(con, "r1", [score])
-        assert store.load_units(con, [unit.unit.key]) == [unit]
-        assert store.load_windows(con, ["w0", "w1", "w2"]) == {w.window_id: w for w in windows}
-        assert store.load_explanations(con, ["e1"]) == [expl]
-        assert store.load_simulations(con, ["e1"]) == [sim]
-        assert store.load_scores(con, ["e1"]) == [score]
+            save_collection(con, "r1", subject, "c", windows, [unit])
+            save_explanations(con, "r1", cfg.config_hash, [expl])
+            save_simulations(con, "r1", [sim])
+            save_scores(con, "r1", [score])
+        assert load_units(con, [unit.unit.key]) == [unit]
+        assert load_windows(con, ["w0", "w1", "w2"]) == {w.window_id: w for w in windows}
+        assert load_explanations(con, ["e1"]) == [expl]
+        assert load_simulations(con, ["e1"]) == [sim]
+        assert load_scores(con, ["e1"]) == [score]
         # A running run's scores are not in the contract view; a finished run's are.
         assert con.execute("SELECT count(*) FROM scored_explanations").fetchall()[0][0] == 0
-        store.finish_run(con, "r1", "finished")
+        finish_run(con, "r1", "finished")
         row = con.execute(
             "SELECT subject, site, unit_index, explainer, explanation, simulator,"
             " score_kind, score, run_id FROM scored_explanations"
@@ -128,7 +148,7 @@ def test_a_window_cannot_be_in_two_splits_of_one_unit(warehouse_path):
         }
     )
     with closing(connect(warehouse_path)) as con:
-        store.save_collection(con, "r1", subject, "c", windows, [clash])
+        save_collection(con, "r1", subject, "c", windows, [clash])
         # INSERT OR IGNORE keeps the first assignment; the second split never lands.
         splits = con.execute("SELECT split FROM unit_windows WHERE window_id='w0'").fetchall()
         assert splits == [("explain",)]
@@ -137,8 +157,8 @@ def test_a_window_cannot_be_in_two_splits_of_one_unit(warehouse_path):
 
 def test_failed_write_leaves_nothing(warehouse_path):
     with closing(connect(warehouse_path)) as con:
-        with pytest.raises(duckdb.Error), store.transaction(con):
-            store.insert_rows(
+        with pytest.raises(duckdb.Error), transaction(con):
+            insert_rows(
                 con,
                 "subjects",
                 [
@@ -188,16 +208,16 @@ def test_rows_of_a_failed_run_are_taken_over_by_the_next_run(warehouse_path):
     )
     with closing(connect(warehouse_path)) as con:
         for run in ("r1", "r2"):
-            store.start_run(con, run, cfg)
-            store.save_collection(con, run, subject, "c", windows, [unit])
-            store.save_explanations(con, run, cfg.config_hash, [expl])
-            store.save_scores(con, run, [score])
-            store.finish_run(con, run, "failed" if run == "r1" else "finished")
+            start_run(con, run, cfg)
+            save_collection(con, run, subject, "c", windows, [unit])
+            save_explanations(con, run, cfg.config_hash, [expl])
+            save_scores(con, run, [score])
+            finish_run(con, run, "failed" if run == "r1" else "finished")
         rows = con.execute("SELECT run_id FROM scored_explanations").fetchall()
         assert rows == [("r2",)]
         # A finished run's rows are never taken over.
-        store.start_run(con, "r3", cfg)
-        store.save_scores(con, "r3", [score])
+        start_run(con, "r3", cfg)
+        save_scores(con, "r3", [score])
         assert con.execute("SELECT run_id FROM scores").fetchall() == [("r2",)]
 
 
@@ -205,10 +225,10 @@ def test_a_unit_collected_differently_is_refused(warehouse_path):
     subject, windows, unit = _records()
     other = unit.model_copy(update={"windows": unit.windows[:2]})
     with closing(connect(warehouse_path)) as con:
-        store.save_collection(con, "r1", subject, "c", windows, [unit])
-        store.save_collection(con, "r2", subject, "c", windows, [unit])  # same: fine
-        with pytest.raises(store.CollectionConflict, match="other windows or splits"):
-            store.save_collection(con, "r3", subject, "c", windows, [other])
+        save_collection(con, "r1", subject, "c", windows, [unit])
+        save_collection(con, "r2", subject, "c", windows, [unit])  # same: fine
+        with pytest.raises(CollectionConflict, match="other windows or splits"):
+            save_collection(con, "r3", subject, "c", windows, [other])
 
 
 def test_a_warehouse_of_an_older_schema_is_migrated_without_losing_rows(warehouse_path):
@@ -244,7 +264,7 @@ def test_a_warehouse_of_an_older_schema_is_migrated_without_losing_rows(warehous
             status="ok",
             retries=3,
         )
-        store.save_llm_calls(con, "r1", [call])
+        save_llm_calls(con, "r1", [call])
         rows = con.execute("SELECT request_hash, retries FROM llm_calls ORDER BY 1").fetchall()
     assert rows == [("new", 3), ("old", 0)]
 
@@ -293,8 +313,8 @@ def test_migration_0003_keys_agreements_and_keeps_one_copy_per_run(warehouse_pat
             (None, "spearman_corr_top_random", ["x|a", "y|a"], None, "r1"),
             ("u/0", "alpha_simulators", ["a", "b"], 0.4, "r2"),
         ]
-        # The SQL of the migration and store.statistic_key name each statistic alike.
-        assert [r[5] for r in got] == [store.statistic_key(r[0], r[1], r[2]) for r in got]
+        # The SQL of the migration and statistic_key name each statistic alike.
+        assert [r[5] for r in got] == [statistic_key(r[0], r[1], r[2]) for r in got]
         assert len({r[5] for r in got}) == 3
 
 
@@ -319,14 +339,14 @@ def test_agreement_writes_are_idempotent_per_run_and_adopted_from_unfinished_run
 
     with closing(connect(warehouse_path)) as con:
         for run in ("r1", "r2", "r3"):
-            store.start_run(con, run, cfg)
-        assert store.save_agreements(con, "r1", stats) == 3
-        assert store.save_agreements(con, "r1", stats) == 0  # a retried task adds nothing
-        store.finish_run(con, "r1", "finished")
-        assert store.save_agreements(con, "r2", stats[:2]) == 2  # r2 is then killed
+            start_run(con, run, cfg)
+        assert save_agreements(con, "r1", stats) == 3
+        assert save_agreements(con, "r1", stats) == 0  # a retried task adds nothing
+        finish_run(con, "r1", "finished")
+        assert save_agreements(con, "r2", stats[:2]) == 2  # r2 is then killed
         assert rows(con) == [("r1", 3), ("r2", 2)]
         # r3 computes the same statistics: r2's rows (never finished) are taken over, r1's stay.
-        assert store.save_agreements(con, "r3", stats) == 3
+        assert save_agreements(con, "r3", stats) == 3
         assert rows(con) == [("r1", 3), ("r3", 3)]
 
 
@@ -334,18 +354,18 @@ def test_adopt_takes_over_only_rows_of_unfinished_runs(warehouse_path):
     subject, windows, unit = _records()
     cfg = RunConfig()
     with closing(connect(warehouse_path)) as con:
-        store.start_run(con, "r1", cfg)
-        store.save_collection(con, "r1", subject, "c", windows, [unit])  # then r1 dies
-        store.start_run(con, "r2", cfg)
-        assert store.adopt(con, "r2", "units", "unit_key", [unit.unit.key]) == 1
-        assert store.adopt(con, "r2", "unit_windows", "unit_key", [unit.unit.key]) == 3
-        assert store.adopt(con, "r2", "units", "unit_key", []) == 0
-        store.finish_run(con, "r2", "finished")
-        store.start_run(con, "r3", cfg)
-        assert store.adopt(con, "r3", "units", "unit_key", [unit.unit.key]) == 0  # r2 finished
+        start_run(con, "r1", cfg)
+        save_collection(con, "r1", subject, "c", windows, [unit])  # then r1 dies
+        start_run(con, "r2", cfg)
+        assert adopt(con, "r2", "units", "unit_key", [unit.unit.key]) == 1
+        assert adopt(con, "r2", "unit_windows", "unit_key", [unit.unit.key]) == 3
+        assert adopt(con, "r2", "units", "unit_key", []) == 0
+        finish_run(con, "r2", "finished")
+        start_run(con, "r3", cfg)
+        assert adopt(con, "r3", "units", "unit_key", [unit.unit.key]) == 0  # r2 finished
         assert con.execute("SELECT DISTINCT run_id FROM unit_windows").fetchall() == [("r2",)]
         with pytest.raises(ValueError, match="cannot adopt"):
-            store.adopt(con, "r3", "llm_calls", "run_id", ["r1"])
+            adopt(con, "r3", "llm_calls", "run_id", ["r1"])
 
 
 # --- which units are collected already ------------------------------------------------------------
@@ -366,13 +386,13 @@ def test_unit_collections_and_uncollected(warehouse_path, tmp_path):
     windows = [w.model_copy(update={"corpus_id": corpus_id}) for w in windows]
     other = UnitId(subject_id=subject.subject_id, site="layers.1.mlp", index=5)
     with closing(connect(warehouse_path)) as con:
-        store.start_run(
+        start_run(
             con,
             "r1",
             cfg.model_copy(update={"collect": cfg.collect.model_copy(update={"units": [4]})}),
         )
-        store.save_collection(con, "r1", subject, corpus_id, windows, [unit])
-        stored = store.unit_collections(con, [unit.unit.key, other.key])
+        save_collection(con, "r1", subject, corpus_id, windows, [unit])
+        stored = unit_collections(con, [unit.unit.key, other.key])
     assert stored == {unit.unit.key: (stored[unit.unit.key][0], corpus_id, [corpus_id])}
     # Unit 4 was collected with other units but the same settings: only unit 5 is missing.
     assert uncollected(cfg, [unit.unit, other], stored) == [other]
@@ -466,12 +486,14 @@ def test_kill_at_a_write_leaves_no_row_of_that_transaction(warehouse_path):
     script = textwrap.dedent(f"""
         from neuroscribe.config import RunConfig
         from neuroscribe.records import Score
-        from neuroscribe.warehouse import connect, store
+        from neuroscribe.warehouse import connect
+        from neuroscribe.warehouse.annotations import save_scores
+        from neuroscribe.warehouse.runs import start_run
         con = connect({str(warehouse_path)!r})
-        store.start_run(con, "r1", RunConfig())
+        start_run(con, "r1", RunConfig())
         score = Score(explanation_id="e", simulator="s", kind="corr_top_random", value=0.5,
                       n_tokens=3, n_windows=1)
-        store.save_scores(con, "r1", [score])
+        save_scores(con, "r1", [score])
         print("unreachable")
     """)
     env = {**os.environ, "NEUROSCRIBE_KILL_AT": "write:scores", "OMP_NUM_THREADS": "1"}

@@ -40,6 +40,7 @@ from typing import Any
 import duckdb
 
 from neuroscribe.export.manifest import ExportError
+from neuroscribe.warehouse import exports
 
 SITE_RE = re.compile(r"^layers\.(\d+)\.([a-z_]+)$")
 SET_BY_KIND = {"mlp": "mlp", "resid": "res", "attn": "att"}
@@ -66,10 +67,7 @@ def layer_id(site: str, sae_id: str | None = None, source_set: str | None = None
 
 def restrict(filtered_sql: str) -> str:
     """Keep the rows Neuronpedia gets: selected explanations, not the shuffled control."""
-    return (
-        f"SELECT * FROM ({filtered_sql}) AS filtered"
-        " WHERE selected AND explainer <> 'control/shuffled'"
-    )
+    return exports.neuronpedia_rows(filtered_sql)
 
 
 def grouped_query(filtered_sql: str) -> str:
@@ -77,18 +75,7 @@ def grouped_query(filtered_sql: str) -> str:
 
     Only constant SQL is added around ``filtered_sql``; user values stay in its parameters.
     """
-    return (
-        "SELECT subject, site, unit_index, sae_id, unit_key, explanation_id, explainer,"
-        " explanation, prompt_sha, explanation_run_id,"
-        " list(DISTINCT run_id ORDER BY run_id) AS run_ids,"
-        " list(DISTINCT config_hash ORDER BY config_hash) AS config_hashes,"
-        " list({'kind': score_kind, 'simulator': simulator, 'value': score,"
-        " 'reason': score_undefined_reason, 'ci_low': ci_low, 'ci_high': ci_high}"
-        " ORDER BY simulator, score_kind) AS scores"
-        f" FROM ({filtered_sql}) AS filtered"
-        " GROUP BY ALL ORDER BY subject, site, sae_id NULLS FIRST, unit_index, explainer,"
-        " explanation_id"
-    )
+    return exports.neuronpedia_grouped(filtered_sql)
 
 
 def to_record(
@@ -133,7 +120,7 @@ def iter_lines(
     batch_rows: int = 10_000,
 ) -> Iterator[str]:
     """JSON lines (without newline) of the Neuronpedia records, streamed in batches."""
-    reader = con.sql(grouped_query(filtered_sql), params=params).to_arrow_reader(batch_rows)
+    reader = exports.stream(con, grouped_query(filtered_sql), params, batch_rows)
     for batch in reader:
         for row in batch.to_pylist():
             rec = to_record(row, model, source_set)

@@ -29,50 +29,24 @@ from neuroscribe.export.manifest import (
     sha256_file,
     write_manifest,
 )
+from neuroscribe.warehouse import exports
 
 Format = Literal["parquet", "jsonl", "csv", "neuronpedia"]
 FORMATS: tuple[str, ...] = get_args(Format)
 BATCH_ROWS = 10_000
 
-# filter name -> SQL condition on scored_explanations, with a parameter of the same name.
-FILTERS: dict[str, str] = {
-    "subject": "(subject = $subject OR subject_id = $subject)",
-    "site": "site = $site",
-    "explainer": "explainer = $explainer",
-    "simulator": "simulator = $simulator",
-    "score_kind": "score_kind = $score_kind",
-    "min_score": "score >= $min_score",
-    "run_id": "run_id = $run_id",
-}
-ORDER = (
-    "subject_id, site, sae_id NULLS FIRST, unit_index, explainer, explanation_id, simulator,"
-    " score_kind"
-)
 
 
 def scored_query(**filters: Any) -> tuple[str, dict[str, Any]]:
     """SQL selecting the filtered rows of scored_explanations in export order, and its parameters.
 
-    ``filters`` are the names in FILTERS; None means "not filtered".
+    ``filters`` are the names in ``warehouse.exports.FILTERS``; None means "not filtered".
     """
-    unknown = set(filters) - set(FILTERS)
+    unknown = set(filters) - set(exports.FILTERS)
     if unknown:
         raise ExportError(f"unknown export filters: {sorted(unknown)}")
     params = {k: v for k, v in filters.items() if v is not None}
-    where = " AND ".join(FILTERS[k] for k in FILTERS if k in params) or "TRUE"
-    return f"SELECT * FROM scored_explanations WHERE {where} ORDER BY {ORDER}", params
-
-
-def _provenance(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> list[Any]:
-    row = con.sql(
-        "SELECT list(DISTINCT run_id ORDER BY run_id),"
-        " list(DISTINCT explanation_run_id ORDER BY explanation_run_id),"
-        " list(DISTINCT config_hash ORDER BY config_hash),"
-        " list(DISTINCT prompt_sha ORDER BY prompt_sha) FILTER (prompt_sha IS NOT NULL)"
-        f" FROM ({sql}) AS filtered",
-        params=params,
-    ).fetchall()[0]
-    return [tuple(v or ()) for v in row]
+    return exports.scored_query(params), params
 
 
 def _write_arrow(reader: pa.RecordBatchReader, fmt: str, path: Path) -> int:
@@ -152,7 +126,7 @@ def export_scored(
                 rows = _write_lines(lines, tmp)
                 columns: tuple[str, ...] = neuronpedia.COLUMNS
             else:
-                reader = con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
+                reader = exports.stream(con, sql, params, BATCH_ROWS)
                 columns = tuple(reader.schema.names)
                 rows = _write_arrow(reader, fmt, tmp)
             digest = sha256_file(tmp)
@@ -160,17 +134,17 @@ def export_scored(
         if isinstance(e, ExportError):
             raise
         raise ExportError(f"cannot write {fmt} export {out}: {e}") from e
-    run_ids, expl_runs, config_hashes, prompt_shas = _provenance(con, sql, params)
+    traced = exports.provenance(con, sql, params)
     manifest = ExportManifest(
         output=out.name,
         format=fmt,
         rows=rows,
         sha256=digest,
         filters=filters,
-        run_ids=run_ids,
-        explanation_run_ids=expl_runs,
-        config_hashes=config_hashes,
-        prompt_shas=prompt_shas,
+        run_ids=traced["run_ids"],
+        explanation_run_ids=traced["explanation_run_ids"],
+        config_hashes=traced["config_hashes"],
+        prompt_shas=traced["prompt_shas"],
         columns=columns,
         neuroscribe_version=__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),

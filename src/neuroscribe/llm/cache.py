@@ -20,7 +20,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from neuroscribe.llm.base import ChatResponse
 
@@ -116,14 +116,3 @@ def clear_response_cache() -> None:
     """Forget every cached response (tests; a long-lived process that wants fresh samples)."""
     RESPONSE_CACHE.clear()
 
-
-PRIME_CACHE_SQL = (
-    "SELECT request_hash, response, prompt_tokens, completion_tokens FROM llm_calls "
-    "WHERE status = 'ok' AND NOT cache_hit AND response IS NOT NULL"
-)
-"""The query whose rows ``prime_cache`` takes."""
-
-
-def prime_cache_from_warehouse(con: Any) -> int:
-    """Prime the process-wide cache from an open warehouse connection (DuckDB)."""
-    return prime_cache(con.execute(PRIME_CACHE_SQL).fetchall())

@@ -46,7 +46,7 @@ article.unit { border: 1px solid #ddd; border-radius: 6px; padding: 8px 14px; ma
 
 
 def run_section(run: RunInfo, scores: dict[tuple[str, str], list[float | None]]) -> str:
-    """A run's provenance, its leaderboard on corr_top_random, and histograms of it."""
+    """A run's provenance, its leaderboard on the headline score kind, and histograms of it."""
     meta = (
         f'<p class="meta">status {esc(run.status)} \u00b7 config {esc(run.config_hash)} '
         f"\u00b7 started {esc(run.started_at)} \u00b7 finished {esc(run.finished_at or '-')} "

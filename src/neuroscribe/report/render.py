@@ -10,10 +10,12 @@ import math
 from collections.abc import Sequence
 from html import escape
 
+from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.report.data import ScoreRow, UnitView, WindowView
+from neuroscribe.score.controls import SHUFFLED_CONTROL
 
-MAIN_KIND = "corr_top_random"
-CONTROL = "control/shuffled"
+MAIN_KIND = HEADLINE_SCORE
+CONTROL = SHUFFLED_CONTROL
 BINS = 20  # histogram buckets of width 0.1 on [-1, 1], as in the score_distribution view
 SPLIT_TITLES = {
     "explain": "shown to the explainer (top windows)",

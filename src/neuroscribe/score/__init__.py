@@ -2,15 +2,14 @@
 
 Definitions of every score kind are in ``SCORE_KINDS`` (from simulated activations) and
 ``FUZZ_KINDS`` (from fuzz verdicts); undefined values are None with a reason.
-``compare_with_controls`` reads an annotator's scores against the shuffled and baseline controls.
+The controls' names are in ``controls``; the warehouse reads scores against them
+(``neuroscribe.warehouse.reads.control_comparisons``).
 """
 
 from neuroscribe.score.controls import (
     BASELINE_EXPLAINER,
     CONTROL_EXPLAINERS,
     SHUFFLED_CONTROL,
-    ControlComparison,
-    compare_with_controls,
 )
 from neuroscribe.score.detection import (
     DETECTION_FRACTION,
@@ -36,13 +35,11 @@ __all__ = [
     "FUZZ_KINDS",
     "SCORE_KINDS",
     "SHUFFLED_CONTROL",
-    "ControlComparison",
     "MetricValue",
     "auroc",
     "balanced_accuracy",
     "bootstrap_ci",
     "choose_cut",
-    "compare_with_controls",
     "explained_variance_calibrated",
     "fuzz_scores",
     "pearson",

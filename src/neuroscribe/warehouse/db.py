@@ -14,6 +14,8 @@ from pathlib import Path
 
 import duckdb
 
+from neuroscribe.warehouse.views import ViewOrderError, apply_views
+
 DEFAULT_WAREHOUSE = Path("warehouse") / "neuroscribe.duckdb"
 ENV_VAR = "NEUROSCRIBE_WAREHOUSE"
 MIGRATION_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -118,13 +120,14 @@ def migrations() -> list[tuple[int, str, str]]:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Apply the migrations not yet applied (each in its own transaction), then the views."""
+    """Apply the migrations not yet applied (each in its own transaction), then the views (in
+    the order of their declared dependencies, see ``neuroscribe.warehouse.views``)."""
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
         " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
     )
-    done = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    done = {v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()}
     applied = []
     for number, name, sql in migrations():
         if number in done:
@@ -140,6 +143,8 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             con.execute("ROLLBACK")
             raise WarehouseError(f"migration {name} failed: {e}") from e
         applied.append(name)
-    for f in sorted(sql_dir("views").glob("*.sql")):
-        con.execute(f.read_text(encoding="utf-8"))
+    try:
+        apply_views(con, sql_dir("views"))
+    except ViewOrderError as e:
+        raise WarehouseError(f"cannot create the views: {e}") from e
     return applied

@@ -1,6 +1,8 @@
 -- The best explanation of each unit under each simulator: the selected explanation with the
--- highest defined corr_top_random, the shuffled control excluded. Ties go to the explainer and
--- explanation id that sort first. A unit whose scores are all undefined has no row here.
+-- highest defined score of the headline kind (headline_score_kind(), from
+-- neuroscribe.registry.HEADLINE_SCORE), the shuffled control excluded. Ties go to the explainer
+-- and explanation id that sort first. A unit whose scores are all undefined has no row here.
+-- depends: scored_explanations
 CREATE OR REPLACE VIEW best_explanations AS
 SELECT * EXCLUDE (rank_in_unit)
 FROM (
@@ -13,7 +15,7 @@ FROM (
         row_number() OVER (w ORDER BY score DESC, explainer, explanation_id) AS rank_in_unit,
         prompt_sha, explanation_run_id, run_id, config_hash
     FROM scored_explanations
-    WHERE score_kind = 'corr_top_random'
+    WHERE score_kind = headline_score_kind()
       AND selected
       AND explainer <> 'control/shuffled'
       AND score IS NOT NULL

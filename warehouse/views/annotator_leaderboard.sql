@@ -1,6 +1,7 @@
 -- Explainers ranked under each simulator and score kind, over the selected explanation of each
 -- unit (best-of-n losers are left out; the shuffled control stays in as the floor to beat).
 -- defined_share: share of the explanations whose score is defined (not NULL).
+-- depends: scored_explanations
 CREATE OR REPLACE VIEW annotator_leaderboard AS
 SELECT
     explainer,

@@ -2,6 +2,7 @@
 -- score kind. histogram: 20 counts of defined scores in buckets of width 0.1 from -1 to 1
 -- (bucket i holds [-1 + i/10, -1 + (i+1)/10); values below -1 count in the first bucket and
 -- values of 1 or more in the last). Quantiles are over defined scores only.
+-- depends: scored_explanations
 CREATE OR REPLACE VIEW score_distribution AS
 WITH bucketed AS (
     SELECT subject, site, explainer, simulator, score_kind, score,

@@ -1,12 +1,14 @@
--- Where annotators disagree about a unit, on corr_top_random, largest spread (max - min) first.
+-- Where annotators disagree about a unit, on the headline score kind (headline_score_kind(), from
+-- neuroscribe.registry.HEADLINE_SCORE), largest spread (max - min) first.
 --   axis = 'explainers': one simulator, the selected explanations of different explainers
 --                        (each explainer's mean when it has several); simulator is set.
 --   axis = 'simulators': one explanation scored by different simulators; explanation_id is set.
 -- The shuffled control and undefined scores are left out; at least two annotators per row.
+-- depends: scored_explanations
 CREATE OR REPLACE VIEW disagreements AS
 WITH scored AS (
     SELECT * FROM scored_explanations
-    WHERE score_kind = 'corr_top_random' AND selected
+    WHERE score_kind = headline_score_kind() AND selected
       AND explainer <> 'control/shuffled' AND score IS NOT NULL
 ),
 per_explainer AS (
