@@ -34,9 +34,9 @@ from neuroscribe.explain import explain_units
 from neuroscribe.llm.base import Ledger
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score import score_units
-from neuroscribe.score.controls import ControlComparison
 from neuroscribe.simulate import fuzz_units, simulate_units
-from neuroscribe.warehouse import connect, store
+from neuroscribe.warehouse import annotations, calls, collection, connect, reads, rows, runs
+from neuroscribe.warehouse.reads import ControlComparison
 
 LLM_TAG = "llm"
 """Tag of the tasks that call annotators (explain, simulate). A Prefect tag concurrency limit
@@ -68,7 +68,7 @@ RETRY: dict[str, Any] = {
 
 def _stage(warehouse: str, run_id: str, name: str) -> None:
     with closing(connect(warehouse)) as con:
-        store.set_stage(con, run_id, name)
+        runs.set_stage(con, run_id, name)
 
 
 LEDGER_FLUSH_EVERY = 32
@@ -81,7 +81,7 @@ those of the last second; the next run answers every stored call from the cache.
 def _ledger(con: Any, run_id: str) -> Ledger:
     """A ledger writing its calls through ``con`` as they come (use it as a context manager)."""
     return Ledger(
-        lambda calls: store.save_llm_calls(con, run_id, calls),
+        lambda calls: calls.save_llm_calls(con, run_id, calls),
         flush_every=LEDGER_FLUSH_EVERY,
         flush_seconds=LEDGER_FLUSH_SECONDS,
     )
@@ -93,16 +93,16 @@ def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
     planned = planned_units(cfg)
     keys = [u.key for u in planned]
     with closing(connect(warehouse)) as con:
-        todo = uncollected(cfg, planned, store.unit_collections(con, keys))
+        todo = uncollected(cfg, planned, collection.unit_collections(con, keys))
     if todo:  # no forward pass when every unit is stored as this config would collect it
         result = collect_units(with_units(cfg, todo))
         with closing(connect(warehouse)) as con:
-            store.save_collection(
+            collection.save_collection(
                 con, run_id, result.subject, result.corpus_id, result.windows, result.units
             )
-    with closing(connect(warehouse)) as con, store.transaction(con):
-        store.adopt(con, run_id, "units", "unit_key", keys)  # left by a run that did not finish
-        store.adopt(con, run_id, "unit_windows", "unit_key", keys)
+    with closing(connect(warehouse)) as con, rows.transaction(con):
+        rows.adopt(con, run_id, "units", "unit_key", keys)  # left by a run that did not finish
+        rows.adopt(con, run_id, "unit_windows", "unit_key", keys)
     return keys
 
 
@@ -110,14 +110,14 @@ def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
 def explain_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str]) -> list[str]:
     _stage(warehouse, run_id, "explain")
     with closing(connect(warehouse)) as con:
-        units = store.load_units(con, unit_keys)
-        windows = store.load_windows(con, (w.window_id for u in units for w in u.windows))
-        prime_cache_from_warehouse(con)  # a call made before (by any run) is not made again
+        units = collection.load_units(con, unit_keys)
+        windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
+        calls.prime_cache_from_warehouse(con)  # a call made before (by any run) is not made again
     with closing(connect(warehouse)) as calls_con, _ledger(calls_con, run_id) as ledger:
         explanations = explain_units(units, windows, cfg, ledger)
     embeddings = search.embedding_rows(explanations)  # MiniLM vectors for `neuroscribe search`
     with closing(connect(warehouse)) as con:
-        store.save_explanations(con, run_id, cfg.config_hash, explanations)
+        annotations.save_explanations(con, run_id, cfg.config_hash, explanations)
         search.save_embeddings(con, embeddings)
     return [e.explanation_id for e in explanations]
 
@@ -128,27 +128,26 @@ def simulate_task(
 ) -> int:
     _stage(warehouse, run_id, "simulate")
     with closing(connect(warehouse)) as con:
-        units = store.load_units(con, unit_keys)
-        windows = store.load_windows(con, (w.window_id for u in units for w in u.windows))
-        explanations = store.load_explanations(con, explanation_ids)
-        done = frozenset(
-            (s.explanation_id, s.simulator) for s in store.load_simulations(con, explanation_ids)
-        )
+        units = collection.load_units(con, unit_keys)
+        windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
+        explanations = annotations.load_explanations(con, explanation_ids)
+        simulated = annotations.load_simulations(con, explanation_ids)
+        done = frozenset((s.explanation_id, s.simulator) for s in simulated)
         fuzzed = frozenset(  # fuzz scores are made here, where the simulators judge the items
             (s.explanation_id, s.simulator)
-            for s in store.load_scores(con, explanation_ids)
+            for s in annotations.load_scores(con, explanation_ids)
             if s.kind.startswith("fuzz_")
         )
-        prime_cache_from_warehouse(con)
-        with store.transaction(con):  # what this run reuses of a run that did not finish
-            store.adopt(con, run_id, "simulations", "explanation_id", explanation_ids)
-            store.adopt(con, run_id, "scores", "explanation_id", explanation_ids)
+        calls.prime_cache_from_warehouse(con)
+        with rows.transaction(con):  # what this run reuses of a run that did not finish
+            rows.adopt(con, run_id, "simulations", "explanation_id", explanation_ids)
+            rows.adopt(con, run_id, "scores", "explanation_id", explanation_ids)
     with closing(connect(warehouse)) as calls_con, _ledger(calls_con, run_id) as ledger:
         simulations = simulate_units(explanations, units, windows, cfg, ledger, done)
         fuzz = fuzz_units(explanations, units, windows, cfg, ledger, fuzzed)
     with closing(connect(warehouse)) as con:
-        store.save_simulations(con, run_id, simulations)
-        store.save_scores(con, run_id, fuzz)
+        annotations.save_simulations(con, run_id, simulations)
+        annotations.save_scores(con, run_id, fuzz)
     return len(simulations)
 
 
@@ -158,12 +157,12 @@ def score_task(
 ) -> int:
     _stage(warehouse, run_id, "score")
     with closing(connect(warehouse)) as con:
-        units = store.load_units(con, unit_keys)
-        explanations = store.load_explanations(con, explanation_ids)
-        simulations = store.load_simulations(con, [e.explanation_id for e in explanations])
+        units = collection.load_units(con, unit_keys)
+        explanations = annotations.load_explanations(con, explanation_ids)
+        simulations = annotations.load_simulations(con, [e.explanation_id for e in explanations])
     scores = score_units(explanations, units, simulations, cfg)
     with closing(connect(warehouse)) as con:
-        store.save_scores(con, run_id, scores)
+        annotations.save_scores(con, run_id, scores)
     return len(scores)
 
 
@@ -171,13 +170,13 @@ def score_task(
 def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: list[str]) -> int:
     _stage(warehouse, run_id, "agree")
     with closing(connect(warehouse)) as con:
-        explanations = store.load_explanations(con, explanation_ids)
+        explanations = annotations.load_explanations(con, explanation_ids)
         ids = [e.explanation_id for e in explanations]
-        simulations = store.load_simulations(con, ids)
-        scores = store.load_scores(con, ids)
+        simulations = annotations.load_simulations(con, ids)
+        scores = annotations.load_scores(con, ids)
     agreements = agree_units(explanations, simulations, scores)
     with closing(connect(warehouse)) as con:
-        store.save_agreements(con, run_id, agreements)
+        annotations.save_agreements(con, run_id, agreements)
     return len(agreements)
 
 
@@ -187,15 +186,15 @@ def _recorded(
     """Record the run, run ``body``, and mark the run finished, or failed with the error.
     Returns what ``body`` returns: the ids the run worked on."""
     with closing(connect(warehouse)) as con:
-        store.start_run(con, run_id, cfg)
+        runs.start_run(con, run_id, cfg)
     try:
         ids = body()
     except BaseException as e:
         with closing(connect(warehouse)) as con:
-            store.finish_run(con, run_id, "failed", f"{type(e).__name__}: {e}")
+            runs.finish_run(con, run_id, "failed", f"{type(e).__name__}: {e}")
         raise
     with closing(connect(warehouse)) as con:
-        store.finish_run(con, run_id, "finished")
+        runs.finish_run(con, run_id, "finished")
     return ids
 
 
@@ -203,7 +202,7 @@ def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
     """The config's units as already collected in the warehouse; an error if there are none."""
     subject, sites, sae_id = unit_selector(cfg)
     with closing(connect(warehouse)) as con:
-        keys = store.find_unit_keys(con, subject, sites, cfg.unit_indices, sae_id)
+        keys = collection.find_unit_keys(con, subject, sites, cfg.unit_indices, sae_id)
     if not keys:
         raise ValueError(
             f"no collected units of {cfg.subject.model} at {cfg.collect.site} in {warehouse}; "
@@ -251,7 +250,7 @@ def score_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = Fals
     def body() -> list[str]:
         unit_keys = _collected_units(cfg, warehouse)
         with closing(connect(warehouse)) as con:
-            ids = store.current_explanation_ids(con, unit_keys)
+            ids = annotations.current_explanation_ids(con, unit_keys)
         simulate_task(cfg, warehouse, run_id, unit_keys, ids)
         score_task(cfg, warehouse, run_id, unit_keys, ids)
         return ids
@@ -268,7 +267,7 @@ def agree_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = Fals
     def body() -> list[str]:
         unit_keys = _collected_units(cfg, warehouse)
         with closing(connect(warehouse)) as con:
-            ids = store.current_explanation_ids(con, unit_keys)
+            ids = annotations.current_explanation_ids(con, unit_keys)
         agree_task(cfg, warehouse, run_id, ids)
         return ids
 

@@ -123,9 +123,9 @@ def test_sql_lives_only_in_the_warehouse_package():
         if name.startswith("neuroscribe.warehouse"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if SQL.search(node.value):
-                    offenders.append(f"{name}:{node.lineno}: {node.value[:60]!r}")
+            is_text = isinstance(node, ast.Constant) and isinstance(node.value, str)
+            if is_text and SQL.search(node.value):
+                offenders.append(f"{name}:{node.lineno}: {node.value[:60]!r}")
     assert offenders == []
 
 

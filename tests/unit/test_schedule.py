@@ -152,7 +152,7 @@ def test_retries_skip_bad_input():
 
 def test_summary_markdown_table():
     from flows.pipeline import summary_markdown
-    from neuroscribe.score.controls import ControlComparison
+    from neuroscribe.warehouse.reads import ControlComparison
 
     row = ControlComparison(
         explainer="openai/m",

@@ -372,7 +372,7 @@ def test_adopt_takes_over_only_rows_of_unfinished_runs(warehouse_path):
 
 
 def test_unit_collections_and_uncollected(warehouse_path, tmp_path):
-    from neuroscribe.stages import uncollected, with_units
+    from neuroscribe.collect.incremental import uncollected, with_units
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("one document\n\nanother one\n", encoding="utf-8")
@@ -508,16 +508,16 @@ def test_kill_at_a_write_leaves_no_row_of_that_transaction(warehouse_path):
 
 
 def test_kill_point_counts_and_ignores_other_points(monkeypatch):
-    from neuroscribe.warehouse import db
+    from neuroscribe import faults
 
     killed = []
-    monkeypatch.setattr(db.os, "kill", lambda pid, sig: killed.append(sig))
-    monkeypatch.setattr(db, "_kill_counts", {})
-    monkeypatch.setenv(db.KILL_AT_VAR, "write:units#2")
-    db.kill_point("write:scores")
-    db.kill_point("write:units")
+    monkeypatch.setattr(faults.os, "kill", lambda pid, sig: killed.append(sig))
+    monkeypatch.setattr(faults, "_kill_counts", {})
+    monkeypatch.setenv(faults.KILL_AT_VAR, "write:units#2")
+    faults.kill_point("write:scores")
+    faults.kill_point("write:units")
     assert killed == []
-    db.kill_point("write:units")
+    faults.kill_point("write:units")
     assert len(killed) == 1
-    db.kill_point("write:units")
+    faults.kill_point("write:units")
     assert len(killed) == 1

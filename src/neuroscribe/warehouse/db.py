@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 from importlib import resources
 from pathlib import Path
 
@@ -19,28 +18,6 @@ from neuroscribe.warehouse.views import ViewOrderError, apply_views
 DEFAULT_WAREHOUSE = Path("warehouse") / "neuroscribe.duckdb"
 ENV_VAR = "NEUROSCRIBE_WAREHOUSE"
 MIGRATION_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-
-
-KILL_AT_VAR = "NEUROSCRIBE_KILL_AT"
-"""Fault injection for the resume tests, off unless set: ``POINT`` or ``POINT#N`` makes the
-process SIGKILL itself the N-th time (default: the first) it reaches ``POINT``. Points:
-``write:<table>`` (inside a write's transaction, after the insert into that table and before the
-commit) and ``collect:batch`` (after a batch of the collection's forward pass)."""
-
-_kill_counts: dict[str, int] = {}
-
-
-def kill_point(point: str) -> None:
-    """Die here, as ``kill -9`` would, when $NEUROSCRIBE_KILL_AT names this point (and count)."""
-    spec = os.environ.get(KILL_AT_VAR)
-    if not spec:
-        return
-    name, _, nth = spec.partition("#")
-    if name != point:
-        return
-    _kill_counts[point] = _kill_counts.get(point, 0) + 1
-    if _kill_counts[point] == (int(nth) if nth else 1):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class WarehouseError(RuntimeError):

@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel
 
-from neuroscribe.warehouse.db import kill_point
+from neuroscribe.faults import kill_point
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -79,7 +79,7 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, arrow: pa.Table) ->
         before = count_rows(con, table)
         verb = "INSERT OR IGNORE" if keys else "INSERT"
         con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _incoming")  # noqa: S608
-        kill_point(f"write:{table}")  # fault injection for the resume tests; off by default
+        kill_point(f"write:{table}")
         after = count_rows(con, table)
     finally:
         con.unregister("_incoming")
