@@ -69,10 +69,26 @@ def test_bad_input_exits_with_one_clear_message(tmp_path):
     blocker.write_text("")
     r = neuroscribe("--warehouse", str(blocker / "w.duckdb"), "run", cwd=tmp_path)
     assert r.returncode == 2 and "warehouse" in r.stderr
-    # Nothing ran, so no run was recorded anywhere.
-    if Path(wh).exists():
-        con = duckdb.connect(wh, read_only=True)
-        assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 0
+    # Nothing ran, so nothing was written: not even an empty warehouse.
+    assert not Path(wh).exists()
+
+
+def test_more_bad_input_gets_one_line_and_writes_nothing(tmp_path):
+    wh = str(tmp_path / "w.duckdb")
+    cases = [
+        (["--config", str(tmp_path), "run"], "is a directory"),
+        (["run", "--units", "99999999999999999999"], "collect.units = 99999999999999999999"),
+        (["run", "--explainers", ","], "explain.explainers"),
+        (["query", ""], "the query is empty"),
+        (["report", "--max-units", "-5"], "-5"),
+        (["export", "--out", str(tmp_path / "x.csv"), "--min-score", "nan"], "--min-score"),
+    ]
+    for args, needle in cases:
+        r = neuroscribe("--warehouse", wh, *args, cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert needle in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr and len(r.stderr) < 2000, (args, r.stderr)
+    assert not Path(wh).exists()
 
 
 @pytest.mark.slow

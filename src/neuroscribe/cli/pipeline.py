@@ -149,11 +149,10 @@ def check_input(flows: Sequence[str], cfg: RunConfig) -> str:
     and before Prefect starts: an unwritable warehouse, a missing corpus or model, a wrong site,
     an unreachable endpoint. Returns the warehouse path."""
     from neuroscribe.checks import check_flows
-    from neuroscribe.warehouse import connect, resolve_path
+    from neuroscribe.warehouse import check_writable
 
     quiet_libraries()
-    warehouse = str(resolve_path(state.warehouse))
-    connect(warehouse).close()
+    warehouse = str(check_writable(state.warehouse))  # creates nothing
     check_flows(cfg, flows)
     return warehouse
 

@@ -16,9 +16,13 @@
 from neuroscribe.warehouse.db import (
     DEFAULT_WAREHOUSE,
     WarehouseError,
+    check_writable,
     connect,
     open_readonly,
     resolve_path,
 )
 
-__all__ = ["DEFAULT_WAREHOUSE", "WarehouseError", "connect", "open_readonly", "resolve_path"]
+__all__ = [
+    "DEFAULT_WAREHOUSE", "WarehouseError", "check_writable", "connect", "open_readonly",
+    "resolve_path",
+]

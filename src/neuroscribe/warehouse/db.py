@@ -53,6 +53,22 @@ def _explain_lock(path: Path, err: Exception) -> WarehouseError:
     return WarehouseError(f"cannot open warehouse {path}: {msg.splitlines()[0]}")
 
 
+def check_writable(path: str | os.PathLike[str] | None = None) -> Path:
+    """Check, without creating anything, that the warehouse can be opened for writing: an
+    existing file is opened (its lock, its schema); a new one needs a writable folder (or one
+    that can be made). Returns the path. So bad input found later leaves no empty warehouse."""
+    p = resolve_path(path)
+    if p.exists():
+        connect(p).close()
+        return p
+    folder = p.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise WarehouseError(f"warehouse {p} cannot be created: {folder} is not a writable folder")
+    return p
+
+
 def connect(path: str | os.PathLike[str] | None = None) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the warehouse for writing, and bring its schema up to date."""
     p = resolve_path(path)
