@@ -1,124 +1,47 @@
-"""The pipeline's stages over many units: plain functions from records to records.
+"""What the flows call around the stages: preflight checks, collection, unit bookkeeping.
 
-Each function here loops one stage's per-unit function over the units of a run and adds what a
-run needs around it (dead units skipped, best-of-n selection, the shuffled control). The Prefect
-flows in ``flows/`` call these and store what they return; nothing here touches the warehouse.
+The annotator stages over many units now live with their stage (``explain.explain_units``,
+``simulate.simulate_units`` and ``fuzz_units``, ``score.score_units``, ``agree.agree_units``);
+the functions of the same job here only call them, until the flows call them directly. Nothing
+here touches the warehouse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from neuroscribe.agree import (
-    agree_across_units,
-    agree_explainers,
-    agree_explanation_texts,
-    agree_overall,
-    agree_unit,
-    agree_with_control,
-    clarity,
-)
+from neuroscribe import agree, explain, score, simulate
 from neuroscribe.collect import CollectResult, collect
 from neuroscribe.config import RunConfig
-from neuroscribe.explain import explain_all, make_explainer, select_best
-from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Ledger
-from neuroscribe.progress import task, track
+from neuroscribe.progress import task
 from neuroscribe.records import (
     Agreement,
     Explanation,
     Score,
     Simulation,
-    Split,
     UnitExamples,
     UnitId,
     Window,
 )
-from neuroscribe.score import fuzz_scores, score_explanation, validation_score
-from neuroscribe.score.controls import SHUFFLED_CONTROL
-from neuroscribe.simulate import make_simulator, simulate_all
-from neuroscribe.simulate.fuzz import build_fuzz_items, make_fuzz_judge
+from neuroscribe.simulate import SIMULATED_SPLITS
 from neuroscribe.warehouse.db import kill_point
 
-SIMULATED_SPLITS = (Split.CALIBRATE, Split.SCORE_TOP, Split.SCORE_RANDOM, Split.SCORE_OOD)
+__all__ = ["SIMULATED_SPLITS"]
 
 
 def explain_units(
     units: Sequence[UnitExamples], windows: Mapping[str, Window], cfg: RunConfig, ledger: Ledger
 ) -> list[Explanation]:
-    """Every explainer on every live unit; several samples are reduced to one by best-of-n on
-    the validation split (never the split that is reported)."""
-    live = [u for u in units if not u.stats.dead]
-    selector = make_simulator(
-        cfg.explain.select_with,
-        cfg.simulate,
-        ledger,
-        annotator=cfg.annotators.get(cfg.explain.select_with),
-    )
-    out: list[Explanation] = []
-    for name in cfg.explain.explainers:
-        explainer = make_explainer(name, cfg.explain, ledger, annotator=cfg.annotators.get(name))
-        seeds = [cfg.collect.seed + i for i in range(len(live))]
-        step = max(1, 2 * getattr(explainer, "max_concurrency", 1))
-        with task(f"explain  {name}", len(live)) as advance:
-            for start in range(0, len(live), step):
-                chunk = live[start : start + step]
-                results = explain_all(
-                    explainer, chunk, windows, cfg.explain.samples, seeds[start : start + step]
-                )
-                for unit, samples in zip(chunk, results, strict=True):
-                    if sum(s.status == "ok" for s in samples) > 1:
-                        samples = select_best(samples, unit, windows, selector, validation_score)
-                    out.extend(samples)
-                advance(len(chunk))
-    if cfg.score.controls:
-        out.extend(shuffled_controls(out, [u.unit.key for u in live]))
-    return out
+    """``neuroscribe.explain.explain_units`` (kept while the flows move to it)."""
+    return explain.explain_units(units, windows, cfg, ledger)
 
 
 def shuffled_controls(
     explanations: Sequence[Explanation], unit_keys: Sequence[str]
 ) -> list[Explanation]:
-    """Chance-level control: each unit gets the selected explanation of the next unit (cyclic),
-    from the first explainer that explained both. Needs at least two units."""
-    if len(unit_keys) < 2:
-        return []
-    chosen: dict[tuple[str, str], Explanation] = {}
-    for e in explanations:
-        if e.status == "ok" and e.selected:
-            chosen.setdefault((e.unit_key, e.explainer), e)
-    explainers = list(dict.fromkeys(e.explainer for e in explanations))
-    controls = []
-    for i, key in enumerate(unit_keys):
-        donor_key = unit_keys[(i + 1) % len(unit_keys)]
-        donor = next((chosen[(donor_key, x)] for x in explainers if (donor_key, x) in chosen), None)
-        if donor is None:
-            continue
-        controls.append(
-            Explanation(
-                explanation_id=content_hash(key, SHUFFLED_CONTROL, donor.explanation_id),
-                unit_key=key,
-                explainer=SHUFFLED_CONTROL,
-                text=donor.text,
-                prompt=donor.prompt,
-            )
-        )
-    return controls
-
-
-def _pending(
-    explanations: Sequence[Explanation],
-    by_key: Mapping[str, UnitExamples],
-    simulators: Sequence[str],
-    done: frozenset[tuple[str, str]],
-) -> list[tuple[str, list[Explanation]]]:
-    """Per simulator, the selected ok explanations of known units it has not yet done (simulators
-    with nothing to do are left out)."""
-    todo = [e for e in explanations if e.status == "ok" and e.selected and e.unit_key in by_key]
-    pending = [
-        (name, [e for e in todo if (e.explanation_id, name) not in done]) for name in simulators
-    ]
-    return [(name, mine) for name, mine in pending if mine]
+    """``neuroscribe.explain.shuffled_controls``."""
+    return explain.shuffled_controls(explanations, unit_keys)
 
 
 def simulate_explanations(
@@ -129,24 +52,8 @@ def simulate_explanations(
     ledger: Ledger,
     done: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Simulation]:
-    """Every simulator on every selected explanation, over the held-out windows of its unit,
-    except the (explanation id, simulator) pairs in ``done``."""
-    by_key = {u.unit.key: u for u in units}
-    out: list[Simulation] = []
-    for name, mine in _pending(explanations, by_key, cfg.simulate.simulators, done):
-        simulator = make_simulator(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
-        jobs = [
-            (e, [windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)])
-            for e in mine
-        ]
-        step = max(1, 2 * getattr(simulator, "max_concurrency", 1))
-        with task(f"simulate {name}", len(jobs)) as advance:
-            for start in range(0, len(jobs), step):
-                chunk = jobs[start : start + step]
-                for sims in simulate_all(simulator, chunk):
-                    out.extend(sims)
-                advance(len(chunk))
-    return out
+    """``neuroscribe.simulate.simulate_units``."""
+    return simulate.simulate_units(explanations, units, windows, cfg, ledger, done)
 
 
 def fuzz_explanations(
@@ -157,36 +64,8 @@ def fuzz_explanations(
     ledger: Ledger,
     done: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[Score]:
-    """Fuzzing (``fuzz_bacc``, ``fuzz_auroc``) of every selected explanation, controls
-    included, by every simulator, except the (explanation id, simulator) pairs in ``done``.
-    The simulators judge marked held-out windows (``neuroscribe.simulate.fuzz``); nothing when
-    ``cfg.score.fuzz`` is off."""
-    if not cfg.score.fuzz:
-        return []
-    by_key = {u.unit.key: u for u in units}
-    items = {
-        key: build_fuzz_items(unit, cfg.score.fuzz_windows, cfg.collect.seed)
-        for key, unit in by_key.items()
-    }
-    out: list[Score] = []
-    for name, mine in _pending(explanations, by_key, cfg.simulate.simulators, done):
-        judge = make_fuzz_judge(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
-        with task(f"fuzz     {name}", len(mine)) as advance:
-            for e in mine:
-                unit = by_key[e.unit_key]
-                verdicts = judge.judge(e, items[e.unit_key], windows)
-                no_items = (
-                    "unit never fires" if unit.stats.max <= 0
-                    else "no held-out window with firing tokens and at least as many silent ones"
-                )
-                out.extend(
-                    fuzz_scores(
-                        e.explanation_id, name, verdicts, cfg.score, cfg.collect.seed,
-                        unavailable=judge.unavailable, no_items=no_items,
-                    )
-                )
-                advance(1)
-    return out
+    """``neuroscribe.simulate.fuzz_units``."""
+    return simulate.fuzz_units(explanations, units, windows, cfg, ledger, done)
 
 
 def score_all(
@@ -195,16 +74,8 @@ def score_all(
     simulations: Sequence[Simulation],
     cfg: RunConfig,
 ) -> list[Score]:
-    by_key = {u.unit.key: u for u in units}
-    grouped: dict[tuple[str, str], list[Simulation]] = {}
-    for s in simulations:
-        grouped.setdefault((s.explanation_id, s.simulator), []).append(s)
-    explanation_unit = {e.explanation_id: e.unit_key for e in explanations}
-    out: list[Score] = []
-    for (eid, simulator), sims in track(sorted(grouped.items()), "score"):
-        unit = by_key[explanation_unit[eid]]
-        out.extend(score_explanation(eid, simulator, unit, sims, cfg.score, seed=cfg.collect.seed))
-    return out
+    """``neuroscribe.score.score_units``."""
+    return score.score_units(explanations, units, simulations, cfg)
 
 
 def agree_all(
@@ -212,64 +83,8 @@ def agree_all(
     simulations: Sequence[Simulation],
     scores: Sequence[Score],
 ) -> list[Agreement]:
-    """Agreement between simulators (per explanation), between explainers (per unit), across
-    units, and each unit's clarity figure. No new LLM calls: only stored predictions."""
-    sims_by_expl: dict[str, dict[str, list[Simulation]]] = {}
-    for s in simulations:
-        sims_by_expl.setdefault(s.explanation_id, {}).setdefault(s.simulator, []).append(s)
-    real = [
-        e
-        for e in explanations
-        if e.status == "ok" and e.selected and e.explainer != SHUFFLED_CONTROL
-    ]
-    controls = {
-        e.unit_key: e
-        for e in explanations
-        if e.status == "ok" and e.selected and e.explainer == SHUFFLED_CONTROL
-    }
-    out: list[Agreement] = []
-    units = sorted({e.unit_key for e in real})
-    for key in units:
-        mine = [e for e in real if e.unit_key == key]
-        # Simulators agree over the same (explanation, window, token) items of this unit.
-        by_sim: dict[str, list[Simulation]] = {}
-        for e in mine:
-            for simulator, sims in sims_by_expl.get(e.explanation_id, {}).items():
-                by_sim.setdefault(simulator, []).extend(sims)
-        window_ids = sorted({s.window_id for sims in by_sim.values() for s in sims})
-        unit_stats = list(agree_unit(key, by_sim, window_ids))
-        # Explainers agree when their explanations make the simulators predict alike.
-        per_explainer = {
-            e.explainer: [
-                s for sims in sims_by_expl.get(e.explanation_id, {}).values() for s in sims
-            ]
-            for e in mine
-        }
-        unit_stats.extend(agree_explainers(key, per_explainer))
-        # ... beyond what each simulator shows between an explanation and the shuffled control.
-        control = controls.get(key)
-        control_sims = [
-            s
-            for sims in sims_by_expl.get(control.explanation_id if control else "", {}).values()
-            for s in sims
-        ]
-        unit_stats.extend(agree_with_control(key, per_explainer, control_sims))
-        unit_stats.extend(agree_explanation_texts(key, {e.explainer: e.text for e in mine}))
-        value = clarity(unit_stats)
-        out.extend(unit_stats)
-        out.append(
-            Agreement(
-                unit_key=key,
-                kind="clarity",
-                annotators=(),
-                value=value,
-                reason=None if value is not None else "no agreement statistic available",
-                n=len(unit_stats),
-            )
-        )
-    out.extend(agree_across_units(scores, real))
-    out.extend(agree_overall(real, simulations))
-    return out
+    """``neuroscribe.agree.agree_units``."""
+    return agree.agree_units(explanations, simulations, scores)
 
 
 def preflight(cfg: RunConfig, annotators: bool = True) -> None:
@@ -320,7 +135,7 @@ def check_annotators(cfg: RunConfig, explainers: bool = True) -> None:
     call per endpoint annotator: an unreachable endpoint, a wrong key or an unknown model fails
     here, not on every unit."""
     from neuroscribe.explain import check_explainer_name
-    from neuroscribe.llm.registry import check_backend
+    from neuroscribe.llm.factory import check_backend
     from neuroscribe.simulate import check_simulator_name
 
     names = [*cfg.explain.explainers] if explainers else []

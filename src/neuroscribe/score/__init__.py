@@ -1,10 +1,13 @@
 """Score explanations: how well a simulator's predictions from an explanation match the truth.
 
-Definitions of every score kind are in ``SCORE_KINDS`` (from simulated activations) and
-``FUZZ_KINDS`` (from fuzz verdicts); undefined values are None with a reason.
+Every score kind computed from simulated activations is a ``ScoreKind`` (name, definition,
+evaluation splits, metric) registered in ``registry.SCORE_KINDS`` (re-exported here); fuzzing's
+kinds, computed from verdicts, are ``FUZZ_KINDS``. Undefined values are None with a reason.
+``score_units`` scores a run's simulations.
 ``compare_with_controls`` reads an annotator's scores against the shuffled and baseline controls.
 """
 
+from neuroscribe.registry import HEADLINE_SCORE, SCORE_KINDS
 from neuroscribe.score.controls import (
     BASELINE_EXPLAINER,
     CONTROL_EXPLAINERS,
@@ -19,6 +22,7 @@ from neuroscribe.score.detection import (
     choose_cut,
 )
 from neuroscribe.score.fuzz import FUZZ_KINDS, fuzz_scores
+from neuroscribe.score.kinds import Prepared, ScoreKind, ScoringContext
 from neuroscribe.score.metrics import (
     MetricValue,
     bootstrap_ci,
@@ -27,17 +31,27 @@ from neuroscribe.score.metrics import (
     pearson_pooled,
     rankdata,
 )
-from neuroscribe.score.score import SCORE_KINDS, score_explanation, validation_score
+from neuroscribe.score.score import (
+    score_definitions,
+    score_explanation,
+    score_kinds,
+    validation_score,
+)
+from neuroscribe.score.units import score_units
 
 __all__ = [
     "BASELINE_EXPLAINER",
     "CONTROL_EXPLAINERS",
     "DETECTION_FRACTION",
     "FUZZ_KINDS",
+    "HEADLINE_SCORE",
     "SCORE_KINDS",
     "SHUFFLED_CONTROL",
     "ControlComparison",
     "MetricValue",
+    "Prepared",
+    "ScoreKind",
+    "ScoringContext",
     "auroc",
     "balanced_accuracy",
     "bootstrap_ci",
@@ -48,6 +62,9 @@ __all__ = [
     "pearson",
     "pearson_pooled",
     "rankdata",
+    "score_definitions",
     "score_explanation",
+    "score_kinds",
+    "score_units",
     "validation_score",
 ]
