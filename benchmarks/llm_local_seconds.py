@@ -1,8 +1,8 @@
 """Seconds per unit of the offline default's LLM annotators (SmolLM2-135M-Instruct in process:
 the explainer with its samples, and the all-at-once simulator), with their tokens per unit.
 
-Either runs the default config's explain and simulate stages (``stages.explain_units``,
-``stages.simulate_explanations``: every default explainer, best-of-n, every default simulator,
+Either runs the default config's explain and simulate stages (``explain_units``,
+``simulate_units``: every default explainer, best-of-n, every default simulator,
 no controls) on ``--units`` planted units shaped as the default collection gives them (32-token
 windows: 6 explain, 5 validate, 5 score-top, 5 calibrate + 5 random), or, with ``--warehouse``,
 reads the same figures from the ``llm_calls`` of a finished run. The model is loaded before the
@@ -24,11 +24,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llm_throughput import planted_units  # noqa: E402
 
-from neuroscribe import stages  # noqa: E402
 from neuroscribe.config import EMBEDDED_SUBJECT, RunConfig  # noqa: E402
+from neuroscribe.explain import explain_units  # noqa: E402
 from neuroscribe.llm.base import Ledger, LLMCall  # noqa: E402
+from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
 from neuroscribe.llm.local import PREFIX_TOKENS  # noqa: E402
-from neuroscribe.llm.registry import clear_response_cache  # noqa: E402
+from neuroscribe.simulate import simulate_units  # noqa: E402
 
 ROWS = (("explain", "explain"), ("simulate", "validate (best-of-n)"), ("simulate", "score"))
 
@@ -43,10 +44,10 @@ def run_default(n_units: int) -> tuple[list[LLMCall], dict[str, float], RunConfi
     clear_response_cache()
     ledger = Ledger()
     t0 = time.perf_counter()
-    explanations = stages.explain_units(units, windows, cfg, ledger)
+    explanations = explain_units(units, windows, cfg, ledger)
     t1 = time.perf_counter()
     n_explain_calls = len(ledger.calls)
-    stages.simulate_explanations(explanations, units, windows, cfg, ledger)
+    simulate_units(explanations, units, windows, cfg, ledger)
     t2 = time.perf_counter()
     calls = ledger.drain()
     # Simulate calls made during explain_units are best-of-n selection on the validate split.

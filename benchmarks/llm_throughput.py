@@ -1,7 +1,7 @@
 """Calls per second the pipeline sustains against a zero-latency local OpenAI-protocol server,
 and the pipeline's own overhead per call, measured in one run.
 
-The explainer (``explain_all``) and the JSON simulator (``simulate_all``) run over planted
+The explainer (``explain_many``) and the JSON simulator (``simulate_many``) run over planted
 units exactly as the stages call them, with the response cache empty so every call is sent.
 Figures, each the median of ``--rounds`` rounds (the two concurrencies alternate, so a busy
 neighbour on a shared machine slows both alike):
@@ -38,13 +38,16 @@ from annotator_fixtures import make_window, planted_unit  # noqa: E402
 from llm_server import ZeroLatencyServer  # noqa: E402
 
 from neuroscribe.config import AnnotatorConfig, ExplainConfig, SimulateConfig  # noqa: E402
-from neuroscribe.explain import explain_all, make_explainer  # noqa: E402
+from neuroscribe.explain import explain_many, make_explainer  # noqa: E402
 from neuroscribe.llm.aio import transport  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
-from neuroscribe.llm.registry import clear_response_cache  # noqa: E402
+from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
 from neuroscribe.records import UnitExamples, Window  # noqa: E402
-from neuroscribe.simulate import make_simulator, simulate_all  # noqa: E402
-from neuroscribe.stages import SIMULATED_SPLITS  # noqa: E402
+from neuroscribe.simulate import (  # noqa: E402
+    SIMULATED_SPLITS,  # noqa: E402
+    make_simulator,
+    simulate_many,
+)
 
 NAME = "openai/bench"
 
@@ -75,11 +78,11 @@ def run(n_units: int, concurrency: int, server: ZeroLatencyServer) -> dict[str, 
     n0, s0 = server.stats()
     start, cpu0 = time.perf_counter(), time.process_time()
     explainer = make_explainer(NAME, ExplainConfig(samples=1), ledger, ann)
-    explanations = explain_all(explainer, units, windows, 1, list(range(n_units)))
+    explanations = explain_many(explainer, units, windows, 1, list(range(n_units)))
     sim = make_simulator(NAME, SimulateConfig(), ledger, ann)
     jobs = [(es[0], [windows[w.window_id] for w in u.in_splits(*SIMULATED_SPLITS)])
             for es, u in zip(explanations, units, strict=True)]
-    simulate_all(sim, jobs)
+    simulate_many(sim, jobs)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu0
     n1, s1 = server.stats()
     calls = [c for c in ledger.calls if not c.cache_hit]

@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llm_server import ZeroLatencyServer  # noqa: E402
 from llm_throughput import planted_units  # noqa: E402
 
-from neuroscribe import stages  # noqa: E402
 from neuroscribe.config import RunConfig  # noqa: E402
+from neuroscribe.explain import explain_units  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
-from neuroscribe.llm.registry import clear_response_cache  # noqa: E402
+from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
+from neuroscribe.simulate import simulate_units  # noqa: E402
 
 NAME = "openai/bench"
 
@@ -56,8 +57,8 @@ def main() -> None:
     with ZeroLatencyServer(count_tokens=True) as base_url:
         os.environ["OPENAI_BASE_URL"] = base_url
         ledger = Ledger()
-        explanations = stages.explain_units(units, windows, cfg, ledger)
-        stages.simulate_explanations(explanations, units, windows, cfg, ledger)
+        explanations = explain_units(units, windows, cfg, ledger)
+        simulate_units(explanations, units, windows, cfg, ledger)
     calls = [c for c in ledger.calls if not c.cache_hit]
     n = args.units
     print(f"{n} units, usage counted with MiniLM's WordPiece tokenizer; "

@@ -17,7 +17,7 @@ from neuroscribe.collect.sae import load_sae
 from neuroscribe.collect.windows import check_window_size, cut_windows, special_frame
 from neuroscribe.config import RunConfig
 from neuroscribe.explain import check_explainer_name
-from neuroscribe.llm.registry import check_backend
+from neuroscribe.llm.factory import check_backend
 from neuroscribe.models import load_model, resolve_source
 from neuroscribe.simulate import check_simulator_name
 

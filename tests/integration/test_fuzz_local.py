@@ -13,10 +13,12 @@ from annotator_fixtures import planted_unit, save_tiny_llama  # noqa: E402
 
 from neuroscribe.config import ScoreConfig, SimulateConfig  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
-from neuroscribe.llm.registry import clear_response_cache  # noqa: E402
+from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
 from neuroscribe.records import Explanation  # noqa: E402
 from neuroscribe.score import fuzz_scores  # noqa: E402
-from neuroscribe.simulate.fuzz import LLMFuzzJudge, build_fuzz_items, make_fuzz_judge  # noqa: E402
+from neuroscribe.simulate import make_fuzz_judge  # noqa: E402
+from neuroscribe.simulate.fuzz import build_fuzz_items  # noqa: E402
+from neuroscribe.simulate.fuzz_llm import LLMFuzzJudge  # noqa: E402
 
 torch = pytest.importorskip("torch")
 

@@ -33,7 +33,8 @@ from neuroscribe.config import (  # noqa: E402
 )
 from neuroscribe.explain import make_explainer  # noqa: E402
 from neuroscribe.llm.base import ChatRequest, Ledger, Message  # noqa: E402
-from neuroscribe.llm.registry import check_backend, clear_response_cache, make_backend  # noqa: E402
+from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
+from neuroscribe.llm.factory import check_backend, make_backend  # noqa: E402
 from neuroscribe.records import Split  # noqa: E402
 from neuroscribe.simulate import make_simulator  # noqa: E402
 from neuroscribe.simulate.json_mode import JsonSimulator  # noqa: E402

@@ -16,8 +16,9 @@ from annotator_fixtures import make_window, planted_unit, save_tiny_llama  # noq
 
 from neuroscribe.config import EMBEDDED_SUBJECT, ExplainConfig, SimulateConfig  # noqa: E402
 from neuroscribe.explain import make_explainer  # noqa: E402
-from neuroscribe.llm import registry  # noqa: E402
 from neuroscribe.llm.base import ChatRequest, Ledger, Message  # noqa: E402
+from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
+from neuroscribe.llm.factory import make_backend  # noqa: E402
 from neuroscribe.records import Explanation, Split  # noqa: E402
 from neuroscribe.simulate import make_simulator  # noqa: E402
 from neuroscribe.simulate.all_at_once import DIGITS, AllAtOnceSimulator  # noqa: E402
@@ -48,7 +49,7 @@ def manual_next_token_probs(name: str, prefix: str, candidates) -> list[float]:
 
 def test_next_token_distributions_equal_a_manual_forward_pass(tiny):
     ledger = Ledger()
-    backend = registry.make_backend(tiny, ledger, "simulate")
+    backend = make_backend(tiny, ledger, "simulate")
     sim = AllAtOnceSimulator(tiny, backend)
     prompt, positions = sim.prompt_text("the token zebra", TRICKY)
     dists = backend.next_token_distributions(prompt, positions, DIGITS)
@@ -77,7 +78,7 @@ def test_all_at_once_simulator_aligns_one_prediction_per_token(tiny):
 
 def test_chat_is_seeded_batched_cached_and_leaves_global_rng_alone(tiny):
     ledger = Ledger()
-    backend = registry.make_backend(tiny, ledger, "explain", "sha")
+    backend = make_backend(tiny, ledger, "explain", "sha")
     request = ChatRequest(
         messages=(Message(role="system", content="s"), Message(role="user", content="zebra")),
         temperature=1.0,
@@ -93,7 +94,7 @@ def test_chat_is_seeded_batched_cached_and_leaves_global_rng_alone(tiny):
     assert torch.rand(1) == expected_draw
     assert len(first.texts) == 3 and first.prompt_tokens > 0 and first.completion_tokens > 0
     assert len(first.logprobs) == 3 and len(first.logprobs[0][0].top) == 2
-    registry.clear_response_cache()
+    clear_response_cache()
     assert backend.chat(request).texts == first.texts  # same seed, same samples
     assert backend.chat(request).texts == first.texts
     assert [c.cache_hit for c in ledger.calls] == [False, False, True]

@@ -16,7 +16,7 @@ from annotator_fixtures import ChatServer, planted_unit  # noqa: E402
 from neuroscribe.config import ExplainConfig, SimulateConfig  # noqa: E402
 from neuroscribe.explain import make_explainer, select_best  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
-from neuroscribe.llm.registry import clear_response_cache  # noqa: E402
+from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
 from neuroscribe.records import Split  # noqa: E402
 from neuroscribe.simulate import make_simulator  # noqa: E402
 from neuroscribe.simulate.json_mode import JsonSimulator  # noqa: E402

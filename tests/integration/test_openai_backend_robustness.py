@@ -16,14 +16,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from annotator_fixtures import ChatServer, planted_unit  # noqa: E402
 
 from neuroscribe.config import AnnotatorConfig, ExplainConfig, SimulateConfig  # noqa: E402
-from neuroscribe.explain import explain_all, make_explainer  # noqa: E402
+from neuroscribe.explain import explain_many, make_explainer  # noqa: E402
 from neuroscribe.llm import retry  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
+from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
+from neuroscribe.llm.factory import check_backend  # noqa: E402
 from neuroscribe.llm.openai_backend import PreflightError  # noqa: E402
-from neuroscribe.llm.registry import check_backend, clear_response_cache  # noqa: E402
 from neuroscribe.llm.summary import format_summary, run_summary  # noqa: E402
 from neuroscribe.records import Split  # noqa: E402
-from neuroscribe.simulate import make_simulator, simulate_all  # noqa: E402
+from neuroscribe.simulate import make_simulator, simulate_many  # noqa: E402
 
 MODEL = "openai/scripted-model"
 SECRET = "sk-test-SECRET-4f9c2a7e"
@@ -77,7 +78,7 @@ def test_retries_run_out_and_failures_are_counted_by_kind(monkeypatch):
         units = [planted_unit(seed=s) for s in range(3)]
         ann = AnnotatorConfig(max_retries=2, concurrency=3)
         explainer = make_explainer(MODEL, ExplainConfig(), ledger, ann)
-        out = explain_all(
+        out = explain_many(
             explainer,
             [u for u, _ in units],
             {k: w for _, ws in units for k, w in ws.items()},
@@ -127,7 +128,7 @@ def test_concurrency_is_capped_per_annotator(monkeypatch):
         e = Explanation(explanation_id="e", unit_key=unit.unit.key, explainer="x", text="zebras")
         held_out = [windows[w.window_id] for w in unit.windows]
         sim = make_simulator(MODEL, SimulateConfig(), None, AnnotatorConfig(concurrency=3))
-        out = simulate_all(sim, [(e, held_out[:6]), (e, held_out[6:])])
+        out = simulate_many(sim, [(e, held_out[:6]), (e, held_out[6:])])
     assert [len(x) for x in out] == [6, len(held_out) - 6]
     assert peak[0] == 3
 
@@ -201,6 +202,6 @@ def test_held_out_splits_are_simulated_concurrently_in_order(monkeypatch):
         e = Explanation(explanation_id="e", unit_key=unit.unit.key, explainer="x", text="zebras")
         top = [windows[w.window_id] for w in unit.in_splits(Split.SCORE_TOP)]
         sim = make_simulator(MODEL, SimulateConfig(), None, AnnotatorConfig(concurrency=8))
-        [sims] = simulate_all(sim, [(e, top)])
+        [sims] = simulate_many(sim, [(e, top)])
     assert [s.window_id for s in sims] == [w.window_id for w in top]
     assert all(s.status == "ok" for s in sims)

@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from annotator_fixtures import TRIGGER, make_window, planted_unit  # noqa: E402
 from test_prompts import as_text, check_golden  # noqa: E402
 
-from neuroscribe import stages  # noqa: E402
 from neuroscribe.config import RunConfig, ScoreConfig, SimulateConfig  # noqa: E402
 from neuroscribe.llm.base import (  # noqa: E402
     Capabilities,
@@ -26,12 +25,12 @@ from neuroscribe.llm.fake import register_fake, unregister_fake  # noqa: E402
 from neuroscribe.prompts import load_prompt  # noqa: E402
 from neuroscribe.records import Explanation, Simulation, Split  # noqa: E402
 from neuroscribe.score import FUZZ_KINDS, fuzz_scores  # noqa: E402
+from neuroscribe.simulate import fuzz_units, make_fuzz_judge  # noqa: E402
+from neuroscribe.simulate.embedding import EmbeddingFuzzJudge  # noqa: E402
 from neuroscribe.simulate.fuzz import (  # noqa: E402
-    EmbeddingFuzzJudge,
     FuzzItem,
     FuzzVerdict,
     build_fuzz_items,
-    make_fuzz_judge,
     marked_text,
     parse_answer,
 )
@@ -347,7 +346,7 @@ def test_lexical_fuzz_through_stages_into_duckdb(tmp_path) -> None:
     cfg = RunConfig.model_validate(
         {"simulate": {"simulators": ["baseline/lexical"]}, "score": {"bootstrap": 20}}
     )
-    scores = stages.fuzz_explanations([real, control], [unit], windows, cfg, Ledger())
+    scores = fuzz_units([real, control], [unit], windows, cfg, Ledger())
     got = {(s.explanation_id, s.kind): s for s in scores}
     assert got[("real", "fuzz_bacc")].value == 1.0  # the marks on " zebra" name the explanation
     assert got[("real", "fuzz_bacc")].n_windows == 4
@@ -356,13 +355,13 @@ def test_lexical_fuzz_through_stages_into_duckdb(tmp_path) -> None:
     assert "answers yes or no only" in got[("real", "fuzz_auroc")].reason
     # Done pairs are skipped; fuzz off makes nothing.
     assert (
-        stages.fuzz_explanations(
+        fuzz_units(
             [real], [unit], windows, cfg, Ledger(), frozenset({("real", "baseline/lexical")})
         )
         == []
     )
     off = cfg.model_copy(update={"score": ScoreConfig(fuzz=False)})
-    assert stages.fuzz_explanations([real], [unit], windows, off, Ledger()) == []
+    assert fuzz_units([real], [unit], windows, off, Ledger()) == []
 
     con = connect(tmp_path / "w.duckdb")
     start_run(con, "r1", cfg)

@@ -7,14 +7,10 @@ import pytest
 
 from neuroscribe.llm.base import ChatRequest, ChatResponse, Ledger, Message
 from neuroscribe.llm.cache import CHAT, ResponseCache
+from neuroscribe.llm.factory import make_backend
 from neuroscribe.llm.fake import register_fake
 from neuroscribe.llm.openai_backend import OpenAIBackend, OpenAISettings
-from neuroscribe.llm.registry import (
-    BackendError,
-    CallRecorder,
-    make_backend,
-    split_name,
-)
+from neuroscribe.llm.recorder import BackendError, CallRecorder, split_name
 
 
 def req(text: str = "hi", n: int = 1, seed: int = 0) -> ChatRequest:
@@ -121,19 +117,19 @@ def test_openai_settings_from_environment(monkeypatch):
 
 
 def test_annotator_names_come_from_the_factories_tables():
+    from neuroscribe.checks import check_annotators
     from neuroscribe.config import ExplainConfig, RunConfig, SimulateConfig
-    from neuroscribe.explain import BASELINE_EXPLAINERS, check_explainer_name, make_explainer
-    from neuroscribe.simulate import (
-        BASELINE_SIMULATORS,
-        EMBEDDING_SIMULATORS,
-        check_simulator_name,
-        make_simulator,
-    )
-    from neuroscribe.stages import check_annotators
+    from neuroscribe.explain import check_explainer_name, make_explainer
+    from neuroscribe.registry import EXPLAINERS, SIMULATORS
+    from neuroscribe.simulate import check_simulator_name, make_simulator
 
-    for good in ("openai/gpt-4o-mini", "local/some/model", "fake/x", *BASELINE_EXPLAINERS):
+    fixed_explainers = [n for n in EXPLAINERS if not n.endswith("/*")]
+    fixed_simulators = [n for n in SIMULATORS if not n.endswith("/*")]
+    assert fixed_explainers == ["baseline/ngram"]
+    assert fixed_simulators == ["baseline/lexical", "embedding/all-minilm-l6-v2"]
+    for good in ("openai/gpt-4o-mini", "local/some/model", "fake/x", *fixed_explainers):
         check_explainer_name(good)
-    for good in ("openai/m", "local/m", "fake/x", *BASELINE_SIMULATORS, *EMBEDDING_SIMULATORS):
+    for good in ("openai/m", "local/m", "fake/x", *fixed_simulators):
         check_simulator_name(good)
     valid = "local/<model>, openai/<model>, baseline/ngram, fake/<script>"
     for bad in ("psychic/oracle", "baseline/lexical", "embedding/all-minilm-l6-v2", "openai/"):
@@ -160,21 +156,17 @@ def test_annotator_names_come_from_the_factories_tables():
         check_annotators(cfg)
 
 
-def test_coroutines_run_inline_or_bounded_in_order():
+def test_coroutines_fan_out_bounded_in_order():
     import asyncio
 
-    from neuroscribe.llm.aio import LOOP, map_bounded, run_inline
+    from neuroscribe.llm.aio import LOOP
+    from neuroscribe.llm.fanout import fan_out, map_bounded
 
     async def plain(x: int) -> int:
         return x * 2
 
-    assert run_inline(plain(4)) == 8
-
-    async def waits() -> None:
-        await asyncio.sleep(0)
-
-    with pytest.raises(RuntimeError, match="waited"):
-        run_inline(waits())
+    assert fan_out(plain, [4, 1], 1) == [8, 2]
+    assert fan_out(plain, [], 3) == []
 
     running, peak = [0], [0]
 

@@ -12,8 +12,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from annotator_fixtures import make_window, save_tiny_llama  # noqa: E402
 
-from neuroscribe.llm import registry  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
+from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
+from neuroscribe.llm.factory import make_backend  # noqa: E402
 from neuroscribe.models import load_model  # noqa: E402
 from neuroscribe.records import Explanation  # noqa: E402
 from neuroscribe.simulate.all_at_once import AllAtOnceSimulator  # noqa: E402
@@ -24,9 +25,9 @@ pytest.importorskip("torch")
 def test_local_distribution_calls_count_the_prompt_tokens_they_run(tmp_path, monkeypatch):
     monkeypatch.setenv("NEUROSCRIBE_CACHE", str(tmp_path / "cache"))
     name = f"local/{save_tiny_llama(tmp_path / 'llama')}"
-    registry.clear_response_cache()
+    clear_response_cache()
     ledger = Ledger()
-    backend = registry.make_backend(name, ledger, "simulate")
+    backend = make_backend(name, ledger, "simulate")
     sim = AllAtOnceSimulator(name, backend)
     e = Explanation(explanation_id="e", unit_key="u", explainer="x", text="the word zebra")
     windows = [

@@ -126,8 +126,8 @@ def _explanation() -> Explanation:
 
 
 def test_all_at_once_prompt_matches_expected():
+    from neuroscribe.llm.factory import make_backend
     from neuroscribe.llm.fake import register_fake
-    from neuroscribe.llm.registry import make_backend
 
     register_fake("fake/golden-dist", distributions=lambda p, pos, c: [])
     sim = AllAtOnceSimulator("fake/golden-dist", make_backend("fake/golden-dist"))
@@ -138,8 +138,8 @@ def test_all_at_once_prompt_matches_expected():
 
 
 def test_json_simulator_prompt_matches_expected():
+    from neuroscribe.llm.factory import make_backend
     from neuroscribe.llm.fake import register_fake
-    from neuroscribe.llm.registry import make_backend
 
     register_fake("fake/golden-json", ["{}"])
     sim = JsonSimulator("fake/golden-json", make_backend("fake/golden-json"))

@@ -16,6 +16,7 @@ import numpy as np
 
 from neuroscribe.agree.metrics import krippendorff_alpha_interval, pairable_count, spearman
 from neuroscribe.records import Agreement, Explanation, Score, Simulation
+from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score.metrics import MetricValue, pearson, pearson_pooled
 
 SIMULATOR_SCALE = 10.0
@@ -240,7 +241,7 @@ def annotator_label(explainer: str, simulator: str) -> str:
 def agree_across_units(
     scores: Sequence[Score],
     explanations: Sequence[Explanation],
-    score_kinds: Sequence[str] = ("corr_top_random",),
+    score_kinds: Sequence[str] = (HEADLINE_SCORE,),
     min_units: int = 3,
 ) -> list[Agreement]:
     """Spearman rho across units between annotators' scores, for each score kind.

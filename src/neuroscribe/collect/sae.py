@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ import torch
 from neuroscribe.collect.errors import CollectError, few
 from neuroscribe.collect.sites import SiteName, parse_site
 from neuroscribe.ids import content_hash, file_hash
+from neuroscribe.registry import SAE_ACTIVATIONS
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -81,21 +83,45 @@ class SAE:
         x = x.float()
         if self.apply_b_dec_to_input:
             x = x - self.b_dec
-        if self.architecture == "topk":
-            pre = x @ self.W_enc + self.b_enc
-            assert self.k is not None
-            top = pre.topk(self.k, dim=-1)
-            acts = torch.zeros_like(pre).scatter_(-1, top.indices, top.values.relu())
+        activation = SAE_ACTIVATIONS.get_as(self.architecture, Activation)
+        if activation.needs_all_features:
+            acts = activation.apply(self, x @ self.W_enc + self.b_enc, None)
             return acts if features is None else acts[..., features]
-        w, b, t = self.W_enc, self.b_enc, self.threshold
+        w, b = self.W_enc, self.b_enc
         if features is not None:
             w, b = w[:, features], b[features]
-            t = t[features] if t is not None else None
-        pre = x @ w + b
-        if self.architecture == "jumprelu":
-            assert t is not None
-            return pre.relu() * (pre > t)
-        return pre.relu()
+        return activation.apply(self, x @ w + b, features)
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An SAE encoder's activation function (an entry of ``registry.SAE_ACTIVATIONS``)."""
+
+    apply: Callable[[SAE, torch.Tensor, list[int] | None], torch.Tensor]
+    """``(sae, pre-activations of the chosen features, those features or None for all)``."""
+    needs_all_features: bool = False
+    """It needs every pre-activation (top-k: which k win), not only the chosen features'."""
+
+
+def _relu(sae: SAE, pre: torch.Tensor, features: list[int] | None) -> torch.Tensor:
+    return pre.relu()
+
+
+def _jumprelu(sae: SAE, pre: torch.Tensor, features: list[int] | None) -> torch.Tensor:
+    t = sae.threshold
+    assert t is not None
+    return pre.relu() * (pre > (t if features is None else t[features]))
+
+
+def _topk(sae: SAE, pre: torch.Tensor, features: list[int] | None) -> torch.Tensor:
+    assert sae.k is not None
+    top = pre.topk(sae.k, dim=-1)
+    return torch.zeros_like(pre).scatter_(-1, top.indices, top.values.relu())
+
+
+relu_activation = Activation(_relu)
+jumprelu_activation = Activation(_jumprelu)
+topk_activation = Activation(_topk, needs_all_features=True)
 
 
 def load_sae(path: str | Path) -> SAE:
@@ -175,10 +201,10 @@ def _architecture(cfg: dict[str, Any], cfg_path: Path) -> Architecture:
     arch = cfg.get("architecture", "standard")
     if cfg.get("activation_fn_str") == "topk" or cfg.get("activation_fn") == "topk":
         arch = "topk"  # older SAELens: a standard SAE with a top-k activation function
-    if arch not in ("standard", "jumprelu", "topk"):
+    if arch not in SAE_ACTIVATIONS:
         raise CollectError(
             f"SAE config '{cfg_path}': architecture '{arch}' is not supported "
-            "(standard, jumprelu, topk)"
+            f"({', '.join(SAE_ACTIVATIONS.names())})"
         )
     norm = cfg.get("normalize_activations")
     if norm not in (None, "none"):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from neuroscribe.ids import content_hash
 from neuroscribe.records import Explanation, PromptRef, Split, UnitExamples, UnitWindow, Window
+
+if TYPE_CHECKING:
+    from neuroscribe.config import AnnotatorConfig, ExplainConfig
+    from neuroscribe.llm.base import Ledger
 
 
 class ExplainFailure(StrEnum):
@@ -28,12 +33,29 @@ class ExplainFailure(StrEnum):
 class Explainer(Protocol):
     name: str
     """``backend/model`` as named in the config."""
+    max_concurrency: int
+    """Units ``explain_units`` may have in flight at once (the backend's limit; 1 without one)."""
 
     def explain(
         self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
     ) -> list[Explanation]:
         """Explanations of ``unit`` from its ``Split.EXPLAIN`` windows only."""
         ...
+
+    async def aexplain(
+        self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
+    ) -> list[Explanation]:
+        """``explain`` as a coroutine on the shared event loop (``llm.fanout.fan_out``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ExplainerPlugin:
+    """An entry of ``registry.EXPLAINERS``."""
+
+    make: Callable[[str, ExplainConfig, Ledger | None, AnnotatorConfig | None], Explainer]
+    """``(name, explain config, ledger, annotator config) -> Explainer``: the explainer bound
+    to one annotator name."""
 
 
 def explain_windows(

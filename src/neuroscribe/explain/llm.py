@@ -7,16 +7,22 @@ failure. A failure's text is never used as an explanation.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
-from neuroscribe.config import ExplainConfig
-from neuroscribe.explain.base import ExplainFailure, explain_windows, make_explanation
+from neuroscribe.config import AnnotatorConfig, ExplainConfig
+from neuroscribe.explain.base import (
+    ExplainerPlugin,
+    ExplainFailure,
+    explain_windows,
+    make_explanation,
+)
 from neuroscribe.explain.parse import ParseFailure, parse_explanation
 from neuroscribe.explain.render import render_highlight, render_table
 from neuroscribe.ids import content_hash
-from neuroscribe.llm.aio import LOOP, run_inline
-from neuroscribe.llm.base import Backend, ChatRequest, ChatResponse, Message
-from neuroscribe.llm.registry import BackendError
+from neuroscribe.llm.aio import LOOP
+from neuroscribe.llm.base import Backend, ChatRequest, Ledger, Message
+from neuroscribe.llm.factory import make_backend
+from neuroscribe.llm.recorder import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, UnitExamples, Window
 
@@ -46,38 +52,18 @@ class LLMExplainer:
         self.backend = backend
         self.cfg = cfg
         self.prompt = prompt
-        self.max_concurrency: int = getattr(backend, "max_concurrency", 1)
-        """Units ``explain_all`` may explain at once (the backend's limit)."""
-        self.asynchronous: bool = callable(getattr(backend, "achat", None))
-        """The backend runs on the event loop (``achat``): ``explain_all`` awaits ``aexplain``
-        there instead of calling ``explain`` from a thread pool."""
+        self.max_concurrency = backend.max_concurrency
+        """Units ``explain_units`` may explain at once (the backend's limit)."""
 
     def explain(
         self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
     ) -> list[Explanation]:
-        if self.asynchronous:
-            return LOOP.run(self.aexplain(unit, windows, n, seed))
-
-        async def chat(request: ChatRequest) -> ChatResponse:
-            return self.backend.chat(request)
-
-        return run_inline(self._explain(unit, windows, n, seed, chat))
+        return LOOP.run(self.aexplain(unit, windows, n, seed))
 
     async def aexplain(
         self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
     ) -> list[Explanation]:
-        """``explain`` on the event loop (only when ``asynchronous``)."""
-        return await self._explain(unit, windows, n, seed, self.backend.achat)  # type: ignore[attr-defined]
-
-    async def _explain(
-        self,
-        unit: UnitExamples,
-        windows: Mapping[str, Window],
-        n: int,
-        seed: int,
-        chat: Callable[[ChatRequest], Awaitable[ChatResponse]],
-    ) -> list[Explanation]:
-        """Render, call, parse: written once for both kinds of backend."""
+        """Render, call (``Backend.achat``), parse."""
         messages = render_messages(self.prompt, self.cfg.format, unit, windows)
         params = {
             "format": self.cfg.format,
@@ -102,7 +88,7 @@ class LLMExplainer:
             seed=seed,
         )
         try:
-            texts = (await chat(request)).texts
+            texts = (await self.backend.achat(request)).texts
         except BackendError:
             return [failed(i, ExplainFailure.BACKEND_ERROR) for i in range(n)]
         out = []
@@ -117,3 +103,24 @@ class LLMExplainer:
                 continue
             out.append(make_explanation(unit, self.name, ref, i, params, text=text))
         return out
+
+
+def make_llm_explainer(
+    name: str,
+    cfg: ExplainConfig,
+    ledger: Ledger | None = None,
+    annotator: AnnotatorConfig | None = None,
+) -> LLMExplainer:
+    """An LLM backend's explainer (``<backend>/*`` in ``registry.EXPLAINERS``). ``annotator``
+    (``RunConfig.annotators.get(name)``) overrides temperature and max tokens and sets the
+    backend's concurrency, timeouts, retries and prices."""
+    if annotator is not None:
+        overrides = {"temperature": annotator.temperature, "max_tokens": annotator.max_tokens}
+        cfg = cfg.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    prompt = prompt_for(cfg.format)
+    backend = make_backend(name, ledger, "explain", prompt.sha, cfg.local_dtype, annotator)
+    return LLMExplainer(name, backend, cfg, prompt)
+
+
+PLUGIN = ExplainerPlugin(make=make_llm_explainer)
+"""The entry of ``registry.EXPLAINERS``."""

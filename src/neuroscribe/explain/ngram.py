@@ -12,10 +12,20 @@ favour rare tokens: on planted triggers it found 3 of 8 where window counts foun
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from neuroscribe.explain.base import ExplainFailure, explain_windows, make_explanation
+from neuroscribe.explain.base import (
+    ExplainerPlugin,
+    ExplainFailure,
+    explain_windows,
+    make_explanation,
+)
 from neuroscribe.explain.render import firing_positions
 from neuroscribe.records import Explanation, UnitExamples, Window
+
+if TYPE_CHECKING:
+    from neuroscribe.config import AnnotatorConfig, ExplainConfig
+    from neuroscribe.llm.base import Ledger
 
 Gram = tuple[str, ...]
 MAX_TERMS = 3
@@ -35,6 +45,14 @@ def term_key(token: str) -> str:
 
 class NgramExplainer:
     name = "baseline/ngram"
+    max_concurrency = 1
+    """No LLM: units are explained one after another, in this process."""
+
+    async def aexplain(
+        self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
+    ) -> list[Explanation]:
+        """``explain`` inline (it is quick and waits for nothing)."""
+        return self.explain(unit, windows, n, seed)
 
     def explain(
         self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
@@ -47,6 +65,16 @@ class NgramExplainer:
             return [make_explanation(unit, self.name, None, 0, params,
                                      failure=ExplainFailure.NO_EXAMPLES)]
         return [make_explanation(unit, self.name, None, 0, params, text=describe(terms))]
+
+
+def make_ngram_explainer(
+    name: str,
+    cfg: ExplainConfig,
+    ledger: Ledger | None = None,
+    annotator: AnnotatorConfig | None = None,
+) -> NgramExplainer:
+    """``baseline/ngram`` in ``registry.EXPLAINERS`` (no settings: it makes no call)."""
+    return NgramExplainer()
 
 
 def describe(terms: list[str]) -> str:
@@ -108,3 +136,7 @@ def rank_terms(unit: UnitExamples, windows: Mapping[str, Window]) -> list[str]:
             continue
         chosen.append(g)
     return [" ".join(g) for g in chosen]
+
+
+PLUGIN = ExplainerPlugin(make=make_ngram_explainer)
+"""The entry of ``registry.EXPLAINERS``."""

@@ -1,8 +1,8 @@
 """One asyncio event loop per process for the HTTP annotators, on a daemon thread.
 
-Callers stay synchronous (stages hand windows to a thread pool of the annotator's concurrency),
-but the network work of every request in flight runs as coroutines of the ``AsyncOpenAI`` client
-on this one loop. Measured by ``benchmarks/llm_throughput.py``: with the synchronous client every
+Callers stay synchronous (``llm.fanout.fan_out`` hands their work to this loop and waits), and
+the network work of every request in flight runs as coroutines of the ``AsyncOpenAI`` client on
+this one loop. Measured by ``benchmarks/llm_throughput.py``: with the synchronous client every
 pool thread ran its own HTTP stack, and 32 threads contending for the interpreter lock sustained
 fewer calls per second than one; on one loop, concurrency raises throughput.
 
@@ -18,11 +18,10 @@ import atexit
 import hashlib
 import os
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-X = TypeVar("X")
 
 
 class LoopThread:
@@ -131,31 +130,6 @@ def _http_client() -> Any:
         return openai.DefaultAioHttpClient()
     except RuntimeError:  # the client was installed without its aiohttp extra
         return None
-
-
-def run_inline(coro: Coroutine[Any, Any, T]) -> T:
-    """The result of a coroutine that never suspends (one written for the event loop, handed a
-    synchronous backend), run in the calling thread without a loop."""
-    try:
-        coro.send(None)
-    except StopIteration as done:
-        return done.value  # type: ignore[no-any-return]
-    coro.close()
-    raise RuntimeError("run_inline: the coroutine waited for something; run it on a loop")
-
-
-async def map_bounded(fn: Callable[[X], Awaitable[T]], items: Sequence[X], limit: int) -> list[T]:
-    """``[await fn(x) for x in items]`` with at most ``limit`` running at once, in order. Work
-    starts only as a slot frees up, so prompts are rendered when they can be sent."""
-    out: list[Any] = [None] * len(items)
-    it = iter(range(len(items)))
-
-    async def worker() -> None:
-        for i in it:
-            out[i] = await fn(items[i])
-
-    await asyncio.gather(*(worker() for _ in range(max(1, min(limit, len(items))))))
-    return out
 
 
 LOOP = LoopThread()

@@ -210,8 +210,23 @@ class Backend(Protocol):
     name: str
     """``backend/model``, as named in the config."""
     capabilities: Capabilities
+    max_concurrency: int
+    """Requests this annotator may have in flight at once: the bound ``llm.fanout.fan_out``
+    uses (1 for in-process models and, unless configured, scripted fakes)."""
 
-    def chat(self, request: ChatRequest) -> ChatResponse: ...
+    def chat(self, request: ChatRequest) -> ChatResponse:
+        """One request, answered in the calling thread."""
+        ...
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        """``chat`` as a coroutine on the shared event loop (``llm.aio.LOOP``): endpoints await
+        the request there; in-process backends run ``chat`` in a worker thread."""
+        ...
+
+    def format_chat(self, messages: tuple[Message, ...], continue_final: bool = False) -> str:
+        """The prompt text the model sees for ``messages`` (its chat template, or a plain
+        rendering without one)."""
+        ...
 
     def next_token_distributions(
         self, prompt: str, positions: Sequence[int], candidates: Sequence[str]

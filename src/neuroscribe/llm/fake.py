@@ -16,14 +16,19 @@ by default every call reaches the script, since scripted answers change between 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message
 from neuroscribe.llm.cache import CHAT, DISTRIBUTIONS, ResponseCache
-from neuroscribe.llm.registry import BackendError, CallRecorder, chat_params, plain_chat_format
+from neuroscribe.llm.factory import BackendPlugin
+from neuroscribe.llm.recorder import BackendError, CallRecorder, chat_params, plain_chat_format
+
+if TYPE_CHECKING:
+    from neuroscribe.config import AnnotatorConfig
 
 Entry = Union[str, Sequence[str], ChatResponse, BaseException]  # noqa: UP007 (runtime alias)
 Script = Sequence[Entry] | Callable[[ChatRequest], Entry]
@@ -103,6 +108,10 @@ class FakeBackend:
             lambda: self._answer(request), CHAT,
         )
 
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        """``chat`` in a worker thread (several at once only when configured so)."""
+        return await asyncio.to_thread(self.chat, request)
+
     def _answer(self, request: ChatRequest) -> ChatResponse:
         self.spec.requests.append(request)
         script = self.spec.script
@@ -137,3 +146,23 @@ class FakeBackend:
 
     def format_chat(self, messages: tuple[Message, ...], continue_final: bool = False) -> str:
         return plain_chat_format(messages, continue_final)
+
+
+def _make(
+    name: str,
+    model: str,
+    recorder: CallRecorder,
+    local_dtype: str,
+    annotator: AnnotatorConfig | None,
+) -> FakeBackend:
+    concurrency = annotator.concurrency if annotator and annotator.concurrency else 1
+    return fake_backend(name, recorder, concurrency)
+
+
+def _check(name: str, model: str, annotator: AnnotatorConfig | None) -> None:
+    if not is_registered(name):
+        raise ValueError(f"no fake backend registered as '{name}'")
+
+
+PLUGIN = BackendPlugin(make=_make, check=_check)
+"""``fake/<script>`` in ``registry.LLM_BACKENDS``."""

@@ -7,6 +7,7 @@ per process, so the subject and this annotator share one copy when they name the
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -15,7 +16,8 @@ from typing import Any
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
 from neuroscribe.llm.cache import CHAT, COUNTED_DISTRIBUTIONS
-from neuroscribe.llm.registry import CallRecorder, chat_params, plain_chat_format
+from neuroscribe.llm.factory import BackendPlugin
+from neuroscribe.llm.recorder import CallRecorder, chat_params, plain_chat_format
 
 PREFIX_TOKENS: Counter[tuple[str, str]] = Counter()
 """Process-wide prompt tokens of distribution calls per annotator: ``(name, "run")`` ran through
@@ -27,6 +29,8 @@ class LocalBackend:
     """``local/<model>``: a transformers causal LM running in this process."""
 
     capabilities = Capabilities(logprobs=True, prompt_distributions=True, json_schema=False)
+    max_concurrency = 1
+    """One model in this process: calls run one at a time."""
 
     def __init__(
         self, name: str, model_name: str, recorder: CallRecorder, dtype: str = "float32"
@@ -75,6 +79,10 @@ class LocalBackend:
             request.request_hash(self.cache_identity), chat_params(request),
             lambda: self._generate(request), CHAT,
         )
+
+    async def achat(self, request: ChatRequest) -> ChatResponse:
+        """``chat`` in a worker thread, so the event loop stays free while the model runs."""
+        return await asyncio.to_thread(self.chat, request)
 
     def _generate(self, request: ChatRequest) -> ChatResponse:
         import torch
@@ -183,13 +191,14 @@ class LocalBackend:
 
         tokens = ids[0].tolist()
         shared = 0
-        if self._kv is not None:
-            prev = self._kv[0]
+        kv = self._kv
+        if kv is not None:
+            prev = kv[0]
             limit = min(len(prev), len(tokens) - 1, first_row)
             while shared < limit and prev[shared] == tokens[shared]:
                 shared += 1
-        if shared >= 32:
-            cache = self._kv[1]
+        if kv is not None and shared >= 32:
+            cache = kv[1]
             extra = cache.get_seq_length() - shared
             if extra > 0:
                 cache.crop(-extra)  # transformers 5: a negative count of tokens to drop
@@ -251,3 +260,20 @@ def _top_logprobs(tok: Any, new: Any, logits: Any, k: int) -> tuple[tuple[TokenL
             steps.append(TokenLogprobs(token=tok.decode([int(new[b, t])]), top=pairs))
         per_sample.append(tuple(steps))
     return tuple(per_sample)
+
+
+def _make(
+    name: str, model: str, recorder: CallRecorder, local_dtype: str, annotator: object
+) -> LocalBackend:
+    return LocalBackend(name, model, recorder, local_dtype)
+
+
+def _check(name: str, model: str, annotator: object) -> None:
+    """The model must resolve to files (it is not loaded)."""
+    from neuroscribe.models import resolve_source
+
+    resolve_source(model)
+
+
+PLUGIN = BackendPlugin(make=_make, check=_check)
+"""``local/<model>`` in ``registry.LLM_BACKENDS``."""

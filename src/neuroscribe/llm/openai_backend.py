@@ -16,8 +16,8 @@ its parameter transform first, which cost about 2.5 ms of the 5 ms a call took
 
 Robustness is ours, not the client's (``max_retries=0`` on the client): at most ``concurrency``
 requests of one annotator in flight (a process-wide semaphore on the loop, shared by all the
-annotator's bound backends; ``explain_all`` and ``simulate_all`` await that many units or
-windows at once through ``achat``), a timeout per attempt, and retries with exponential backoff
+annotator's bound backends; ``llm.fanout.fan_out`` awaits that many units or windows at once
+through ``achat``), a timeout per attempt, and retries with exponential backoff
 and jitter on 429/5xx/timeouts/connection errors only (``neuroscribe.llm.retry``; the wait frees
 the loop for other requests). Capabilities are
 declared, not probed: logprobs off and JSON schema on by default, which llama.cpp's server, vLLM
@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from neuroscribe.llm.aio import LOOP
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
 from neuroscribe.llm.cache import CHAT
-from neuroscribe.llm.registry import (
+from neuroscribe.llm.factory import BackendPlugin
+from neuroscribe.llm.recorder import (
     BackendError,
     CallRecorder,
     RetryCounter,
@@ -75,7 +76,7 @@ class OpenAISettings:
         """These settings with the run config's per-annotator values where they are set."""
         if annotator is None:
             return self
-        pairs = {
+        pairs: dict[str, Any] = {
             "base_url": annotator.base_url, "timeout_s": annotator.timeout_s,
             "max_retries": annotator.max_retries, "logprobs": annotator.logprobs,
             "json_schema": annotator.json_schema, "max_concurrency": annotator.concurrency,
@@ -121,8 +122,8 @@ class OpenAIBackend:
         return LOOP.run(self.achat(request))
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
-        """The request on the event loop (callers that run many at once: ``explain_all``,
-        ``simulate_all``), through the cache and the ledger like ``chat``."""
+        """The request on the event loop (callers that run many at once go through
+        ``llm.fanout.fan_out``), through the cache and the ledger like ``chat``."""
         counter = RetryCounter()
         return await self.recorder.arun(
             request.request_hash(self.cache_identity), chat_params(request),
@@ -239,3 +240,21 @@ def _message(e: Any) -> str:
         if isinstance(inner, dict) and inner.get("message"):
             return str(inner["message"])
     return str(e)
+
+
+def _make(
+    name: str,
+    model: str,
+    recorder: CallRecorder,
+    local_dtype: str,
+    annotator: AnnotatorConfig | None,
+) -> OpenAIBackend:
+    return OpenAIBackend(name, model, recorder, OpenAISettings.from_env().with_overrides(annotator))
+
+
+def _check(name: str, model: str, annotator: AnnotatorConfig | None) -> None:
+    preflight_openai(name, model, OpenAISettings.from_env().with_overrides(annotator))
+
+
+PLUGIN = BackendPlugin(make=_make, check=_check)
+"""``openai/<model>`` in ``registry.LLM_BACKENDS``."""

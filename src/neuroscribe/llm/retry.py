@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from neuroscribe.llm.registry import BackendError, RetryCounter
+from neuroscribe.llm.recorder import BackendError, RetryCounter
 
 T = TypeVar("T")
 

@@ -61,8 +61,9 @@ def run_summary(
         if c.cost_usd is not None:
             r["cost_usd"] = (r.get("cost_usd") or 0.0) + c.cost_usd
     outputs: list[tuple[str, str, str | None]] = [
-        (e.explainer, e.status, e.failure) for e in explanations
-    ] + [(s.simulator, s.status, s.failure) for s in simulations]
+        *((e.explainer, e.status, e.failure) for e in explanations),
+        *((s.simulator, s.status, s.failure) for s in simulations),
+    ]
     for name, status, failure in outputs:
         r = row(name)
         if status == "ok":

@@ -1,11 +1,13 @@
 """Score explanations: how well a simulator's predictions from an explanation match the truth.
 
-Definitions of every score kind are in ``SCORE_KINDS`` (from simulated activations) and
-``FUZZ_KINDS`` (from fuzz verdicts); undefined values are None with a reason.
-The controls' names are in ``controls``; the warehouse reads scores against them
-(``neuroscribe.warehouse.reads.control_comparisons``).
+Every score kind computed from simulated activations is a ``ScoreKind`` (name, definition,
+evaluation splits, metric) registered in ``registry.SCORE_KINDS`` (re-exported here); fuzzing's
+kinds, computed from verdicts, are ``FUZZ_KINDS``. Undefined values are None with a reason.
+``score_units`` scores a run's simulations. The controls' names are in ``controls``; the
+warehouse reads scores against them (``neuroscribe.warehouse.reads.control_comparisons``).
 """
 
+from neuroscribe.registry import HEADLINE_SCORE, SCORE_KINDS
 from neuroscribe.score.controls import (
     BASELINE_EXPLAINER,
     CONTROL_EXPLAINERS,
@@ -18,6 +20,7 @@ from neuroscribe.score.detection import (
     choose_cut,
 )
 from neuroscribe.score.fuzz import FUZZ_KINDS, fuzz_scores
+from neuroscribe.score.kinds import Prepared, ScoreKind, ScoringContext
 from neuroscribe.score.metrics import (
     MetricValue,
     bootstrap_ci,
@@ -26,16 +29,26 @@ from neuroscribe.score.metrics import (
     pearson_pooled,
     rankdata,
 )
-from neuroscribe.score.score import SCORE_KINDS, score_explanation, validation_score
+from neuroscribe.score.score import (
+    score_definitions,
+    score_explanation,
+    score_kinds,
+    validation_score,
+)
+from neuroscribe.score.units import score_units
 
 __all__ = [
     "BASELINE_EXPLAINER",
     "CONTROL_EXPLAINERS",
     "DETECTION_FRACTION",
     "FUZZ_KINDS",
+    "HEADLINE_SCORE",
     "SCORE_KINDS",
     "SHUFFLED_CONTROL",
     "MetricValue",
+    "Prepared",
+    "ScoreKind",
+    "ScoringContext",
     "auroc",
     "balanced_accuracy",
     "bootstrap_ci",
@@ -45,6 +58,9 @@ __all__ = [
     "pearson",
     "pearson_pooled",
     "rankdata",
+    "score_definitions",
     "score_explanation",
+    "score_kinds",
+    "score_units",
     "validation_score",
 ]

@@ -7,49 +7,19 @@ from dataclasses import dataclass
 
 from neuroscribe.config import ScoreConfig
 from neuroscribe.records import Score, Simulation, Split, UnitExamples, UnitWindow
-from neuroscribe.score.detection import (
-    DETECTION_FRACTION,
-    choose_cut,
-    detection_metrics,
-    window_max,
-)
-from neuroscribe.score.metrics import (
-    Metric,
-    MetricValue,
-    Windows,
-    bootstrap_ci,
-    explained_variance_calibrated,
-    pearson_pooled,
-)
+from neuroscribe.registry import SCORE_KINDS
+from neuroscribe.score.kinds import ScoreKind, ScoringContext
+from neuroscribe.score.metrics import MetricValue, bootstrap_ci, pearson_pooled
 
-SCORE_KINDS: dict[str, str] = {
-    "corr_top_random": "Pearson r between true and simulated activations pooled over all tokens of "
-    "the held-out top and random windows (OpenAI's correlation score, top-and-random).",
-    "corr_random": "Pearson r pooled over all tokens of the held-out random windows only.",
-    "corr_ood": "Pearson r pooled over all tokens of the held-out windows of the second "
-    "(out-of-distribution) corpus; present only when the run has one.",
-    "ev_calibrated": "Centred R² (1 - SSE/SST) on the held-out top and random windows of "
-    "predictions mapped to activation units by a least-squares line fitted on the calibration "
-    "windows; may be negative.",
-    "detection_bacc": "Balanced accuracy over the held-out top and random windows of 'the unit "
-    f"fires here' (window max true activation >= {DETECTION_FRACTION} x the unit's corpus max) "
-    "predicted as 'window max simulated activation > cut', the cut chosen on the calibration "
-    "windows (best balanced accuracy there; scale midpoint 5 when they cannot choose). NULL when "
-    "one class is absent.",
-    "detection_auroc": "AUROC (ties count half) of the window max simulated activation for the "
-    "same firing/silent window labels as detection_bacc; threshold-free. NULL when one class is "
-    "absent.",
-}
-"""Every score kind, with its definition. Values are None (with a reason) when undefined."""
 
-_EVAL_SPLITS: dict[str, tuple[Split, ...]] = {
-    "corr_top_random": (Split.SCORE_TOP, Split.SCORE_RANDOM),
-    "corr_random": (Split.SCORE_RANDOM,),
-    "corr_ood": (Split.SCORE_OOD,),
-    "ev_calibrated": (Split.SCORE_TOP, Split.SCORE_RANDOM),
-    "detection_bacc": (Split.SCORE_TOP, Split.SCORE_RANDOM),
-    "detection_auroc": (Split.SCORE_TOP, Split.SCORE_RANDOM),
-}
+def score_kinds() -> list[ScoreKind]:
+    """Every registered score kind, in the order they are stored."""
+    return [SCORE_KINDS.get_as(name, ScoreKind) for name in SCORE_KINDS]
+
+
+def score_definitions() -> dict[str, str]:
+    """Every score kind computed from simulations, with its definition."""
+    return {kind.name: kind.definition for kind in score_kinds()}
 
 
 @dataclass(frozen=True)
@@ -122,7 +92,8 @@ def score_explanation(
     cfg: ScoreConfig,
     seed: int = 0,
 ) -> list[Score]:
-    """All scores (``SCORE_KINDS``) of one explanation under one simulator on one unit.
+    """All scores (every kind in ``registry.SCORE_KINDS``) of one explanation under one
+    simulator on one unit.
 
     ``simulations`` are this simulator's simulations of this explanation, at most one per window,
     matched to ``unit.windows`` by window id. A failed simulation, or a window with none, counts
@@ -141,42 +112,20 @@ def score_explanation(
             )
     by_window = _index(simulations)
     calibration = _align(unit.in_splits(Split.CALIBRATE), by_window)
-    cal_note = calibration.coverage_note()
-
-    def ev_metric(t: Windows, p: Windows) -> MetricValue:
-        return explained_variance_calibrated(calibration.true, calibration.pred, t, p)
-
-    metrics: dict[str, Metric] = {
-        "corr_top_random": pearson_pooled,
-        "corr_random": pearson_pooled,
-        "corr_ood": pearson_pooled,
-        "ev_calibrated": ev_metric,
-    }
-    notes: dict[str, str | None] = {
-        "ev_calibrated": f"calibration: {cal_note}" if cal_note else None
-    }
-    never_fires: str | None = None
-    if unit.stats.max > 0:
-        fire_at = DETECTION_FRACTION * unit.stats.max
-        cut, cut_note = choose_cut(
-            window_max(calibration.true) >= fire_at, window_max(calibration.pred)
-        )
-        metrics.update(detection_metrics(fire_at, cut))
-        notes["detection_bacc"] = _join(cut_note, f"calibration: {cal_note}" if cal_note else None)
-    else:
-        never_fires = f"unit never fires (corpus max activation {unit.stats.max:g} <= 0)"
-
+    ctx = ScoringContext(unit, calibration.true, calibration.pred, calibration.coverage_note())
     scores = []
-    for kind, splits in _EVAL_SPLITS.items():
-        windows = unit.in_splits(*splits)
-        if kind == "corr_ood" and not windows:
+    for kind in score_kinds():
+        windows = unit.in_splits(*kind.splits)
+        if kind.only_when_present and not windows:
             continue
         aligned = _align(windows, by_window)
-        metric = metrics.get(kind)
+        prepared = kind.prepare(ctx)
+        metric = prepared.metric
+        note = prepared.note if metric is not None else None
         if not windows:
-            result = MetricValue(None, f"no {' or '.join(s.value for s in splits)} windows")
+            result = MetricValue(None, f"no {' or '.join(s.value for s in kind.splits)} windows")
         elif metric is None:
-            result = MetricValue(None, never_fires)
+            result = MetricValue(None, prepared.note)
         else:
             result = metric(aligned.true, aligned.pred)
         low, high = (None, None)
@@ -188,9 +137,9 @@ def score_explanation(
             Score(
                 explanation_id=explanation_id,
                 simulator=simulator,
-                kind=kind,
+                kind=kind.name,
                 value=result.value,
-                reason=_join(result.reason, aligned.coverage_note(), notes.get(kind)),
+                reason=_join(result.reason, aligned.coverage_note(), note),
                 n_tokens=aligned.n_tokens,
                 n_windows=len(aligned.true),
                 ci_low=low,

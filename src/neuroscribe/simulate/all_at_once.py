@@ -16,11 +16,12 @@ escaped), so there is exactly one tab, hence one prediction, per subject token.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from neuroscribe.explain.render import escape_token
 from neuroscribe.llm.base import Backend, Message
-from neuroscribe.llm.registry import BackendError, plain_chat_format
+from neuroscribe.llm.recorder import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, Simulation, Window
 from neuroscribe.simulate.base import SCALE_MAX, SimulateFailure, failed_simulation, ok_simulation
@@ -64,6 +65,15 @@ class AllAtOnceSimulator:
         self.name = name
         self.backend = backend
         self.prompt = prompt or load_prompt(PROMPT)
+        self.max_concurrency = 1
+        """One explanation's windows at a time, in order: consecutive prompts share their prefix,
+        whose keys and values the in-process backend reuses."""
+
+    async def asimulate(
+        self, explanation: Explanation, windows: Sequence[Window]
+    ) -> list[Simulation]:
+        """``simulate`` in a worker thread, so the event loop stays free while the model runs."""
+        return await asyncio.to_thread(self.simulate, explanation, windows)
 
     def prompt_text(self, explanation: str, tokens: Sequence[str]) -> tuple[str, list[int]]:
         """The full prompt (chat template applied) and the offsets to read, one per token."""
@@ -76,8 +86,7 @@ class AllAtOnceSimulator:
         return text, [base + o for o in offsets]
 
     def _format(self, messages: tuple[Message, ...]) -> str:
-        fmt = getattr(self.backend, "format_chat", None)
-        return fmt(messages, True) if fmt else plain_chat_format(messages, True)
+        return self.backend.format_chat(messages, True)
 
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
         return [self._one(explanation, w) for w in windows]

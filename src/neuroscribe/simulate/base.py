@@ -32,9 +32,19 @@ class SimulateFailure(StrEnum):
 
 class Simulator(Protocol):
     name: str
+    max_concurrency: int
+    """Above 1, ``simulate_units`` hands this simulator single windows, pooled across
+    explanations and units, that many at once; at 1 it hands one explanation's windows at a time
+    (in-process simulators batch them)."""
 
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
         """One simulation per window, predictions one per subject token on the 0-10 scale."""
+        ...
+
+    async def asimulate(
+        self, explanation: Explanation, windows: Sequence[Window]
+    ) -> list[Simulation]:
+        """``simulate`` as a coroutine on the shared event loop (``llm.fanout.fan_out``)."""
         ...
 
 

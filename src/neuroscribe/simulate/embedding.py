@@ -26,13 +26,21 @@ every explainer, is simulated on the same windows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neuroscribe.explain.render import display_pieces
 from neuroscribe.records import Explanation, Simulation, Window
 from neuroscribe.simulate.base import SCALE_MAX, SimulateFailure, failed_simulation, ok_simulation
+from neuroscribe.simulate.fuzz import FuzzFailure, FuzzItem, FuzzVerdict, failed_verdict, verdict
+from neuroscribe.simulate.plugin import SimulatorPlugin
+
+if TYPE_CHECKING:
+    from neuroscribe.config import AnnotatorConfig, SimulateConfig
+    from neuroscribe.llm.base import Ledger
 
 EMBEDDING_SIMULATOR = "embedding/all-minilm-l6-v2"
 CONTEXT_BEFORE = 2
@@ -76,6 +84,14 @@ def token_words(tokens: Sequence[str]) -> list[str]:
 
 class EmbeddingSimulator:
     name = EMBEDDING_SIMULATOR
+    max_concurrency = 1
+    """One embedding model in this process, batched over an explanation's windows."""
+
+    async def asimulate(
+        self, explanation: Explanation, windows: Sequence[Window]
+    ) -> list[Simulation]:
+        """``simulate`` in a worker thread, so the event loop stays free while the model runs."""
+        return await asyncio.to_thread(self.simulate, explanation, windows)
 
     def __init__(self, batch_size: int = 256) -> None:
         self.batch_size = batch_size
@@ -114,3 +130,47 @@ class EmbeddingSimulator:
             out.append(ok_simulation(explanation, self.name, w, None, values[start:end].tolist()))
             start = end
         return out
+
+
+class EmbeddingFuzzJudge:
+    """``embedding/all-minilm-l6-v2``: mean similarity of the marked tokens to the explanation."""
+
+    name = EMBEDDING_SIMULATOR
+    unavailable: dict[str, str] = {
+        "fuzz_bacc": f"no yes/no answer: {EMBEDDING_SIMULATOR} gives a similarity without a "
+        "natural threshold (see fuzz_auroc)"
+    }
+
+    def __init__(self, simulator: EmbeddingSimulator | None = None) -> None:
+        self.simulator = simulator or EmbeddingSimulator()
+
+    def judge(
+        self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
+    ) -> list[FuzzVerdict]:
+        ids = list(dict.fromkeys(item.window_id for item in items))
+        sims = dict(
+            zip(ids, self.simulator.simulate(explanation, [windows[w] for w in ids]), strict=True)
+        )
+        out = []
+        for item in items:
+            sim = sims[item.window_id]
+            if sim.status != "ok":
+                out.append(failed_verdict(explanation, self.name, item, FuzzFailure.NO_EXPLANATION))
+                continue
+            mean = float(np.mean([sim.predictions[i] for i in item.marked]))
+            out.append(verdict(explanation, self.name, item, confidence=mean))
+        return out
+
+
+def _make(name: str, cfg: SimulateConfig, ledger: Ledger | None,
+          annotator: AnnotatorConfig | None) -> EmbeddingSimulator:
+    return EmbeddingSimulator()
+
+
+def _fuzz_judge(name: str, cfg: SimulateConfig, ledger: Ledger | None,
+                annotator: AnnotatorConfig | None) -> EmbeddingFuzzJudge:
+    return EmbeddingFuzzJudge()
+
+
+PLUGIN = SimulatorPlugin(make=_make, fuzz_judge=_fuzz_judge)
+"""``embedding/all-minilm-l6-v2`` in ``registry.SIMULATORS``."""

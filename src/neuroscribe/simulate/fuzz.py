@@ -12,10 +12,12 @@ judge can answer from the text alone, like detection). Windows whose firing toke
 their silent ones have no incorrect item of equal size and are skipped. The explain split is
 never used.
 
-Judges (``make_fuzz_judge``), picked by capability, never by model name:
+Judges (``make_fuzz_judge``: each simulator plug-in makes its own, see ``SimulatorPlugin``), picked
+by capability, never by model name:
 
-- next-token distributions (``local``): P(yes) = p("yes") / (p("yes") + p("no")) right after
-  the prompt, from one forward pass; the answer is yes when P(yes) > 0.5;
+- LLM backends (``simulate.fuzz_llm``) with next-token distributions (``local``):
+  P(yes) = p("yes") / (p("yes") + p("no")) right after the prompt, from one forward pass; the
+  answer is yes when P(yes) > 0.5;
 - chat with ``top_logprobs``: the same from the first answer token's top log-probabilities,
   the answer from the text when neither word is among them;
 - chat without logprobs (JSON mode): the yes/no answer only, no probability;
@@ -33,24 +35,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from typing import Literal, Protocol
 
 import numpy as np
 
-from neuroscribe.config import AnnotatorConfig, SimulateConfig
 from neuroscribe.explain.render import display_pieces, mark_runs
 from neuroscribe.ids import content_hash
-from neuroscribe.llm.base import Backend, ChatRequest, Ledger, Message
-from neuroscribe.llm.registry import BackendError, make_backend, plain_chat_format, split_name
-from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, PromptRef, Record, Split, UnitExamples, Window
 from neuroscribe.score.detection import DETECTION_FRACTION
-from neuroscribe.simulate.embedding import EMBEDDING_SIMULATOR, EmbeddingSimulator
-from neuroscribe.simulate.lexical import LexicalSimulator
 
-PROMPT = "fuzz"
 FUZZ_SPLITS = (Split.SCORE_TOP, Split.SCORE_RANDOM)
 """The held-out splits whose windows are marked (as for correlation and detection)."""
 ANSWERS = ("yes", "no")
@@ -164,7 +158,7 @@ class FuzzJudge(Protocol):
     ) -> list[FuzzVerdict]: ...
 
 
-def _verdict(
+def verdict(
     e: Explanation,
     judge: str,
     item: FuzzItem,
@@ -182,7 +176,7 @@ def _verdict(
     )
 
 
-def _failed(
+def failed_verdict(
     e: Explanation, judge: str, item: FuzzItem, kind: FuzzFailure, prompt: PromptRef | None = None
 ) -> FuzzVerdict:
     return FuzzVerdict(
@@ -193,175 +187,3 @@ def _failed(
         failure=str(kind),
         prompt=prompt,
     )
-
-
-class LLMFuzzJudge:
-    """``local/...``, ``openai/...`` and ``fake/...``: the ``fuzz`` prompt, one call per item."""
-
-    def __init__(
-        self, name: str, backend: Backend, prompt: Prompt | None = None, temperature: float = 0.0
-    ) -> None:
-        self.name = name
-        self.backend = backend
-        self.prompt = prompt or load_prompt(PROMPT)
-        self.temperature = temperature
-        caps = backend.capabilities
-        self.unavailable: dict[str, str] = {}
-        if not (caps.prompt_distributions or caps.logprobs):
-            self.unavailable["fuzz_auroc"] = (
-                f"no probabilities: {name} answers yes or no without logprobs"
-            )
-
-    def judge(
-        self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
-    ) -> list[FuzzVerdict]:
-        # Endpoints serve requests in parallel; in-process and scripted backends run in order.
-        workers = min(getattr(self.backend, "max_concurrency", 1), len(items))
-        if workers <= 1:
-            return [self._one(explanation, item, windows[item.window_id]) for item in items]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(
-                pool.map(lambda item: self._one(explanation, item, windows[item.window_id]), items)
-            )
-
-    def messages(
-        self, explanation: str, tokens: Sequence[str], marked: Sequence[int]
-    ) -> tuple[Message, ...]:
-        return self.prompt.render_messages(
-            explanation=explanation, text=marked_text(tokens, marked)
-        )
-
-    def _one(self, explanation: Explanation, item: FuzzItem, window: Window) -> FuzzVerdict:
-        ref = self.prompt.ref
-        if explanation.status != "ok" or not explanation.text:
-            return _failed(explanation, self.name, item, FuzzFailure.NO_EXPLANATION, ref)
-        messages = self.messages(explanation.text, window.tokens, item.marked)
-        caps = self.backend.capabilities
-        try:
-            if caps.prompt_distributions:
-                answer, confidence, failure = self._from_distributions(messages)
-            elif caps.logprobs:
-                answer, confidence, failure = self._from_logprobs(messages)
-            else:
-                answer, confidence, failure = self._from_text(messages)
-        except BackendError:
-            return _failed(explanation, self.name, item, FuzzFailure.BACKEND_ERROR, ref)
-        if failure is not None:
-            return _failed(explanation, self.name, item, failure, ref)
-        return _verdict(
-            explanation, self.name, item, answer=answer, confidence=confidence, prompt=ref
-        )
-
-    def _from_distributions(
-        self, messages: tuple[Message, ...]
-    ) -> tuple[bool | None, float | None, FuzzFailure | None]:
-        fmt = getattr(self.backend, "format_chat", None)
-        text = fmt(messages, False) if fmt else plain_chat_format(messages, False)
-        (dist,) = self.backend.next_token_distributions(text, [len(text)], ANSWERS)
-        p_yes, p_no = dist.get("yes", 0.0), dist.get("no", 0.0)
-        if not p_yes + p_no > 0:
-            return None, None, FuzzFailure.NO_ANSWER_MASS
-        confidence = p_yes / (p_yes + p_no)
-        return confidence > 0.5, confidence, None
-
-    def _from_logprobs(
-        self, messages: tuple[Message, ...]
-    ) -> tuple[bool | None, float | None, FuzzFailure | None]:
-        request = ChatRequest(
-            messages=messages, temperature=self.temperature, max_tokens=2, top_logprobs=5
-        )
-        response = self.backend.chat(request)
-        mass = {"yes": 0.0, "no": 0.0}
-        steps = response.logprobs[0] if response.logprobs else ()
-        for token, logprob in steps[0].top if steps else ():
-            word = token.strip().lower()
-            if word in mass:
-                mass[word] += float(np.exp(logprob))
-        if mass["yes"] + mass["no"] > 0:
-            confidence = mass["yes"] / (mass["yes"] + mass["no"])
-            return confidence > 0.5, confidence, None
-        answer = parse_answer(response.texts[0])
-        return answer, None, FuzzFailure.UNPARSEABLE if answer is None else None
-
-    def _from_text(
-        self, messages: tuple[Message, ...]
-    ) -> tuple[bool | None, float | None, FuzzFailure | None]:
-        schema = ANSWER_SCHEMA if self.backend.capabilities.json_schema else None
-        request = ChatRequest(
-            messages=messages, temperature=self.temperature, max_tokens=16, json_schema=schema
-        )
-        answer = parse_answer(self.backend.chat(request).texts[0])
-        return answer, None, FuzzFailure.UNPARSEABLE if answer is None else None
-
-
-class LexicalFuzzJudge:
-    """``baseline/lexical``: yes when a marked token is a word the explanation names."""
-
-    name = "baseline/lexical"
-    unavailable: dict[str, str] = {
-        "fuzz_auroc": "no probabilities: baseline/lexical answers yes or no only"
-    }
-
-    def judge(
-        self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
-    ) -> list[FuzzVerdict]:
-        simulator = LexicalSimulator()
-        out = []
-        for item in items:
-            (sim,) = simulator.simulate(explanation, [windows[item.window_id]])
-            if sim.status != "ok":
-                out.append(_failed(explanation, self.name, item, FuzzFailure.NO_EXPLANATION))
-                continue
-            hit = any(sim.predictions[i] > 0 for i in item.marked)
-            out.append(_verdict(explanation, self.name, item, answer=hit))
-        return out
-
-
-class EmbeddingFuzzJudge:
-    """``embedding/all-minilm-l6-v2``: mean similarity of the marked tokens to the explanation."""
-
-    name = EMBEDDING_SIMULATOR
-    unavailable: dict[str, str] = {
-        "fuzz_bacc": f"no yes/no answer: {EMBEDDING_SIMULATOR} gives a similarity without a "
-        "natural threshold (see fuzz_auroc)"
-    }
-
-    def __init__(self, simulator: EmbeddingSimulator | None = None) -> None:
-        self.simulator = simulator or EmbeddingSimulator()
-
-    def judge(
-        self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
-    ) -> list[FuzzVerdict]:
-        ids = list(dict.fromkeys(item.window_id for item in items))
-        sims = dict(
-            zip(ids, self.simulator.simulate(explanation, [windows[w] for w in ids]), strict=True)
-        )
-        out = []
-        for item in items:
-            sim = sims[item.window_id]
-            if sim.status != "ok":
-                out.append(_failed(explanation, self.name, item, FuzzFailure.NO_EXPLANATION))
-                continue
-            mean = float(np.mean([sim.predictions[i] for i in item.marked]))
-            out.append(_verdict(explanation, self.name, item, confidence=mean))
-        return out
-
-
-def make_fuzz_judge(
-    name: str,
-    cfg: SimulateConfig,
-    ledger: Ledger | None = None,
-    annotator: AnnotatorConfig | None = None,
-) -> FuzzJudge:
-    """The fuzz judge for the simulator named ``backend/model`` (see the module docstring)."""
-    backend, _ = split_name(name)
-    if name == "baseline/lexical":
-        return LexicalFuzzJudge()
-    if name == EMBEDDING_SIMULATOR:
-        return EmbeddingFuzzJudge()
-    if backend in ("baseline", "embedding"):
-        raise ValueError(f"no fuzz judge for '{name}'")
-    prompt = load_prompt(PROMPT)
-    llm = make_backend(name, ledger, "fuzz", prompt.sha, cfg.local_dtype, annotator)
-    temperature = annotator.temperature if annotator and annotator.temperature is not None else 0.0
-    return LLMFuzzJudge(name, llm, prompt, temperature)

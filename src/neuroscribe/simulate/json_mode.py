@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from neuroscribe.llm.aio import LOOP, map_bounded, run_inline
-from neuroscribe.llm.base import Backend, ChatRequest, ChatResponse, Message
-from neuroscribe.llm.registry import BackendError
+from neuroscribe.llm.base import Backend, ChatRequest, Message
+from neuroscribe.llm.fanout import fan_out, map_bounded
+from neuroscribe.llm.recorder import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, Simulation, Window
 from neuroscribe.simulate.base import SimulateFailure, failed_simulation, ok_simulation
@@ -100,11 +99,8 @@ class JsonSimulator:
         self.prompt = prompt or load_prompt(PROMPT)
         self.repair = load_prompt(REPAIR_PROMPT)
         self.temperature = temperature
-        self.max_concurrency: int = getattr(backend, "max_concurrency", 1)
+        self.max_concurrency = backend.max_concurrency
         """Windows in flight at once (the backend's per-annotator limit)."""
-        self.asynchronous: bool = callable(getattr(backend, "achat", None))
-        """The backend runs on the event loop (``achat``): windows are simulated there as
-        coroutines (``asimulate_one``), not from a thread pool."""
 
     def messages(self, explanation: str, tokens: Sequence[str]) -> tuple[Message, ...]:
         return self.prompt.render_messages(
@@ -114,17 +110,14 @@ class JsonSimulator:
         )
 
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
-        # Endpoints serve requests in parallel; scripted and in-process backends do not declare
-        # ``max_concurrency`` and run in order (a script's order must not depend on threads).
-        if self.asynchronous:
-            return LOOP.run(map_bounded(
-                lambda w: self.asimulate_one(explanation, w), windows, self.max_concurrency
-            ))
-        workers = min(self.max_concurrency, len(windows))
-        if workers <= 1:
-            return [self._one(explanation, w) for w in windows]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda w: self._one(explanation, w), windows))
+        return fan_out(lambda w: self.simulate_one(explanation, w), windows, self.max_concurrency)
+
+    async def asimulate(
+        self, explanation: Explanation, windows: Sequence[Window]
+    ) -> list[Simulation]:
+        return await map_bounded(
+            lambda w: self.simulate_one(explanation, w), windows, self.max_concurrency
+        )
 
     def _request(self, messages: tuple[Message, ...], n_tokens: int) -> ChatRequest:
         schema = answer_schema(n_tokens) if self.backend.capabilities.json_schema else None
@@ -133,26 +126,8 @@ class JsonSimulator:
             json_schema=schema,
         )
 
-    async def asimulate_one(self, explanation: Explanation, window: Window) -> Simulation:
-        """One window, on the event loop (only when ``asynchronous``)."""
-        return await self._simulate_one(explanation, window, self.backend.achat)  # type: ignore[attr-defined]
-
-    def _one(self, explanation: Explanation, window: Window) -> Simulation:
-        if self.asynchronous:
-            return LOOP.run(self.asimulate_one(explanation, window))
-
-        async def chat(request: ChatRequest) -> ChatResponse:
-            return self.backend.chat(request)
-
-        return run_inline(self._simulate_one(explanation, window, chat))
-
-    async def _simulate_one(
-        self,
-        explanation: Explanation,
-        window: Window,
-        chat: Callable[[ChatRequest], Awaitable[ChatResponse]],
-    ) -> Simulation:
-        """Render, call, parse (and one repair turn): written once for both kinds of backend."""
+    async def simulate_one(self, explanation: Explanation, window: Window) -> Simulation:
+        """Render, call (``Backend.achat``), parse, with one repair turn."""
         ref = self.prompt.ref
         if explanation.status != "ok" or not explanation.text:
             return failed_simulation(
@@ -165,7 +140,7 @@ class JsonSimulator:
         error: AnswerError | None = None
         for _attempt in range(2):  # the answer, then one repair turn
             try:
-                text = (await chat(self._request(messages, n))).texts[0]
+                text = (await self.backend.achat(self._request(messages, n))).texts[0]
             except BackendError:
                 return failed_simulation(
                     explanation, self.name, window, ref, SimulateFailure.BACKEND_ERROR

@@ -10,7 +10,8 @@ matches "zebra").
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from neuroscribe.explain.ngram import term_key
 from neuroscribe.records import Explanation, Simulation, Window
@@ -20,6 +21,8 @@ from neuroscribe.simulate.base import (
     failed_simulation,
     ok_simulation,
 )
+from neuroscribe.simulate.fuzz import FuzzFailure, FuzzItem, FuzzVerdict, failed_verdict, verdict
+from neuroscribe.simulate.plugin import SimulatorPlugin
 
 STOP_WORDS = frozenset(
     """a an the and or nor but of to in on at by for from with as into onto than then that this
@@ -34,6 +37,10 @@ STOP_WORDS = frozenset(
 )
 _QUOTED = re.compile(r'"([^"]+)"|“([^”]+)”|(?<!\w)\'([^\']+)\'(?!\w)|`([^`]+)`')
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+if TYPE_CHECKING:
+    from neuroscribe.config import AnnotatorConfig, SimulateConfig
+    from neuroscribe.llm.base import Ledger
 
 
 def explanation_terms(text: str) -> frozenset[str]:
@@ -65,6 +72,14 @@ def _variants(word: str) -> set[str]:
 
 class LexicalSimulator:
     name = "baseline/lexical"
+    max_concurrency = 1
+    """No LLM: quick, in this process."""
+
+    async def asimulate(
+        self, explanation: Explanation, windows: Sequence[Window]
+    ) -> list[Simulation]:
+        """``simulate`` inline (it waits for nothing)."""
+        return self.simulate(explanation, windows)
 
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
         if explanation.status != "ok" or not explanation.text:
@@ -80,3 +95,40 @@ class LexicalSimulator:
             )
             for w in windows
         ]
+
+
+class LexicalFuzzJudge:
+    """``baseline/lexical``: yes when a marked token is a word the explanation names."""
+
+    name = "baseline/lexical"
+    unavailable: dict[str, str] = {
+        "fuzz_auroc": "no probabilities: baseline/lexical answers yes or no only"
+    }
+
+    def judge(
+        self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
+    ) -> list[FuzzVerdict]:
+        simulator = LexicalSimulator()
+        out = []
+        for item in items:
+            (sim,) = simulator.simulate(explanation, [windows[item.window_id]])
+            if sim.status != "ok":
+                out.append(failed_verdict(explanation, self.name, item, FuzzFailure.NO_EXPLANATION))
+                continue
+            hit = any(sim.predictions[i] > 0 for i in item.marked)
+            out.append(verdict(explanation, self.name, item, answer=hit))
+        return out
+
+
+def _make(name: str, cfg: SimulateConfig, ledger: Ledger | None,
+          annotator: AnnotatorConfig | None) -> LexicalSimulator:
+    return LexicalSimulator()
+
+
+def _fuzz_judge(name: str, cfg: SimulateConfig, ledger: Ledger | None,
+                annotator: AnnotatorConfig | None) -> LexicalFuzzJudge:
+    return LexicalFuzzJudge()
+
+
+PLUGIN = SimulatorPlugin(make=_make, fuzz_judge=_fuzz_judge)
+"""``baseline/lexical`` in ``registry.SIMULATORS``."""

@@ -1,4 +1,5 @@
-"""Backends by name (``backend/model``), and the call recording every backend shares.
+"""What every backend shares: the typed call failure, retry counting, names, and the recorder
+that answers from the response cache and writes one ledger row per call.
 
 A backend object is bound to one annotator name, one purpose (``explain``, ``simulate``) and one
 prompt (its sha is stored on every ledger row), because ``Backend.chat`` only receives the
@@ -12,31 +13,13 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from neuroscribe.llm.base import Backend, ChatRequest, Ledger, LLMCall, Message
-from neuroscribe.llm.cache import (
-    RESPONSE_CACHE,
-    CachedResponse,
-    Codec,
-    ResponseCache,
-    clear_response_cache,
-    prime_cache,
-)
-
-if TYPE_CHECKING:
-    from neuroscribe.config import AnnotatorConfig
-
-LLM_BACKENDS = ("local", "openai", "fake")
-"""Backends that are LLMs; ``baseline`` and ``embedding`` annotators are built by
-``explain``/``simulate``."""
+from neuroscribe.llm.base import ChatRequest, Ledger, LLMCall, Message
+from neuroscribe.llm.cache import RESPONSE_CACHE, CachedResponse, Codec, ResponseCache
 
 T = TypeVar("T")
 
-__all__ = [
-    "BackendError", "CallRecorder", "check_backend", "clear_response_cache", "make_backend",
-    "prime_cache",
-]
 
 
 class BackendError(RuntimeError):
@@ -174,7 +157,7 @@ class CallRecorder:
         request_hash: str,
         params: dict[str, Any],
         response: str | None,
-        status: str,
+        status: Literal["ok", "failed"],
         error: str | None,
         prompt_tokens: int,
         completion_tokens: int,
@@ -192,7 +175,7 @@ class CallRecorder:
                 prompt_sha=self.prompt_sha,
                 params=params,
                 response=response,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 error=error,
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
@@ -209,63 +192,8 @@ def chat_params(request: ChatRequest) -> dict[str, Any]:
     return request.model_dump(mode="json")
 
 
-def make_backend(
-    name: str,
-    ledger: Ledger | None = None,
-    purpose: str = "explain",
-    prompt_sha: str | None = None,
-    local_dtype: str = "float32",
-    annotator: AnnotatorConfig | None = None,
-) -> Backend:
-    """Build the LLM backend named ``backend/model``, with its per-annotator settings from the
-    run config (``RunConfig.annotators[name]``); ValueError for an unknown backend."""
-    backend, model = split_name(name)
-    prices = None
-    if annotator is not None and (
-        annotator.cost_in_per_1k is not None or annotator.cost_out_per_1k is not None
-    ):
-        prices = (annotator.cost_in_per_1k or 0.0, annotator.cost_out_per_1k or 0.0)
-    recorder = CallRecorder(name, ledger, purpose, prompt_sha, prices=prices)
-    if backend == "local":
-        from neuroscribe.llm.local import LocalBackend
-
-        return LocalBackend(name, model, recorder, local_dtype)
-    if backend == "openai":
-        from neuroscribe.llm.openai_backend import OpenAIBackend, OpenAISettings
-
-        settings = OpenAISettings.from_env().with_overrides(annotator)
-        return OpenAIBackend(name, model, recorder, settings)
-    if backend == "fake":
-        from neuroscribe.llm.fake import fake_backend
-
-        concurrency = annotator.concurrency if annotator and annotator.concurrency else 1
-        return fake_backend(name, recorder, concurrency)
-    valid = ", ".join(LLM_BACKENDS)
-    raise ValueError(f"unknown LLM backend '{backend}' in '{name}'; valid LLM backends: {valid}")
-
-
-def check_backend(name: str, annotator: AnnotatorConfig | None = None) -> None:
-    """Preflight for one annotator, before a run starts: ``openai`` makes one 1-token call and
-    raises ``PreflightError`` (a ValueError) for an unreachable endpoint, a wrong key or an
-    unknown model; ``fake`` must be registered; ``local`` models must resolve to files (not
-    loaded). Non-LLM annotators (``baseline``, ``embedding``) need nothing."""
-    backend, model = split_name(name)
-    if backend == "openai":
-        from neuroscribe.llm.openai_backend import OpenAISettings, preflight_openai
-
-        preflight_openai(name, model, OpenAISettings.from_env().with_overrides(annotator))
-    elif backend == "fake":
-        from neuroscribe.llm.fake import is_registered
-
-        if not is_registered(name):
-            raise ValueError(f"no fake backend registered as '{name}'")
-    elif backend == "local":
-        from neuroscribe.models import resolve_source
-
-        resolve_source(model)
-
-
 def env_flag(var: str, default: bool) -> bool:
+    """An on/off setting from the environment (1/true/yes/on), ``default`` when unset."""
     value = os.environ.get(var)
     if value is None or value == "":
         return default

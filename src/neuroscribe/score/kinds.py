@@ -1,0 +1,157 @@
+"""The score kinds computed from simulated activations: each one's name, definition, evaluation
+splits and metric. They are registered in ``registry.SCORE_KINDS`` (in the order they are
+stored); ``score_explanation`` computes every registered kind.
+
+A kind's ``prepare`` sees the unit and its calibration windows (``ScoringContext``) and returns
+the metric to run over the evaluation windows, or why the kind is undefined for this unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from neuroscribe.records import Split, UnitExamples
+from neuroscribe.registry import HEADLINE_SCORE
+from neuroscribe.score.detection import (
+    DETECTION_FRACTION,
+    choose_cut,
+    detection_metrics,
+    window_max,
+)
+from neuroscribe.score.metrics import (
+    Metric,
+    MetricValue,
+    Windows,
+    explained_variance_calibrated,
+    pearson_pooled,
+)
+
+HELD_OUT = (Split.SCORE_TOP, Split.SCORE_RANDOM)
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """What a kind's metric may depend on besides its evaluation windows."""
+
+    unit: UnitExamples
+    calibration_true: Sequence[Sequence[float]]
+    calibration_pred: Sequence[Sequence[float]]
+    """True activations and predictions of the calibration windows that were simulated."""
+    calibration_note: str | None
+    """Why some calibration windows are missing, or None."""
+
+    @cached_property
+    def detection(self) -> tuple[float, float, str | None] | None:
+        """(firing threshold, cut on the window max prediction chosen on the calibration
+        windows, a note on the cut); None when the unit never fires."""
+        if self.unit.stats.max <= 0:
+            return None
+        fire_at = DETECTION_FRACTION * self.unit.stats.max
+        cut, note = choose_cut(
+            window_max(self.calibration_true) >= fire_at, window_max(self.calibration_pred)
+        )
+        return fire_at, cut, note
+
+    def calibration_reason(self) -> str | None:
+        return f"calibration: {self.calibration_note}" if self.calibration_note else None
+
+    def never_fires(self) -> str:
+        return f"unit never fires (corpus max activation {self.unit.stats.max:g} <= 0)"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A kind's metric for one unit, or (``metric`` None) the reason it is undefined there."""
+
+    metric: Metric | None
+    note: str | None = None
+    """With a metric: added to every value's reason; without: the reason itself."""
+
+
+@dataclass(frozen=True)
+class ScoreKind:
+    """One score kind, as registered in ``registry.SCORE_KINDS``."""
+
+    name: str
+    definition: str
+    """What the value means; the warehouse README lists it."""
+    splits: tuple[Split, ...]
+    """The windows it is evaluated on (never the explain or validate split)."""
+    prepare: Callable[[ScoringContext], Prepared]
+    only_when_present: bool = False
+    """Left out (no row) when the unit has no window of ``splits``; else stored NULL."""
+
+
+def _pearson(ctx: ScoringContext) -> Prepared:
+    return Prepared(pearson_pooled)
+
+
+def _ev(ctx: ScoringContext) -> Prepared:
+    def metric(t: Windows, p: Windows) -> MetricValue:
+        return explained_variance_calibrated(ctx.calibration_true, ctx.calibration_pred, t, p)
+
+    return Prepared(metric, ctx.calibration_reason())
+
+
+def _detection(kind: str) -> Callable[[ScoringContext], Prepared]:
+    def prepare(ctx: ScoringContext) -> Prepared:
+        if ctx.detection is None:
+            return Prepared(None, ctx.never_fires())
+        fire_at, cut, cut_note = ctx.detection
+        metric = detection_metrics(fire_at, cut)[kind]
+        if kind != "detection_bacc":
+            return Prepared(metric)
+        notes = [n for n in (cut_note, ctx.calibration_reason()) if n]
+        return Prepared(metric, "; ".join(notes) if notes else None)
+
+    return prepare
+
+
+CORR_TOP_RANDOM = ScoreKind(
+    HEADLINE_SCORE,
+    "Pearson r between true and simulated activations pooled over all tokens of the held-out "
+    "top and random windows (OpenAI's correlation score, top-and-random).",
+    HELD_OUT,
+    _pearson,
+)
+CORR_RANDOM = ScoreKind(
+    "corr_random",
+    "Pearson r pooled over all tokens of the held-out random windows only.",
+    (Split.SCORE_RANDOM,),
+    _pearson,
+)
+CORR_OOD = ScoreKind(
+    "corr_ood",
+    "Pearson r pooled over all tokens of the held-out windows of the second "
+    "(out-of-distribution) corpus; present only when the run has one.",
+    (Split.SCORE_OOD,),
+    _pearson,
+    only_when_present=True,
+)
+EV_CALIBRATED = ScoreKind(
+    "ev_calibrated",
+    "Centred R² (1 - SSE/SST) on the held-out top and random windows of predictions mapped to "
+    "activation units by a least-squares line fitted on the calibration windows; may be "
+    "negative.",
+    HELD_OUT,
+    _ev,
+)
+DETECTION_BACC = ScoreKind(
+    "detection_bacc",
+    "Balanced accuracy over the held-out top and random windows of 'the unit fires here' "
+    f"(window max true activation >= {DETECTION_FRACTION} x the unit's corpus max) predicted as "
+    "'window max simulated activation > cut', the cut chosen on the calibration windows (best "
+    "balanced accuracy there; scale midpoint 5 when they cannot choose). NULL when one class is "
+    "absent.",
+    HELD_OUT,
+    _detection("detection_bacc"),
+)
+DETECTION_AUROC = ScoreKind(
+    "detection_auroc",
+    "AUROC (ties count half) of the window max simulated activation for the same firing/silent "
+    "window labels as detection_bacc; threshold-free. NULL when one class is absent.",
+    HELD_OUT,
+    _detection("detection_auroc"),
+)

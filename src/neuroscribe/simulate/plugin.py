@@ -1,0 +1,100 @@
+"""Simulators by name: what a simulator plug-in is, and the factories and name checks that read
+``registry.SIMULATORS``.
+
+A plug-in makes the simulator bound to one annotator name and, when it can, that simulator's
+fuzz judge; when it cannot, it says why (``no_fuzz``), and every fuzz kind of its explanations
+is stored as NULL with that reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from neuroscribe.config import AnnotatorConfig, SimulateConfig
+from neuroscribe.llm.base import Ledger
+from neuroscribe.records import Explanation, Window
+from neuroscribe.registry import LLM_BACKENDS, SIMULATORS
+from neuroscribe.score.fuzz import FUZZ_KINDS
+from neuroscribe.simulate.base import Simulator
+from neuroscribe.simulate.fuzz import FuzzItem, FuzzJudge, FuzzVerdict
+
+SimulatorFactory = Callable[[str, SimulateConfig, Ledger | None, AnnotatorConfig | None], Simulator]
+"""``(name, simulate config, ledger, annotator config) -> Simulator``."""
+FuzzJudgeFactory = Callable[
+    [str, SimulateConfig, Ledger | None, AnnotatorConfig | None], FuzzJudge
+]
+
+
+@dataclass(frozen=True)
+class SimulatorPlugin:
+    """An entry of ``registry.SIMULATORS``."""
+
+    make: SimulatorFactory
+    fuzz_judge: FuzzJudgeFactory | None = None
+    """Makes this simulator's fuzz judge; None when it cannot judge marked windows."""
+    no_fuzz: str = field(default="")
+    """Why there is no fuzz judge (stored as the reason of NULL fuzz scores)."""
+
+
+class NoFuzzJudge:
+    """The judge of a simulator that cannot fuzz: no verdicts, every fuzz kind unavailable."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.unavailable = {kind: reason for kind in FUZZ_KINDS}
+
+    def judge(
+        self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
+    ) -> list[FuzzVerdict]:
+        return []
+
+
+def simulator_names() -> tuple[str, ...]:
+    """Every valid simulator name, as users write them (``<model>`` is any model; scripted
+    ``fake/<script>`` last, since only tests register scripts)."""
+    names = SIMULATORS.names()
+    return (*(n for n in names if not n.startswith("fake/")),
+            *(n for n in names if n.startswith("fake/")))
+
+
+def check_simulator_name(name: str) -> None:
+    """ValueError naming ``name`` and listing the valid simulators unless ``make_simulator``
+    knows it (no I/O; the preflight and the factory ask the same table)."""
+    if name not in SIMULATORS:
+        backends = ", ".join(dict.fromkeys([*LLM_BACKENDS, *(k.split("/")[0] for k in SIMULATORS)]))
+        raise ValueError(
+            f"unknown simulator '{name}': names are backend/model (valid: {backends}); "
+            f"valid simulators: {', '.join(simulator_names())}"
+        )
+
+
+def simulator_plugin(name: str) -> SimulatorPlugin:
+    check_simulator_name(name)
+    return SIMULATORS.get_as(name, SimulatorPlugin)
+
+
+def make_simulator(
+    name: str,
+    cfg: SimulateConfig,
+    ledger: Ledger | None = None,
+    annotator: AnnotatorConfig | None = None,
+) -> Simulator:
+    """The simulator named ``backend/model``; ValueError naming the valid ones otherwise.
+    ``annotator`` (``RunConfig.annotators.get(name)``) sets temperature, concurrency, timeouts,
+    retries and prices of LLM simulators."""
+    return simulator_plugin(name).make(name, cfg, ledger, annotator)
+
+
+def make_fuzz_judge(
+    name: str,
+    cfg: SimulateConfig,
+    ledger: Ledger | None = None,
+    annotator: AnnotatorConfig | None = None,
+) -> FuzzJudge:
+    """The fuzz judge of the simulator named ``backend/model`` (``NoFuzzJudge`` with the
+    plug-in's reason when it has none)."""
+    plugin = simulator_plugin(name)
+    if plugin.fuzz_judge is None:
+        return NoFuzzJudge(name, plugin.no_fuzz or f"{name} has no fuzz judge")
+    return plugin.fuzz_judge(name, cfg, ledger, annotator)
