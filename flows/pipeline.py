@@ -35,7 +35,8 @@ from neuroscribe.llm.base import Ledger
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score import score_units
 from neuroscribe.simulate import fuzz_units, simulate_units
-from neuroscribe.warehouse import annotations, calls, collection, connect, reads, rows, runs
+from neuroscribe.warehouse import annotations as annotated
+from neuroscribe.warehouse import calls, collection, connect, reads, rows, runs
 from neuroscribe.warehouse.reads import ControlComparison
 
 LLM_TAG = "llm"
@@ -81,7 +82,7 @@ those of the last second; the next run answers every stored call from the cache.
 def _ledger(con: Any, run_id: str) -> Ledger:
     """A ledger writing its calls through ``con`` as they come (use it as a context manager)."""
     return Ledger(
-        lambda calls: calls.save_llm_calls(con, run_id, calls),
+        lambda batch: calls.save_llm_calls(con, run_id, batch),
         flush_every=LEDGER_FLUSH_EVERY,
         flush_seconds=LEDGER_FLUSH_SECONDS,
     )
@@ -117,7 +118,7 @@ def explain_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[st
         explanations = explain_units(units, windows, cfg, ledger)
     embeddings = search.embedding_rows(explanations)  # MiniLM vectors for `neuroscribe search`
     with closing(connect(warehouse)) as con:
-        annotations.save_explanations(con, run_id, cfg.config_hash, explanations)
+        annotated.save_explanations(con, run_id, cfg.config_hash, explanations)
         search.save_embeddings(con, embeddings)
     return [e.explanation_id for e in explanations]
 
@@ -130,12 +131,12 @@ def simulate_task(
     with closing(connect(warehouse)) as con:
         units = collection.load_units(con, unit_keys)
         windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
-        explanations = annotations.load_explanations(con, explanation_ids)
-        simulated = annotations.load_simulations(con, explanation_ids)
+        explanations = annotated.load_explanations(con, explanation_ids)
+        simulated = annotated.load_simulations(con, explanation_ids)
         done = frozenset((s.explanation_id, s.simulator) for s in simulated)
         fuzzed = frozenset(  # fuzz scores are made here, where the simulators judge the items
             (s.explanation_id, s.simulator)
-            for s in annotations.load_scores(con, explanation_ids)
+            for s in annotated.load_scores(con, explanation_ids)
             if s.kind.startswith("fuzz_")
         )
         calls.prime_cache_from_warehouse(con)
@@ -146,8 +147,8 @@ def simulate_task(
         simulations = simulate_units(explanations, units, windows, cfg, ledger, done)
         fuzz = fuzz_units(explanations, units, windows, cfg, ledger, fuzzed)
     with closing(connect(warehouse)) as con:
-        annotations.save_simulations(con, run_id, simulations)
-        annotations.save_scores(con, run_id, fuzz)
+        annotated.save_simulations(con, run_id, simulations)
+        annotated.save_scores(con, run_id, fuzz)
     return len(simulations)
 
 
@@ -158,11 +159,11 @@ def score_task(
     _stage(warehouse, run_id, "score")
     with closing(connect(warehouse)) as con:
         units = collection.load_units(con, unit_keys)
-        explanations = annotations.load_explanations(con, explanation_ids)
-        simulations = annotations.load_simulations(con, [e.explanation_id for e in explanations])
+        explanations = annotated.load_explanations(con, explanation_ids)
+        simulations = annotated.load_simulations(con, [e.explanation_id for e in explanations])
     scores = score_units(explanations, units, simulations, cfg)
     with closing(connect(warehouse)) as con:
-        annotations.save_scores(con, run_id, scores)
+        annotated.save_scores(con, run_id, scores)
     return len(scores)
 
 
@@ -170,13 +171,13 @@ def score_task(
 def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: list[str]) -> int:
     _stage(warehouse, run_id, "agree")
     with closing(connect(warehouse)) as con:
-        explanations = annotations.load_explanations(con, explanation_ids)
+        explanations = annotated.load_explanations(con, explanation_ids)
         ids = [e.explanation_id for e in explanations]
-        simulations = annotations.load_simulations(con, ids)
-        scores = annotations.load_scores(con, ids)
+        simulations = annotated.load_simulations(con, ids)
+        scores = annotated.load_scores(con, ids)
     agreements = agree_units(explanations, simulations, scores)
     with closing(connect(warehouse)) as con:
-        annotations.save_agreements(con, run_id, agreements)
+        annotated.save_agreements(con, run_id, agreements)
     return len(agreements)
 
 
@@ -250,7 +251,7 @@ def score_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = Fals
     def body() -> list[str]:
         unit_keys = _collected_units(cfg, warehouse)
         with closing(connect(warehouse)) as con:
-            ids = annotations.current_explanation_ids(con, unit_keys)
+            ids = annotated.current_explanation_ids(con, unit_keys)
         simulate_task(cfg, warehouse, run_id, unit_keys, ids)
         score_task(cfg, warehouse, run_id, unit_keys, ids)
         return ids
@@ -267,7 +268,7 @@ def agree_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = Fals
     def body() -> list[str]:
         unit_keys = _collected_units(cfg, warehouse)
         with closing(connect(warehouse)) as con:
-            ids = annotations.current_explanation_ids(con, unit_keys)
+            ids = annotated.current_explanation_ids(con, unit_keys)
         agree_task(cfg, warehouse, run_id, ids)
         return ids
 

@@ -7,11 +7,8 @@ are stored as the full ``ChatResponse`` JSON (texts and logprobs); next-token di
 JSON list of ``{candidate: probability}`` (Python floats survive JSON exactly).
 
 One process-wide cache (``RESPONSE_CACHE``) serves every real backend. The flow primes it from
-the warehouse before a stage::
-
-    rows = con.execute("SELECT request_hash, response, prompt_tokens, completion_tokens "
-                       "FROM llm_calls WHERE status = 'ok' AND NOT cache_hit").fetchall()
-    prime_cache(rows)
+the warehouse before a stage (``neuroscribe.warehouse.calls.prime_cache_from_warehouse``: every
+successful call that was not itself a cache hit).
 """
 
 from __future__ import annotations
