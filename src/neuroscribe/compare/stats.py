@@ -72,10 +72,10 @@ class CrossCorrelation:
         var_b = np.maximum(self.sq_b / n - (self.sum_b / n) ** 2, 0.0)
         return var_a, var_b
 
-    def correlation(self, rel_tol: float = 1e-10) -> Array:
+    def correlation(self, rel_tol: float = 1e-13) -> Array:
         """[n_a, n_b] Pearson r; NaN in the rows of constant A units and the columns of
-        constant B units (a unit whose variance is at most ``rel_tol`` times its mean square,
-        or exactly 0), because r is undefined there, not 0."""
+        constant B units, because r is undefined there, not 0. Constant = variance at most
+        ``rel_tol`` times the mean square (float32 rounding of a constant gives ~1e-15)."""
         var_a, var_b = self.variances()
         live_a, live_b = self.live(rel_tol)
         sd_a = np.where(live_a, np.sqrt(var_a), np.nan)
@@ -83,7 +83,7 @@ class CrossCorrelation:
         r = self.covariance() / np.outer(sd_a, sd_b)
         return np.clip(r, -1.0, 1.0)  # rounding can step just past +-1
 
-    def live(self, rel_tol: float = 1e-10) -> tuple[Array, Array]:
+    def live(self, rel_tol: float = 1e-13) -> tuple[Array, Array]:
         """Boolean masks [n_a], [n_b] of the units that vary over the tokens seen."""
         var_a, var_b = self.variances()
         assert self.shift_a is not None and self.shift_b is not None
