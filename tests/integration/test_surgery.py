@@ -111,3 +111,17 @@ def test_reinitialised_copy_is_seeded_and_differs_from_the_trained_weights():
     assert function_change(a, b, ids) == 0.0
     assert function_change(a, c, ids) > 1e-3
     assert function_change(model, a, ids) > 1e-3
+
+
+def test_planting_widens_a_gpt2_whose_config_leaves_the_mlp_width_implicit():
+    import transformers as tf
+    from collect_fixtures import tiny_config
+
+    config = tiny_config("gpt2")
+    config.n_inner = None  # GPT-2's default: 4 x hidden = 128
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(config).eval()
+    sample = mlp_input_sample(model, 0, windows(1, n=16))
+    result = plant_units(model, 0, [7], [WORD], sample)
+    assert result.model.config.n_inner == 129
+    assert function_change(model, result.model, windows(2, n=8)) <= 1e-4

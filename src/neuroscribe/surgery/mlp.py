@@ -145,10 +145,12 @@ def widen_mlps(model: Any, extra: int) -> int:
     for layer in range(n_layers(model)):
         for module, side in mlp_parts(model, layer).projections():
             _widen(module, side, extra)
-    field = next((f for f in _WIDTH_FIELDS if getattr(model.config, f, None) is not None), None)
+    config = model.config
+    field = next((f for f in _WIDTH_FIELDS if getattr(config, f, None) is not None), None)
+    field = field or next((f for f in _WIDTH_FIELDS if hasattr(config, f)), None)  # n_inner=None
     if field is None:
         raise ValueError("the config names no MLP width (intermediate_size or n_inner)")
-    setattr(model.config, field, old + extra)
+    setattr(config, field, old + extra)
     return old
 
 

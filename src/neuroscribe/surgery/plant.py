@@ -285,7 +285,8 @@ def _record(
 def unit_activation(parts: MlpParts, unit: int, hidden: torch.Tensor) -> torch.Tensor:
     """The neuron's activation [positions] on MLP inputs ``hidden`` [positions, d_model],
     computed as the block computes it."""
-    x = hidden.to(neuron_rows(parts.fire, "out").dtype)
+    weight = neuron_rows(parts.fire, "out")
+    x = hidden.to(device=weight.device, dtype=weight.dtype)
 
     def pre(module: Any) -> torch.Tensor:
         out = x @ neuron_rows(module, "out")[unit]
@@ -293,4 +294,4 @@ def unit_activation(parts: MlpParts, unit: int, hidden: torch.Tensor) -> torch.T
         return out + bias[unit] if bias is not None else out
 
     act = parts.act(pre(parts.fire))
-    return (act * pre(parts.mult) if parts.mult is not None else act).float()
+    return (act * pre(parts.mult) if parts.mult is not None else act).float().cpu()
