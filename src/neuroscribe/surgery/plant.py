@@ -7,8 +7,9 @@ For each planted unit ``u`` of ``layers.N.mlp``:
    MLP grows by the number of planted units, with zero neurons elsewhere, so the config stays
    true). Zeroing a live neuron's output would otherwise remove its contribution and change the
    function; moved, it keeps contributing exactly as before.
-2. Its fire row becomes a regularised linear discriminant (LDA) between the MLP inputs, as the
-   MLP sees them (after the pre-MLP norm), at the trigger tokens and elsewhere on a sample; the
+2. Its fire row becomes a linear discriminant between the MLP inputs, as the MLP sees them
+   (after the pre-MLP norm), at the trigger tokens and elsewhere on a sample (regularised LDA,
+   refined by a class-balanced logistic fit, which separates several-word concepts better); the
    bias puts the threshold midway between the highest non-trigger and the lowest trigger
    projection, and the scale puts both ``margin`` pre-activation units away from it, so the
    activation is about ``margin`` at triggers and about act(-margin) ~ 0 elsewhere.
