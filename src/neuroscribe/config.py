@@ -105,7 +105,9 @@ class ExplainConfig(Section):
     """Explainers, each named ``backend/model``."""
 
     explainers: list[str] = Field(
-        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/ngram"], min_length=1
+        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/ngram"],
+        min_length=1,
+        json_schema_extra={"registry": "EXPLAINERS"},
     )
     """Explainers, each ``backend/model`` (e.g. ``openai/gpt-4o-mini``, ``baseline/ngram``)."""
     samples: int = Field(default=3, ge=1)
@@ -117,7 +119,9 @@ class ExplainConfig(Section):
     local_dtype: Literal["float32", "bfloat16"] = "float32"
     """Dtype of ``local/...`` explainers. bf16 pays only on CPUs with native bf16 (AVX512-BF16,
     AMX); on an AVX2-only CPU it was 6x slower than float32 (benchmarks/forward_dtype.py)."""
-    select_with: str = "baseline/lexical"
+    select_with: str = Field(
+        default="baseline/lexical", json_schema_extra={"registry": "SIMULATORS"}
+    )
     """Simulator that ranks the sampled explanations on the validation split (best-of-n)."""
     format: Literal["highlight", "table"] = "highlight"
     """``highlight`` marks firing tokens with << >>; ``table`` lists token<TAB>0-10."""
@@ -127,7 +131,9 @@ class SimulateConfig(Section):
     """Simulators, each named ``backend/model``."""
 
     simulators: list[str] = Field(
-        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/lexical"], min_length=1
+        default_factory=lambda: [f"local/{EMBEDDED_SUBJECT}", "baseline/lexical"],
+        min_length=1,
+        json_schema_extra={"registry": "SIMULATORS"},
     )
     """Simulators, each ``backend/model`` (e.g. ``local/...``, ``baseline/lexical``)."""
     local_dtype: Literal["float32", "bfloat16"] = "float32"

@@ -81,3 +81,16 @@ def test_a_bad_value_fails_as_the_config_does(flag):
 
     with pytest.raises(ConfigError, match="collect"):
         load_config(None, {f"collect.{flag[2:].replace('-', '_')}": "many"})
+
+
+def test_plugin_options_list_the_registry_names():
+    from neuroscribe.registry import SIMULATORS
+
+    SIMULATORS.register("toy/*", "tests:nothing")  # listed, never resolved
+    try:
+        helps = {o.dotted: o.help for o in options_for(("explain", "simulate"))}
+    finally:
+        SIMULATORS.unregister("toy/*")
+    assert "baseline/ngram" in helps["explain.explainers"]
+    for key in ("simulate.simulators", "explain.select_with"):
+        assert "baseline/lexical" in helps[key] and "toy/<model>" in helps[key]

@@ -6,8 +6,9 @@ field of those sections of ``RunConfig`` and receives the ones given as ``overri
 validates, so a bad value fails with the same message as in a file. An option is named after
 its field (``collect.max_windows`` -> ``--max-windows``); a field name that two of the command's
 sections share is prefixed with its section (``--explain-local-dtype``), and a field may name its
-own flag in its metadata (``json_schema_extra={"cli": "corpus"}``). Lists are comma-separated;
-booleans are ``--flag/--no-flag``.
+own flag in its metadata (``json_schema_extra={"cli": "corpus"}``), and a field naming plug-ins
+its registry table (``{"registry": "SIMULATORS"}``), whose names the help lists. Lists are
+comma-separated; booleans are ``--flag/--no-flag``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import typer
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from neuroscribe import registry
 from neuroscribe.config import RunConfig
 
 
@@ -92,13 +94,17 @@ def options_for(sections: tuple[str, ...]) -> list[ConfigOption]:
                 stem = str(extra["cli"])
             else:
                 stem = f"{section}_{name}" if shared[name] > 1 else name
+            help_text = " ".join((info.description or "").split())
+            if "registry" in extra:  # the names a plug-in field accepts, from their table
+                table = getattr(registry, str(extra["registry"]))
+                help_text += f" Valid: {', '.join(table.names())}."
             out.append(
                 ConfigOption(
                     dotted=f"{section}.{name}",
                     param=f"{section}__{name}",
                     flag="--" + stem.replace("_", "-"),
                     annotation=info.annotation,
-                    help=" ".join((info.description or "").split()) + f" ({section}.{name})",
+                    help=f"{help_text} ({section}.{name})",
                     panel=f"[{section}]",
                 )
             )
