@@ -80,7 +80,7 @@ def test_more_bad_input_gets_one_line_and_writes_nothing(tmp_path):
         (["run", "--units", "99999999999999999999"], "collect.units = 99999999999999999999"),
         (["run", "--explainers", ","], "explain.explainers"),
         (["query", ""], "the query is empty"),
-        (["report", "--max-units", "-5"], "-5"),
+        (["report", "--max-units", "-5"], "--max-units"),
         (["export", "--out", str(tmp_path / "x.csv"), "--min-score", "nan"], "--min-score"),
     ]
     for args, needle in cases:
