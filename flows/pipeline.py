@@ -181,6 +181,12 @@ def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: lis
     return len(agreements)
 
 
+def _reason(e: BaseException) -> str:
+    """What stopped a run, for ``runs.error`` (a signal's exception carries no message)."""
+    signum = getattr(e, "signal", None)  # Prefect's TerminationSignal (SIGTERM)
+    return str(e) or (f"stopped by signal {signum}" if signum else "interrupted")
+
+
 def _recorded(
     cfg: RunConfig, warehouse: str, run_id: str, body: Callable[[], list[str]]
 ) -> list[str]:
@@ -192,7 +198,7 @@ def _recorded(
         ids = body()
     except BaseException as e:
         with closing(connect(warehouse)) as con:
-            runs.finish_run(con, run_id, "failed", f"{type(e).__name__}: {e}")
+            runs.finish_run(con, run_id, "failed", f"{type(e).__name__}: {_reason(e)}")
         raise
     with closing(connect(warehouse)) as con:
         runs.finish_run(con, run_id, "finished")

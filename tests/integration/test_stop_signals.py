@@ -94,4 +94,4 @@ def test_a_stopped_run_leaves_no_process_behind(inputs, tmp_path, sig):
         assert proc.returncode == 130, proc.stderr.read() if proc.stderr else ""
         with closing(duckdb.connect(str(warehouse), read_only=True)) as con:
             status, error = con.execute("SELECT status, error FROM runs").fetchall()[0]
-        assert status == "failed" and "stopped by signal" in error
+        assert status == "failed" and "stopped by signal 15" in error, error
