@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llm_throughput import planted_units  # noqa: E402
 
 from neuroscribe.config import EMBEDDED_SUBJECT, RunConfig  # noqa: E402
-from neuroscribe.explain import explain_units  # noqa: E402
+from neuroscribe.explain.units import explain_units  # noqa: E402
 from neuroscribe.llm.base import Ledger, LLMCall  # noqa: E402
 from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
 from neuroscribe.llm.local import PREFIX_TOKENS  # noqa: E402

@@ -29,7 +29,7 @@ from llm_server import ZeroLatencyServer  # noqa: E402
 from llm_throughput import planted_units  # noqa: E402
 
 from neuroscribe.config import RunConfig  # noqa: E402
-from neuroscribe.explain import explain_units  # noqa: E402
+from neuroscribe.explain.units import explain_units  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
 from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
 from neuroscribe.simulate import simulate_units  # noqa: E402

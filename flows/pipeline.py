@@ -30,7 +30,7 @@ from neuroscribe.collect.incremental import (
     with_units,
 )
 from neuroscribe.config import RunConfig
-from neuroscribe.explain import explain_units
+from neuroscribe.explain.units import explain_units
 from neuroscribe.llm.base import Ledger
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score import score_units

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TypeVar
 
@@ -43,6 +43,17 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
         for item in items:
             yield item
             advance(1)
+
+
+def track_chunks(items: Sequence[T], size: int, description: str) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive chunks of ``size`` (at least 1), the progress advanced by each
+    chunk once the caller is done with it."""
+    size = max(1, size)
+    with task(description, len(items)) as advance:
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            yield chunk
+            advance(len(chunk))
 
 
 class LogReporter:

@@ -1,5 +1,9 @@
 """The explain stage over a run's units: every explainer, best-of-n, the shuffled control.
 
+It composes explainers with a simulator (best-of-n simulates the samples on the validation
+split), so it sits above both packages and ``neuroscribe.explain`` does not import it (the fuzz
+judges of ``simulate`` render marked tokens with ``explain.render``).
+
 Units go to an explainer ``2 x max_concurrency`` at a time through ``llm.fanout.fan_out``, so an
 endpoint keeps its ``concurrency`` requests in flight while best-of-n selection of the units
 already explained (which simulates on the validation split) runs between chunks.
@@ -10,16 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from neuroscribe.config import RunConfig
-from neuroscribe.explain.base import Explainer
 from neuroscribe.explain.factory import make_explainer
+from neuroscribe.explain.many import explain_many
 from neuroscribe.explain.select import select_best
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Ledger
-from neuroscribe.llm.fanout import fan_out
-from neuroscribe.progress import task
+from neuroscribe.progress import track_chunks
 from neuroscribe.records import Explanation, UnitExamples, Window
 from neuroscribe.score.controls import SHUFFLED_CONTROL
 from neuroscribe.score.score import validation_score
+from neuroscribe.simulate import make_simulator
 
 
 def explain_units(
@@ -29,8 +33,6 @@ def explain_units(
     reduced to one by best-of-n on the validation split (never the split that is reported),
     with the simulator ``cfg.explain.select_with``. With ``cfg.score.controls``, the shuffled
     control explanations (``shuffled_controls``) follow."""
-    from neuroscribe.simulate import make_simulator  # simulate uses explain's renderers
-
     live = [u for u in units if not u.stats.dead]
     selector = make_simulator(
         cfg.explain.select_with,
@@ -41,39 +43,18 @@ def explain_units(
     out: list[Explanation] = []
     for name in cfg.explain.explainers:
         explainer = make_explainer(name, cfg.explain, ledger, cfg.annotators.get(name))
-        seeds = [cfg.collect.seed + i for i in range(len(live))]
-        step = max(1, 2 * explainer.max_concurrency)
-        with task(f"explain  {name}", len(live)) as advance:
-            for start in range(0, len(live), step):
-                chunk = live[start : start + step]
-                results = explain_many(
-                    explainer, chunk, windows, cfg.explain.samples, seeds[start : start + step]
-                )
-                for unit, samples in zip(chunk, results, strict=True):
-                    if sum(s.status == "ok" for s in samples) > 1:
-                        samples = select_best(samples, unit, windows, selector, validation_score)
-                    out.extend(samples)
-                advance(len(chunk))
+        seeded = [(u, cfg.collect.seed + i) for i, u in enumerate(live)]
+        step = 2 * explainer.max_concurrency
+        for chunk in track_chunks(seeded, step, f"explain  {name}"):
+            units_in, seeds = [u for u, _ in chunk], [s for _, s in chunk]
+            results = explain_many(explainer, units_in, windows, cfg.explain.samples, seeds)
+            for unit, samples in zip(units_in, results, strict=True):
+                if sum(s.status == "ok" for s in samples) > 1:
+                    samples = select_best(samples, unit, windows, selector, validation_score)
+                out.extend(samples)
     if cfg.score.controls:
         out.extend(shuffled_controls(out, [u.unit.key for u in live]))
     return out
-
-
-def explain_many(
-    explainer: Explainer,
-    units: Sequence[UnitExamples],
-    windows: Mapping[str, Window],
-    n: int,
-    seeds: Sequence[int],
-) -> list[list[Explanation]]:
-    """``explainer.explain(units[i], windows, n, seeds[i])`` for every unit, in order, with up
-    to the explainer's ``max_concurrency`` units in flight. A unit's failure is its own typed
-    failure; it never stops the others."""
-    return fan_out(
-        lambda us: explainer.aexplain(us[0], windows, n, us[1]),
-        list(zip(units, seeds, strict=True)),
-        explainer.max_concurrency,
-    )
 
 
 def shuffled_controls(

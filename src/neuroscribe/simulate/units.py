@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from neuroscribe.config import RunConfig
 from neuroscribe.llm.base import Ledger
 from neuroscribe.llm.fanout import fan_out
-from neuroscribe.progress import task
+from neuroscribe.progress import task, track_chunks
 from neuroscribe.records import Explanation, Score, Simulation, Split, UnitExamples, Window
 from neuroscribe.score.fuzz import fuzz_scores
 from neuroscribe.simulate.base import Simulator
@@ -75,13 +75,9 @@ def simulate_units(
             (e, [windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)])
             for e in mine
         ]
-        step = max(1, 2 * simulator.max_concurrency)
-        with task(f"simulate {name}", len(jobs)) as advance:
-            for start in range(0, len(jobs), step):
-                chunk = jobs[start : start + step]
-                for sims in simulate_many(simulator, chunk):
-                    out.extend(sims)
-                advance(len(chunk))
+        for chunk in track_chunks(jobs, 2 * simulator.max_concurrency, f"simulate {name}"):
+            for sims in simulate_many(simulator, chunk):
+                out.extend(sims)
     return out
 
 
