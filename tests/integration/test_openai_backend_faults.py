@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from annotator_fixtures import ChatServer, completion, planted_unit, planted_units  # noqa: E402
 
 from neuroscribe.config import AnnotatorConfig, ExplainConfig, RunConfig  # noqa: E402
-from neuroscribe.explain import explain_units, make_explainer  # noqa: E402
+from neuroscribe.explain import explain_units, make_explainer, silent_annotators  # noqa: E402
 from neuroscribe.llm import retry  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
 from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
@@ -158,3 +158,33 @@ def test_a_truncated_200_is_retried_and_then_a_protocol_failure(monkeypatch):
     row = ledger.calls[-1]
     assert row.status == "failed" and row.retries == 2
     assert row.error.startswith("protocol: ") and "not JSON" in row.error
+
+
+def test_an_endpoint_that_refuses_n_gets_one_call_per_sample(monkeypatch):
+    """llama-server with two slots: 400 "Field 'n' must be between 1 and 2" for n = 3."""
+
+    def respond(body):
+        if body.get("n", 1) > 2:
+            return 400, {"error": {"code": 400, "type": "invalid_request_error",
+                                   "message": "Field 'n' must be between 1 and 2"}}
+        return f"Words about zebras ({body['seed']})."
+
+    units, windows = planted_units(5)
+    cfg = RunConfig.model_validate({
+        "explain": {"explainers": [MODEL], "samples": 3},
+        "simulate": {"simulators": ["baseline/lexical"]},
+        "score": {"controls": False},
+        "annotators": {MODEL: {"concurrency": 4}},
+    })
+    with ChatServer(respond) as srv:
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        ledger = Ledger()
+        explanations = explain_units(units, windows, cfg, ledger)
+    assert [r.get("n", 1) for r in srv.requests].count(3) == 1  # remembered after one refusal
+    assert len(srv.requests) == 1 + 3 * len(units)
+    assert len(explanations) == 3 * len(units)
+    assert all(e.status == "ok" for e in explanations)
+    assert sum(e.selected for e in explanations) == len(units)
+    assert silent_annotators(explanations, [MODEL]) == []
+    [refused] = [c for c in ledger.calls if c.status == "failed"]
+    assert refused.error.startswith("client_error:") and refused.retries == 0
