@@ -124,6 +124,27 @@ def planted_unit(
     return unit, windows
 
 
+
+def planted_units(n: int) -> tuple[list[UnitExamples], dict[str, Window]]:
+    """``n`` planted units (seeds 0..n-1) with distinct unit indices and distinct window ids, so
+    their windows can share one mapping (``planted_unit`` alone reuses ids across seeds)."""
+    units: list[UnitExamples] = []
+    windows: dict[str, Window] = {}
+    for s in range(n):
+        unit, own = planted_unit(seed=s)
+        renamed = {}
+        for wid, w in own.items():
+            new = make_window(w.tokens, doc=f"u{s}-{w.doc_id}", start=w.start)
+            renamed[wid] = new.window_id
+            windows[new.window_id] = new
+        unit_windows = tuple(
+            uw.model_copy(update={"window_id": renamed[uw.window_id]}) for uw in unit.windows
+        )
+        units.append(unit.model_copy(update={
+            "unit": unit.unit.model_copy(update={"index": s}), "windows": unit_windows,
+        }))
+    return units, windows
+
 # --- a tiny chat model -------------------------------------------------------------------------
 
 TINY_CHAT_TEMPLATE = (
@@ -163,14 +184,18 @@ def save_tiny_llama(directory: Path) -> Path:
 
 # --- an OpenAI-compatible HTTP server ----------------------------------------------------------
 
-Responder = Callable[[dict[str, Any]], "str | list[str] | tuple[int, dict[str, Any]]"]
+Responder = Callable[
+    [dict[str, Any]], "str | list[str] | tuple[int, dict[str, Any]] | tuple[int, bytes]"
+]
 
 
 class ChatServer:
     """A threaded ``http.server`` answering ``POST /v1/chat/completions``.
 
     ``responder(request_json)`` returns the completion text, a list of texts (one per choice), or
-    ``(status, body)`` for a raw HTTP answer (fault injection). Requests are kept in ``requests``.
+    ``(status, body)`` for a raw HTTP answer (fault injection): a dict is sent as JSON, bytes as
+    they are (a truncated or non-JSON body, with a matching Content-Length, so the HTTP message
+    is whole and only its content is bad). Requests are kept in ``requests``.
     With ``api_key`` set, a request with another bearer token gets a 401; with ``models`` set, a
     request for another model gets a 404 (as OpenAI answers both).
     """
@@ -225,8 +250,8 @@ class ChatServer:
                 texts = [answer] if isinstance(answer, str) else list(answer)
                 self._send(200, completion(body, texts))
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
+            def _send(self, status: int, payload: dict[str, Any] | bytes) -> None:
+                data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -18,6 +18,7 @@ from neuroscribe.explain.base import (
 )
 from neuroscribe.explain.parse import ParseFailure, parse_explanation
 from neuroscribe.explain.render import render_highlight, render_table
+from neuroscribe.explain.samples import Sampler
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.aio import LOOP
 from neuroscribe.llm.base import Backend, ChatRequest, Ledger, Message
@@ -54,6 +55,9 @@ class LLMExplainer:
         self.prompt = prompt
         self.max_concurrency = backend.max_concurrency
         """Units ``explain_units`` may explain at once (the backend's limit)."""
+        self.sampler = Sampler(backend)
+        """Several samples per call, or one call per sample once the endpoint refused ``n``
+        (remembered for every later unit of this explainer, which lives for the run)."""
 
     def explain(
         self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
@@ -63,7 +67,7 @@ class LLMExplainer:
     async def aexplain(
         self, unit: UnitExamples, windows: Mapping[str, Window], n: int, seed: int
     ) -> list[Explanation]:
-        """Render, call (``Backend.achat``), parse."""
+        """Render, call (``Backend.achat``, through ``Sampler`` for ``n > 1``), parse."""
         messages = render_messages(self.prompt, self.cfg.format, unit, windows)
         params = {
             "format": self.cfg.format,
@@ -88,16 +92,19 @@ class LLMExplainer:
             seed=seed,
         )
         try:
-            texts = (await self.backend.achat(request)).texts
+            texts = await self.sampler.texts(request)
         except BackendError:
             return [failed(i, ExplainFailure.BACKEND_ERROR) for i in range(n)]
         out = []
         for i in range(n):
-            if i >= len(texts):
-                out.append(failed(i, ExplainFailure.MISSING_SAMPLE))
+            sample = texts[i] if i < len(texts) else None
+            if sample is None:  # not returned, or this sample's own call failed
+                missing = i >= len(texts)
+                out.append(failed(i, ExplainFailure.MISSING_SAMPLE if missing
+                                  else ExplainFailure.BACKEND_ERROR))
                 continue
             try:
-                text = parse_explanation(texts[i])
+                text = parse_explanation(sample)
             except ParseFailure as e:
                 out.append(failed(i, ExplainFailure(e.kind)))
                 continue

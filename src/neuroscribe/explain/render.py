@@ -3,7 +3,9 @@
 Two formats (``ExplainConfig.format``):
 
 - ``highlight`` (after delphi): one line per window, the runs of tokens at or above
-  ``HIGHLIGHT_FRACTION`` of that window's maximum wrapped in ``<<`` ``>>``.
+  ``HIGHLIGHT_FRACTION`` of that window's maximum wrapped in ``<<`` ``>>``; angle brackets of the
+  corpus text that could pass for a mark are shown as ``‹`` ``›`` (``escape_marks``), so a corpus
+  cannot forge a mark (the fuzz prompt's marked text is made the same way).
 - ``table`` (after OpenAI): ``<start>`` / ``token<TAB>0-10`` lines / ``<end>`` blocks, with
   ``norm(a) = min(10, floor(10 * relu(a) / max))`` and ``max`` over all windows shown.
 
@@ -22,6 +24,8 @@ HIGHLIGHT_FRACTION = 0.3
 CONTEXT_BEFORE = 8
 CONTEXT_AFTER = 3
 _WS = re.compile(r"\s+")
+_ANGLE_RUN = re.compile(r"[<>]{2,}")
+_GUILLEMETS = str.maketrans("<>", "‹›")
 
 
 def firing_positions(
@@ -69,22 +73,37 @@ def highlight_line(tokens: Sequence[str], activations: Sequence[float]) -> str |
 def mark_runs(pieces: Sequence[str], shown: Iterable[int], marks: Set[int]) -> str:
     """The pieces at positions ``shown`` as one line, each run of positions in ``marks`` wrapped
     in << >> (a leading space stays outside the marks; newlines and tabs become spaces, since
-    they would break the one-line-per-example layout)."""
-    out: list[str] = []
-    open_run = False
+    they would break the one-line-per-example layout). The text itself passes
+    ``escape_marks``, so only these wraps read as marks."""
+    segments: list[tuple[bool, str]] = []  # runs of pieces that are all marked or all not
     for i in shown:
-        piece = _WS.sub(" ", pieces[i])
-        if i in marks and not open_run:
-            stripped = piece.lstrip(" ")
-            out.append(piece[: len(piece) - len(stripped)] + "<<")
-            piece, open_run = stripped, True
-        elif i not in marks and open_run:
-            out.append(">>")
-            open_run = False
-        out.append(piece)
-    if open_run:
-        out.append(">>")
+        piece, marked = _WS.sub(" ", pieces[i]), i in marks
+        if segments and segments[-1][0] == marked:
+            segments[-1] = (marked, segments[-1][1] + piece)
+        else:
+            segments.append((marked, piece))
+    out: list[str] = []
+    for marked, text in segments:
+        if marked:
+            stripped = text.lstrip(" ")
+            out.append(text[: len(text) - len(stripped)] + "<<" + escape_marks(stripped) + ">>")
+        else:
+            out.append(escape_marks(text))
     return _WS.sub(" ", "".join(out)).strip()
+
+
+def escape_marks(text: str) -> str:
+    """Corpus text that cannot forge a firing mark: every ``<`` or ``>`` in a run of two or more
+    becomes ``‹`` or ``›`` (so ``<<x>>`` reads ``‹‹x››`` and a doctest's ``>>>`` reads ``›››``),
+    and so does one at either end of the text, which would touch a real mark (``a<`` before
+    ``<<b>>``). A lone ``<`` or ``>`` inside the text (``a < b``, ``x -> y``) stays as it is.
+    One way only: the prompts say that only ``<<`` and ``>>`` are marks."""
+    text = _ANGLE_RUN.sub(lambda m: m[0].translate(_GUILLEMETS), text)
+    if text[:1] in ("<", ">"):
+        text = text[0].translate(_GUILLEMETS) + text[1:]
+    if text[-1:] in ("<", ">"):
+        text = text[:-1] + text[-1].translate(_GUILLEMETS)
+    return text
 
 
 def render_highlight(windows: Sequence[tuple[Sequence[str], Sequence[float]]]) -> str:

@@ -57,6 +57,19 @@ def explain_units(
     return out
 
 
+def silent_annotators(
+    explanations: Sequence[Explanation], explainers: Sequence[str] | None = None
+) -> list[str]:
+    """The explainers that produced no usable explanation: every one of their samples failed
+    (an endpoint that refused every call, a model that never answered in one sentence). With
+    ``explainers`` (the configured names), those with no explanation at all are named too.
+    The shuffled control is never an annotator. In order of first appearance, configured
+    names first. The flow and CLI use it to warn at the top of a run's summary."""
+    names = list(dict.fromkeys([*(explainers or ()), *(e.explainer for e in explanations)]))
+    ok = {e.explainer for e in explanations if e.status == "ok"}
+    return [n for n in names if n != SHUFFLED_CONTROL and n not in ok]
+
+
 def shuffled_controls(
     explanations: Sequence[Explanation], unit_keys: Sequence[str]
 ) -> list[Explanation]:

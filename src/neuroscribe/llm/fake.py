@@ -7,7 +7,8 @@ Register a script under a ``fake/...`` name, then build annotators with that nam
 
 A script is a list consumed one entry per call, or a callable ``request -> entry``. An entry is a
 string (the text of every requested sample), a sequence of strings (one per sample), a
-``ChatResponse``, or an exception instance (raised as ``BackendError``). ``distributions`` makes
+``ChatResponse``, or an exception instance (raised as ``BackendError``, of the scripted
+``BackendError``'s kind when it is one). ``distributions`` makes
 the fake an in-process-style backend with next-token distributions (for the all-at-once
 simulator). With ``cache=True`` the fake answers through the process-wide response cache like a
 real backend (a repeated request is a cache hit; the cache can be primed from a warehouse);
@@ -122,8 +123,9 @@ class FakeBackend:
                 raise BackendError(f"{self.name}: script exhausted after {self._next} calls")
             entry = script[self._next]
             self._next += 1
-        if isinstance(entry, BaseException):
-            raise BackendError(f"{self.name}: {entry}") from entry
+        if isinstance(entry, BaseException):  # a scripted BackendError keeps its kind
+            kind = entry.kind if isinstance(entry, BackendError) else "error"
+            raise BackendError(f"{self.name}: {entry}", kind) from entry
         if isinstance(entry, ChatResponse):
             return entry
         texts = (entry,) * request.n if isinstance(entry, str) else tuple(entry)

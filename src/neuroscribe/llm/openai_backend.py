@@ -9,16 +9,18 @@ Settings come from the environment, overridden per annotator by the run config
 
 Requests go through the ``openai`` package's ``AsyncOpenAI`` client (``base_url``), run on the
 process's one event loop (``neuroscribe.llm.aio``); callers stay synchronous and wait for their
-own request. The body is posted as JSON with ``client.post`` and the answer read as the
-package's ``ChatCompletion``: the typed ``chat.completions.create`` walks every message through
-its parameter transform first, which cost about 2.5 ms of the 5 ms a call took
+own request. The body is posted as JSON with ``client.post`` and the answer taken as text and
+read by ``neuroscribe.llm.completion`` (an unreadable 200 is a retried ``protocol`` failure,
+never an exception of the stage): the typed ``chat.completions.create`` walks every message
+through its parameter transform first, which cost about 2.5 ms of the 5 ms a call took
 (``benchmarks/llm_throughput.py``), and the body it would send is the same.
 
 Robustness is ours, not the client's (``max_retries=0`` on the client): at most ``concurrency``
 requests of one annotator in flight (a process-wide semaphore on the loop, shared by all the
 annotator's bound backends; ``llm.fanout.fan_out`` awaits that many units or windows at once
 through ``achat``), a timeout per attempt, and retries with exponential backoff
-and jitter on 429/5xx/timeouts/connection errors only (``neuroscribe.llm.retry``; the wait frees
+and jitter on 429/5xx/timeouts/connection errors/unreadable bodies only
+(``neuroscribe.llm.retry``; the wait frees
 the loop for other requests). Capabilities are
 declared, not probed: logprobs off and JSON schema on by default, which llama.cpp's server, vLLM
 and OpenAI all satisfy. ``check_backend`` is the cheap preflight call.
@@ -31,11 +33,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from neuroscribe.llm.aio import LOOP
-from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
+from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message
 from neuroscribe.llm.cache import CHAT
+from neuroscribe.llm.completion import ProtocolError, parse_completion
 from neuroscribe.llm.factory import BackendPlugin
 from neuroscribe.llm.recorder import (
-    BackendError,
     CallRecorder,
     RetryCounter,
     chat_params,
@@ -134,10 +136,14 @@ class OpenAIBackend:
         # Chat endpoints cannot score positions inside the prompt (llama-server ignores echo).
         raise NotImplementedError(f"{self.name} has no prompt distributions")
 
-    async def _attempt(self, body: dict[str, Any]) -> Any:
-        # Held for one attempt only, never while backing off.
+    async def _attempt(self, body: dict[str, Any], logprobs: bool) -> ChatResponse:
+        # Held for one attempt only, never while backing off. The body is read inside the
+        # attempt, so an unreadable 200 is retried like a dropped connection.
         async with LOOP.semaphore(self.name, self.max_concurrency):
-            return await _post(self.settings.base_url, body, self.settings.timeout_s)
+            text = await _post(self.settings.base_url, body, self.settings.timeout_s)
+        if not isinstance(text, str):  # pragma: no cover - the client's cast to str
+            raise ProtocolError(f"the client returned a {type(text).__name__}, not the body")
+        return parse_completion(text, logprobs)
 
     async def _create(self, request: ChatRequest, counter: RetryCounter) -> ChatResponse:
         body: dict[str, Any] = {
@@ -161,39 +167,18 @@ class OpenAIBackend:
                 "type": "json_schema",
                 "json_schema": {"name": "answer", "schema": request.json_schema, "strict": True},
             }
-        completion = await call_with_retries(
-            lambda: self._attempt(body), self.policy, counter,
+        return await call_with_retries(
+            lambda: self._attempt(body, request.top_logprobs is not None), self.policy, counter,
             lambda e: f"{self.name}: {type(e).__name__}: {e}",
         )
-        choices = sorted(completion.choices or [], key=lambda c: c.index)
-        if not choices:
-            raise BackendError(f"{self.name}: the response has no choices", "protocol")
-        usage = completion.usage
-        return ChatResponse(
-            texts=tuple(c.message.content or "" for c in choices),
-            logprobs=_logprobs(choices) if request.top_logprobs is not None else None,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-        )
-
-
-def _logprobs(choices: list[Any]) -> tuple[tuple[TokenLogprobs, ...], ...] | None:
-    out = []
-    for c in choices:
-        content = (c.logprobs.content if c.logprobs else None) or []
-        out.append(tuple(
-            TokenLogprobs(token=t.token, top=tuple((x.token, x.logprob) for x in t.top_logprobs))
-            for t in content
-        ))
-    return tuple(out)
 
 
 async def _post(base_url: str | None, body: dict[str, Any], timeout_s: float) -> Any:
-    """One chat-completions request on the process's client for ``base_url`` (on the loop)."""
-    from openai.types.chat import ChatCompletion
-
+    """One chat-completions request on the process's client for ``base_url`` (on the loop): the
+    body of a 2xx answer as text (``llm.completion`` reads it); other statuses raise the
+    client's ``APIStatusError``."""
     return await LOOP.client(base_url).post(
-        "/chat/completions", cast_to=ChatCompletion, body=body,
+        "/chat/completions", cast_to=str, body=body,
         options={"timeout": timeout_s, "security": {"bearer_auth": True}},
     )
 

@@ -17,10 +17,9 @@ from typing import Any, Literal, TypeVar
 
 from neuroscribe.llm.base import ChatRequest, Ledger, LLMCall, Message
 from neuroscribe.llm.cache import RESPONSE_CACHE, CachedResponse, Codec, ResponseCache
+from neuroscribe.redact import redact
 
 T = TypeVar("T")
-
-
 
 class BackendError(RuntimeError):
     """A call that did not produce a response (network, server, protocol). Callers turn it into a
@@ -28,10 +27,13 @@ class BackendError(RuntimeError):
 
     ``kind`` is one of ``timeout``, ``connection``, ``rate_limited``, ``server_error``,
     ``client_error`` (a 4xx that a retry would not change), ``protocol`` or ``error``; the ledger's
-    ``error`` column starts with it, and the run summary counts failures by it."""
+    ``error`` column starts with it, and the run summary counts failures by it.
+
+    The message is redacted (``neuroscribe.redact``) as the error is made: it often quotes an
+    endpoint's error body, which may echo the request's credentials."""
 
     def __init__(self, message: str, kind: str = "error") -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.kind = kind
 
 
@@ -133,7 +135,7 @@ class CallRecorder:
     ) -> None:
         ms = (time.perf_counter() - start) * 1000
         kind = e.kind if isinstance(e, BackendError) else type(e).__name__
-        self._add(request_hash, params, None, "failed", f"{kind}: {e}", 0, 0, ms,
+        self._add(request_hash, params, None, "failed", redact(f"{kind}: {e}"), 0, 0, ms,
                   retries=counter.retries if counter else 0)
 
     def _done(
@@ -142,6 +144,9 @@ class CallRecorder:
     ) -> T:
         ms = (time.perf_counter() - start) * 1000
         raw, pt, ct = codec.encode(result)
+        clean = redact(raw)  # an answer that quotes a credential is stored without it
+        if clean != raw:  # and used without it, so a cache hit gives the same result
+            raw, result = clean, codec.decode(clean)
         self.cache.put(request_hash, CachedResponse(raw, pt, ct))
         self._add(request_hash, params, raw, "ok", None, pt, ct, ms,
                   retries=counter.retries if counter else 0)

@@ -1,7 +1,9 @@
 """Our retry policy for HTTP annotators: which failures to retry, and how long to wait.
 
-Retried: 429 (rate limited), 408/409, every 5xx, timeouts and connection errors; these change
-with time. Not retried: any other 4xx (a wrong key, an unknown model, a bad request), which a
+Retried: 429 (rate limited), 408/409, every 5xx, timeouts, connection errors and answers whose
+body cannot be read (``protocol``: a truncated or non-JSON 200, a body without ``choices``, as a
+proxy cutting a connection short produces); these change with time.
+Not retried: any other 4xx (a wrong key, an unknown model, a bad request), which a
 second try would not change. Waits grow exponentially with full jitter
 (``uniform(0, min(max_delay, base * 2**attempt))``) so that many threads hit by the same 429 do
 not come back in step; a ``Retry-After`` header raises the wait to what the server asked for
@@ -17,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from neuroscribe.llm.completion import ProtocolError
 from neuroscribe.llm.recorder import BackendError, RetryCounter
 
 T = TypeVar("T")
@@ -39,7 +42,8 @@ class RetryPolicy:
 
 
 def classify(error: BaseException) -> tuple[str, bool]:
-    """(failure kind, whether a retry may help) for an exception from the openai client."""
+    """(failure kind, whether a retry may help) for an exception from the openai client or
+    from reading its answer (``ProtocolError``)."""
     import openai
 
     if isinstance(error, openai.APITimeoutError):  # a subclass of APIConnectionError
@@ -53,7 +57,10 @@ def classify(error: BaseException) -> tuple[str, bool]:
         if status >= 500:
             return "server_error", True
         return "client_error", status in RETRYABLE_STATUS
-    return "protocol", False
+    unreadable = (openai.APIResponseValidationError, ProtocolError, ValueError, LookupError)
+    if isinstance(error, unreadable):  # an answer whose body could not be read
+        return "protocol", True
+    return "protocol", False  # the client refusing to send (no key, a bad option)
 
 
 def retry_after_seconds(error: BaseException) -> float | None:
@@ -75,14 +82,17 @@ async def call_with_retries(
 ) -> T:
     """Await ``attempt()`` until it succeeds, fails for good, or retries run out (backing off
     with ``sleep``, which frees the event loop for other requests). Failures raise
-    ``BackendError`` with the kind of the last error; ``counter.retries`` counts the retries."""
+    ``BackendError`` with the kind of the last error; ``counter.retries`` counts the retries.
+    A ``ValueError`` or ``LookupError`` out of the client while it reads an answer (a body it
+    could not decode) counts as ``protocol``: none may leave as a bare ``ValueError``, which the
+    flows' task-retry rule would read as bad input."""
     import openai
 
     rng = rng or random.Random()
     for n in range(policy.max_retries + 1):
         try:
             return await attempt()
-        except openai.OpenAIError as e:
+        except (openai.OpenAIError, ProtocolError, ValueError, LookupError) as e:
             kind, retryable = classify(e)
             if not retryable or n == policy.max_retries:
                 raise BackendError(describe(e), kind) from e
