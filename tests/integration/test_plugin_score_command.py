@@ -1,5 +1,6 @@
 """A simulator and a score kind registered from this file alone go through ``neuroscribe score``
-end to end: a real Prefect run, a real DuckDB file, rows in ``scored_explanations``."""
+end to end: a real Prefect run, a real DuckDB file, rows in ``scored_explanations``. The run
+before it has an explainer whose every call fails: stored, a warning first, exit status 3."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ n_calibrate = 2
 n_score_top = 2
 n_random = 2
 [explain]
-explainers = ["baseline/ngram"]
+explainers = ["baseline/ngram", "fake/broken"]
 [simulate]
 simulators = ["baseline/lexical"]
 [score]
@@ -74,6 +75,7 @@ def test_score_runs_a_plugin_registered_here(tmp_path, monkeypatch):
     from prefect.testing.utilities import prefect_test_harness
 
     from neuroscribe.cli import app
+    from neuroscribe.llm.fake import register_fake, unregister_fake
 
     model = build_tiny_model("gpt2", tmp_path / "model")
     corpus = write_txt(tmp_path / "corpus.txt", random_documents(120, seed=2))
@@ -90,13 +92,18 @@ def test_score_runs_a_plugin_registered_here(tmp_path, monkeypatch):
         ScoreKind(TOY_KIND, "The largest prediction on the held-out random windows.",
                   (Split.SCORE_RANDOM,), lambda ctx: Prepared(largest_prediction)),
     )
+    register_fake("fake/broken", lambda request: RuntimeError("endpoint down"))
     try:
         with prefect_test_harness(server_startup_timeout=120):
             first = CliRunner().invoke(app, [*base, "run"])
-            assert first.exit_code == 0, first.output
+            assert first.exit_code == 3, first.output
+            warning = "warning: explainer fake/broken produced no usable explanation"
+            assert warning in first.output
+            assert first.output.index(warning) < first.output.index("sim: baseline/lexical")
             again = CliRunner().invoke(app, [*base, "score", "--simulators", TOY_SIMULATOR])
             assert again.exit_code == 0, again.output
     finally:
+        unregister_fake("fake/broken")
         SIMULATORS.unregister(TOY_SIMULATOR)
         SCORE_KINDS.unregister(TOY_KIND)
     with closing(duckdb.connect(str(warehouse), read_only=True)) as con:

@@ -94,3 +94,17 @@ def test_plugin_options_list_the_registry_names():
     assert "baseline/ngram" in helps["explain.explainers"]
     for key in ("simulate.simulators", "explain.select_with"):
         assert "baseline/lexical" in helps[key] and "toy/<model>" in helps[key]
+
+
+def test_a_field_has_one_flag_in_every_command_and_commands_take_what_they_use():
+    from neuroscribe.cli.pipeline import STAGE_SECTIONS
+
+    flags: dict[str, set[str]] = {}
+    for parts in STAGE_SECTIONS.values():
+        for o in options_for(parts):
+            flags.setdefault(o.dotted, set()).add(o.flag)
+    assert all(len(f) == 1 for f in flags.values()), flags
+    assert flags["simulate.local_dtype"] == {"--simulate-local-dtype"}
+    assert flags["explain.format"] == {"--explain-format"}  # --format means table|csv|json
+    score = {o.dotted for o in options_for(STAGE_SECTIONS["score"])}
+    assert "collect.units" in score and "collect.window_tokens" not in score

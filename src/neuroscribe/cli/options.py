@@ -76,6 +76,10 @@ def parse_value(annotation: Any, text: str) -> Any:
     return text
 
 
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def _section_fields(section: str) -> dict[str, FieldInfo]:
     model = RunConfig.model_fields[section].annotation
     assert isinstance(model, type) and issubclass(model, BaseModel)
@@ -83,12 +87,25 @@ def _section_fields(section: str) -> dict[str, FieldInfo]:
 
 
 def options_for(sections: tuple[str, ...]) -> list[ConfigOption]:
-    """The options of a command taking these sections of the run config, in field order."""
-    fields = {s: _section_fields(s) for s in sections}
-    shared = Counter(name for f in fields.values() for name in f)
+    """The options of a command taking these parts of the run config (a section, or one field
+    as ``section.field``), in field order. A field's flag is the same in every command: a name
+    that two sections of the whole config share is prefixed with its section."""
+    every = [s for s, f in RunConfig.model_fields.items() if _is_section(f.annotation)]
+    shared = Counter(name for s in every for name in _section_fields(s))
+    wanted: dict[str, set[str] | None] = {}
+    for part in sections:
+        section, _, field_name = part.partition(".")
+        if field_name:
+            picked = wanted.setdefault(section, set())
+            if picked is not None:
+                picked.add(field_name)
+        else:
+            wanted[section] = None
     out = []
-    for section, section_fields in fields.items():
-        for name, info in section_fields.items():
+    for section, picked in wanted.items():
+        for name, info in _section_fields(section).items():
+            if picked is not None and name not in picked:
+                continue
             extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
             if "cli" in extra:
                 stem = str(extra["cli"])
@@ -112,8 +129,8 @@ def options_for(sections: tuple[str, ...]) -> list[ConfigOption]:
 
 
 def config_options(*sections: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give the decorated command one option per field of these run-config sections; it is
-    called with the given ones as ``overrides={dotted key: value}``."""
+    """Give the decorated command one option per field of these run-config sections (or single
+    ``section.field``); it is called with the given ones as ``overrides={dotted key: value}``."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         options = options_for(sections)

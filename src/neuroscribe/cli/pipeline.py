@@ -30,16 +30,27 @@ from rich.progress import (
 from neuroscribe import progress
 from neuroscribe.cli.app import app, err, out, quiet_libraries, state, user_errors, where
 from neuroscribe.cli.options import config_options
-from neuroscribe.cli.summary import print_agreement_summary, print_calls_summary, print_run_table
+from neuroscribe.cli.summary import (
+    print_agreement_summary,
+    print_calls_summary,
+    print_run_table,
+    silent_explainers,
+)
 from neuroscribe.config import ConfigError, RunConfig, load_config
+
+SILENT_EXIT = 3
+"""Exit status of a run that is stored but in which an explainer produced nothing usable."""
+
+UNIT_SELECTION = ("collect.site", "collect.units", "collect.sae")
+"""What finds already collected units in the warehouse (``score`` and ``agree``)."""
 
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "run": ("subject", "corpus", "collect", "explain", "simulate", "score"),
     "collect": ("subject", "corpus", "collect"),
-    "score": ("subject", "collect", "simulate", "score"),
-    "agree": ("subject", "collect"),
+    "score": ("subject", *UNIT_SELECTION, "collect.seed", "simulate", "score"),
+    "agree": ("subject", *UNIT_SELECTION),
 }
-"""The run-config sections whose fields each command takes as options."""
+"""The parts of the run config (sections, or single fields) each command takes as options."""
 
 
 def _config(overrides: dict[str, Any]) -> RunConfig:
@@ -50,12 +61,18 @@ def _config(overrides: dict[str, Any]) -> RunConfig:
 @app.command()
 @config_options(*STAGE_SECTIONS["run"])
 def run(overrides: dict[str, Any]) -> None:
-    """Run every stage (collect, explain, simulate, score, agree) and store it all."""
+    """Run every stage (collect, explain, simulate, score, agree) and store it all. Exit status
+    3: the run is stored, but a configured explainer produced nothing usable (see
+    explain.fail_on_silent)."""
     with user_errors():
-        run_id, warehouse, ids = run_stage("run", _config(overrides))
+        cfg = _config(overrides)
+        run_id, warehouse, ids = run_stage("run", cfg)
+    silent = silent_explainers(warehouse, ids, cfg)
     print_run_table(warehouse, run_id, ids)
     print_calls_summary(warehouse, run_id)
     where(warehouse)
+    if silent and cfg.explain.fail_on_silent:
+        raise typer.Exit(SILENT_EXIT)
 
 
 @app.command()

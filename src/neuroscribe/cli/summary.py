@@ -7,10 +7,13 @@ import math
 from contextlib import closing
 from typing import Any
 
-from neuroscribe.cli.app import out
+from neuroscribe.cli.app import err, out
 from neuroscribe.cli.output import emit
+from neuroscribe.config import RunConfig
+from neuroscribe.explain.units import silent_annotators
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score.controls import SHUFFLED_CONTROL
+from neuroscribe.warehouse import annotations as annotated
 from neuroscribe.warehouse import open_readonly, reads
 
 
@@ -110,6 +113,22 @@ def _best_and_worst(units: list[int], rows: list[dict[str, Any]]) -> list[int]:
             best[r["unit_index"]] = max(best[r["unit_index"]], r["score"])
     ranked = sorted(units, key=lambda u: (-best[u], u))
     return ranked[:UNITS_SHOWN] + ranked[-UNITS_SHOWN:]
+
+
+def silent_explainers(warehouse: str, explanation_ids: list[str], cfg: RunConfig) -> list[str]:
+    """The configured explainers that produced no usable explanation in this run; each gets a
+    warning line (printed first, above the tables)."""
+    with closing(open_readonly(warehouse)) as con:
+        explanations = annotated.load_explanations(con, explanation_ids)
+    silent = silent_annotators(explanations, cfg.explain.explainers)
+    for name in silent:
+        err.print(
+            f"warning: explainer {name} produced no usable explanation (every call failed; "
+            "see the LLM calls below and `neuroscribe query \"select * from llm_calls where "
+            "status <> 'ok'\"`)",
+            markup=False, highlight=False,
+        )
+    return silent
 
 
 def print_calls_summary(warehouse: str, run_id: str) -> None:
