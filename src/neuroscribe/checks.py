@@ -16,10 +16,9 @@ from neuroscribe.collect.corpus import open_corpus
 from neuroscribe.collect.sae import load_sae
 from neuroscribe.collect.windows import check_window_size, cut_windows, special_frame
 from neuroscribe.config import RunConfig
-from neuroscribe.explain import check_explainer_name
 from neuroscribe.llm.factory import check_backend
 from neuroscribe.models import load_model, resolve_source
-from neuroscribe.simulate import check_simulator_name
+from neuroscribe.registry import EXPLAINERS, SIMULATORS
 
 
 def check_flows(cfg: RunConfig, flows: Iterable[str]) -> None:
@@ -56,10 +55,10 @@ def check_annotators(cfg: RunConfig, explainers: bool = True) -> None:
     an unreachable endpoint, a wrong key or an unknown model fails here, not on every unit."""
     names = [*cfg.explain.explainers] if explainers else []
     for name in names:
-        check_explainer_name(name)
+        EXPLAINERS.check(name)
     simulators = [*cfg.simulate.simulators, cfg.explain.select_with]
     for name in simulators:
-        check_simulator_name(name)
+        SIMULATORS.check(name)
     for name in dict.fromkeys([*names, *simulators]):
         check_backend(name, cfg.annotators.get(name))
 

@@ -45,8 +45,11 @@ class Registry(Generic[T]):
         self._entries.pop(name, None)
 
     def names(self) -> tuple[str, ...]:
-        """Every name as users write it (a pattern ``backend/*`` reads ``backend/<model>``)."""
-        return tuple(self._display(n) for n in self._entries)
+        """Every name as users write it (a pattern ``backend/*`` reads ``backend/<model>``);
+        scripted ``fake/...`` last, since only tests register scripts."""
+        shown = [self._display(n) for n in self._entries]
+        return (*(n for n in shown if not n.startswith("fake/")),
+                *(n for n in shown if n.startswith("fake/")))
 
     def _display(self, name: str) -> str:
         backend, sep, model = name.partition("/")
@@ -61,9 +64,14 @@ class Registry(Generic[T]):
         backend, sep, model = name.partition("/")
         if sep and model and f"{backend}/*" in self._entries:
             return f"{backend}/*"
-        raise ValueError(
-            f"unknown {self.kind} '{name}'; valid {self.kind}s: {', '.join(self.names())}"
-        )
+        valid = f"valid {self.kind}s: {', '.join(self.names())}"
+        if any("/" in n for n in self._entries):  # annotators: say how names are made
+            backends = ", ".join(dict.fromkeys(n.split("/")[0] for n in self._entries))
+            raise ValueError(
+                f"unknown {self.kind} '{name}': names are backend/model (valid: {backends}); "
+                + valid
+            )
+        raise ValueError(f"unknown {self.kind} '{name}'; {valid}")
 
     def check(self, name: str) -> None:
         """ValueError naming ``name`` and the valid names unless it is known (no import)."""

@@ -119,24 +119,24 @@ def test_openai_settings_from_environment(monkeypatch):
 def test_annotator_names_come_from_the_factories_tables():
     from neuroscribe.checks import check_annotators
     from neuroscribe.config import ExplainConfig, RunConfig, SimulateConfig
-    from neuroscribe.explain import check_explainer_name, make_explainer
+    from neuroscribe.explain import make_explainer
     from neuroscribe.registry import EXPLAINERS, SIMULATORS
-    from neuroscribe.simulate import check_simulator_name, make_simulator
+    from neuroscribe.simulate import make_simulator
 
     fixed_explainers = [n for n in EXPLAINERS if not n.endswith("/*")]
     fixed_simulators = [n for n in SIMULATORS if not n.endswith("/*")]
     assert fixed_explainers == ["baseline/ngram"]
     assert fixed_simulators == ["baseline/lexical", "embedding/all-minilm-l6-v2"]
     for good in ("openai/gpt-4o-mini", "local/some/model", "fake/x", *fixed_explainers):
-        check_explainer_name(good)
+        EXPLAINERS.check(good)
     for good in ("openai/m", "local/m", "fake/x", *fixed_simulators):
-        check_simulator_name(good)
+        SIMULATORS.check(good)
     valid = "local/<model>, openai/<model>, baseline/ngram, fake/<script>"
     for bad in ("psychic/oracle", "baseline/lexical", "embedding/all-minilm-l6-v2", "openai/"):
         message = (f"unknown explainer '{bad}': names are backend/model "
                    f"\\(valid: local, openai, fake, baseline\\); valid explainers: {valid}")
         with pytest.raises(ValueError, match=message):
-            check_explainer_name(bad)
+            EXPLAINERS.check(bad)
         with pytest.raises(ValueError, match=f"unknown explainer '{bad}'"):  # the same check
             make_explainer(bad, ExplainConfig())
     for bad in ("baseline/ngram", "embedding/other", "oracle"):
@@ -144,7 +144,7 @@ def test_annotator_names_come_from_the_factories_tables():
                            r"backend/model \(valid: local, openai, fake, baseline, embedding\); "
                            "valid simulators: local/<model>, openai/<model>, baseline/lexical, "
                            "embedding/all-minilm-l6-v2, fake/<script>"):
-            check_simulator_name(bad)
+            SIMULATORS.check(bad)
         with pytest.raises(ValueError, match=f"unknown simulator '{bad}'"):
             make_simulator(bad, SimulateConfig())
     # The preflight asks the same tables (names are checked before any backend is touched).

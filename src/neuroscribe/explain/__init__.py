@@ -9,11 +9,11 @@ validation split. The stage over a run's units, which also simulates for best-of
 """
 
 from neuroscribe.explain.base import Explainer, ExplainerPlugin, ExplainFailure
-from neuroscribe.explain.factory import check_explainer_name, explainer_names, make_explainer
+from neuroscribe.explain.factory import make_explainer
 from neuroscribe.explain.many import explain_many
 from neuroscribe.explain.select import select_best
 
 __all__ = [
-    "ExplainFailure", "Explainer", "ExplainerPlugin", "check_explainer_name", "explain_many",
-    "explainer_names", "make_explainer", "select_best",
+    "ExplainFailure", "Explainer", "ExplainerPlugin", "explain_many",
+    "make_explainer", "select_best",
 ]

@@ -34,13 +34,28 @@ if TYPE_CHECKING:
     from neuroscribe.simulate.fuzz import FuzzVerdict
 
 FUZZ_KINDS: dict[str, str] = {
-    "fuzz_bacc": "Balanced accuracy of the simulator's yes/no verdicts on held-out windows of the "
-    "score splits with marked tokens: per firing window one item marking the tokens where the "
-    "unit fires (>= 0.3 x its corpus max) and one marking as many randomly chosen silent tokens "
-    "of the same window. NULL when the simulator gives no yes/no answer.",
-    "fuzz_auroc": "AUROC (ties count half) of the simulator's confidence that the marks match "
-    "(P(yes) from next-token distributions or top logprobs; mean similarity of the marked tokens "
-    "for the embedding simulator) on the same items. NULL without probabilities.",
+    "fuzz_bacc": (
+        'fuzzing (delphi\'s, with both items of a pair on one window, as its `fuzz_type="active"`):'
+        " for each `score_top` or `score_random` window where the unit fires on some tokens (true "
+        "activation ≥ 0.3 × `units.max_activation`) and on at most half of them, at most "
+        "`score.fuzz_windows` windows (top windows first), two items on that same window: one "
+        "marks the firing tokens, one marks as many silent tokens chosen at random (seeded by the "
+        "run seed, the unit and the window). The simulator sees the explanation and the window "
+        "with the marked tokens in `<< >>` (prompt `fuzz`) and answers yes or no: do the marks "
+        "match the explanation? Balanced accuracy of its answers (sklearn's "
+        "`balanced_accuracy_score`); a simulator that ignores the marks scores 0.5. "
+        "`baseline/lexical` answers yes when a marked token is a word the explanation names. NULL "
+        "for `embedding/all-minilm-l6-v2` (a similarity has no yes/no threshold)"
+    ),
+    "fuzz_auroc": (
+        "AUROC (ties count half; sklearn's `roc_auc_score`) on the same items of the simulator's "
+        'P(yes): from the next-token distribution over "yes"/"no" right after the prompt '
+        "(`local`), or from the first answer token's `top_logprobs` (`openai` with `logprobs = "
+        "true`); for the embedding simulator, the mean similarity of the marked tokens to the "
+        "explanation. NULL with a reason for simulators that only answer yes or no "
+        "(`baseline/lexical`, `openai` without logprobs), and when some answered item has no "
+        "probability"
+    ),
 }
 """The fuzzing score kinds, with their definitions (stored in ``scores`` like ``SCORE_KINDS``)."""
 

@@ -111,47 +111,48 @@ def _detection(kind: str) -> Callable[[ScoringContext], Prepared]:
 
 CORR_TOP_RANDOM = ScoreKind(
     HEADLINE_SCORE,
-    "Pearson r between true and simulated activations pooled over all tokens of the held-out "
-    "top and random windows (OpenAI's correlation score, top-and-random).",
+    "Pearson r between true and simulated activations pooled over all tokens of the `score_top` "
+    "and `score_random` windows (OpenAI's correlation score, "
+    "`aggregate_scored_sequence_simulations`; not averaged per window; equal to OpenAI's to 1e-9)."
+    " Not delphi's, which correlates against activations rounded to 0-10 integers",
     HELD_OUT,
     _pearson,
 )
 CORR_RANDOM = ScoreKind(
     "corr_random",
-    "Pearson r pooled over all tokens of the held-out random windows only.",
+    "the same on `score_random` windows only",
     (Split.SCORE_RANDOM,),
     _pearson,
 )
 CORR_OOD = ScoreKind(
     "corr_ood",
-    "Pearson r pooled over all tokens of the held-out windows of the second "
-    "(out-of-distribution) corpus; present only when the run has one.",
+    "the same on `score_ood` windows (second corpus), when given",
     (Split.SCORE_OOD,),
     _pearson,
     only_when_present=True,
 )
 EV_CALIBRATED = ScoreKind(
     "ev_calibrated",
-    "Centred R² (1 - SSE/SST) on the held-out top and random windows of predictions mapped to "
-    "activation units by a least-squares line fitted on the calibration windows; may be "
-    "negative.",
+    "explained variance (centred, 1 − SSE/SST, sklearn's `r2_score`; not OpenAI's uncentred "
+    "`rsquared`) on `score_top` + `score_random` after a least-squares line fitted on the "
+    "`calibrate` windows; may be negative",
     HELD_OUT,
     _ev,
 )
 DETECTION_BACC = ScoreKind(
     "detection_bacc",
-    "Balanced accuracy over the held-out top and random windows of 'the unit fires here' "
-    f"(window max true activation >= {DETECTION_FRACTION} x the unit's corpus max) predicted as "
-    "'window max simulated activation > cut', the cut chosen on the calibration windows (best "
-    "balanced accuracy there; scale midpoint 5 when they cannot choose). NULL when one class is "
-    "absent.",
+    'balanced accuracy (TPR + TNR) / 2 of "fires when max simulated activation > cut" on the same '
+    "windows and labels; the cut maximises balanced accuracy on the `calibrate` windows (ties: the"
+    " cut nearest 5), or is the scale midpoint 5 when those windows hold one class or constant "
+    "predictions (`reason` says so)",
     HELD_OUT,
     _detection("detection_bacc"),
 )
 DETECTION_AUROC = ScoreKind(
     "detection_auroc",
-    "AUROC (ties count half) of the window max simulated activation for the same firing/silent "
-    "window labels as detection_bacc; threshold-free. NULL when one class is absent.",
+    "windows as examples: a window *fires* when its max true activation ≥ 0.3 × the unit's max "
+    "over the corpus (`units.max_activation`); its score is its max simulated activation. AUROC "
+    "over the `score_top` + `score_random` windows (ties count half; sklearn's `roc_auc_score`)",
     HELD_OUT,
     _detection("detection_auroc"),
 )

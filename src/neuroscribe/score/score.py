@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from neuroscribe.config import ScoreConfig
 from neuroscribe.records import Score, Simulation, Split, UnitExamples, UnitWindow
 from neuroscribe.registry import SCORE_KINDS
+from neuroscribe.score.fuzz import FUZZ_KINDS
 from neuroscribe.score.kinds import ScoreKind, ScoringContext
 from neuroscribe.score.metrics import MetricValue, bootstrap_ci, pearson_pooled
 
@@ -18,8 +19,16 @@ def score_kinds() -> list[ScoreKind]:
 
 
 def score_definitions() -> dict[str, str]:
-    """Every score kind computed from simulations, with its definition."""
-    return {kind.name: kind.definition for kind in score_kinds()}
+    """Every score kind, with its definition: those computed from simulations (the registry),
+    then fuzzing's (from verdicts)."""
+    return {**{kind.name: kind.definition for kind in score_kinds()}, **FUZZ_KINDS}
+
+
+def definitions_markdown() -> str:
+    """The table of score kinds in ``warehouse/README.md``, as the code defines them (a test
+    keeps the README equal to it)."""
+    rows = [f"| `{name}` | {text} |" for name, text in score_definitions().items()]
+    return "\n".join(["| kind | definition |", "|---|---|", *rows]) + "\n"
 
 
 @dataclass(frozen=True)

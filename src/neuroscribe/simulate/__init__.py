@@ -11,15 +11,13 @@ from neuroscribe.simulate.base import SimulateFailure, Simulator
 from neuroscribe.simulate.plugin import (
     NoFuzzJudge,
     SimulatorPlugin,
-    check_simulator_name,
     make_fuzz_judge,
     make_simulator,
-    simulator_names,
 )
 from neuroscribe.simulate.units import SIMULATED_SPLITS, fuzz_units, simulate_many, simulate_units
 
 __all__ = [
     "SIMULATED_SPLITS", "NoFuzzJudge", "SimulateFailure", "Simulator", "SimulatorPlugin",
-    "check_simulator_name", "fuzz_units", "make_fuzz_judge", "make_simulator", "simulate_many",
-    "simulate_units", "simulator_names",
+    "fuzz_units", "make_fuzz_judge", "make_simulator", "simulate_many",
+    "simulate_units",
 ]

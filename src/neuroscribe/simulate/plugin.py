@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from neuroscribe.config import AnnotatorConfig, SimulateConfig
 from neuroscribe.llm.base import Ledger
 from neuroscribe.records import Explanation, Window
-from neuroscribe.registry import LLM_BACKENDS, SIMULATORS
+from neuroscribe.registry import SIMULATORS
 from neuroscribe.score.fuzz import FUZZ_KINDS
 from neuroscribe.simulate.base import Simulator
 from neuroscribe.simulate.fuzz import FuzzItem, FuzzJudge, FuzzVerdict
@@ -50,27 +50,7 @@ class NoFuzzJudge:
         return []
 
 
-def simulator_names() -> tuple[str, ...]:
-    """Every valid simulator name, as users write them (``<model>`` is any model; scripted
-    ``fake/<script>`` last, since only tests register scripts)."""
-    names = SIMULATORS.names()
-    return (*(n for n in names if not n.startswith("fake/")),
-            *(n for n in names if n.startswith("fake/")))
-
-
-def check_simulator_name(name: str) -> None:
-    """ValueError naming ``name`` and listing the valid simulators unless ``make_simulator``
-    knows it (no I/O; the preflight and the factory ask the same table)."""
-    if name not in SIMULATORS:
-        backends = ", ".join(dict.fromkeys([*LLM_BACKENDS, *(k.split("/")[0] for k in SIMULATORS)]))
-        raise ValueError(
-            f"unknown simulator '{name}': names are backend/model (valid: {backends}); "
-            f"valid simulators: {', '.join(simulator_names())}"
-        )
-
-
 def simulator_plugin(name: str) -> SimulatorPlugin:
-    check_simulator_name(name)
     return SIMULATORS.get_as(name, SimulatorPlugin)
 
 
