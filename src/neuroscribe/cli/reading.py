@@ -21,13 +21,14 @@ def query(
     format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """Run SQL against the warehouse, read-only, and print the result."""
-    from neuroscribe.warehouse import open_readonly, reads
+    from neuroscribe.warehouse import open_readonly
+    from neuroscribe.warehouse.reads import query as read_query
 
     fmt = check_format(format)
     if not sql.strip():
         raise fail("the query is empty; give one SQL statement, e.g. 'select * from runs'")
     with user_errors(), closing(open_readonly(state.warehouse)) as con:
-        columns, rows = reads.query(con, sql)
+        columns, rows = read_query(con, sql)
     emit(columns, rows, fmt, footer=f"{len(rows)} row{'s' if len(rows) != 1 else ''}")
 
 
