@@ -22,18 +22,12 @@ from prefect.cache_policies import NONE
 from neuroscribe import search
 from neuroscribe.agree import agree_units
 from neuroscribe.checks import check_flows
-from neuroscribe.collect.incremental import (
-    collect_units,
-    planned_units,
-    uncollected,
-    unit_selector,
-    with_units,
-)
+from neuroscribe.collect.incremental import collect_missing, unit_selector
 from neuroscribe.config import RunConfig
 from neuroscribe.explain.units import explain_units
 from neuroscribe.llm.base import Ledger
 from neuroscribe.registry import HEADLINE_SCORE
-from neuroscribe.score import score_units
+from neuroscribe.score import FUZZ_KINDS, score_units
 from neuroscribe.simulate import fuzz_units, simulate_units
 from neuroscribe.warehouse import annotations as annotated
 from neuroscribe.warehouse import calls, collection, connect, reads, rows, runs
@@ -91,12 +85,13 @@ def _ledger(con: Any, run_id: str) -> Ledger:
 @task(name="collect", cache_policy=NONE, **RETRY)
 def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
     _stage(warehouse, run_id, "collect")
-    planned = planned_units(cfg)
-    keys = [u.key for u in planned]
-    with closing(connect(warehouse)) as con:
-        todo = uncollected(cfg, planned, collection.unit_collections(con, keys))
-    if todo:  # no forward pass when every unit is stored as this config would collect it
-        result = collect_units(with_units(cfg, todo))
+
+    def stored(keys: list[str]) -> dict[str, tuple[str | None, str, list[str]]]:
+        with closing(connect(warehouse)) as con:  # not held while the forward pass runs
+            return collection.unit_collections(con, keys)
+
+    keys, result = collect_missing(cfg, stored)
+    if result is not None:
         with closing(connect(warehouse)) as con:
             collection.save_collection(
                 con, run_id, result.subject, result.corpus_id, result.windows, result.units
@@ -137,7 +132,7 @@ def simulate_task(
         fuzzed = frozenset(  # fuzz scores are made here, where the simulators judge the items
             (s.explanation_id, s.simulator)
             for s in annotated.load_scores(con, explanation_ids)
-            if s.kind.startswith("fuzz_")
+            if s.kind in FUZZ_KINDS
         )
         calls.prime_cache_from_warehouse(con)
         with rows.transaction(con):  # what this run reuses of a run that did not finish

@@ -1,7 +1,7 @@
 -- 0003: agreements get an identity. A row is one statistic (unit, kind, annotators) as computed
 -- by one run, keyed by (run_id, statistic_key), where statistic_key is the md5 of the unit key
 -- ('' for statistics over all units), the kind and the annotators, joined by chr(31)
--- (neuroscribe.warehouse.store.statistic_key computes the same). A repeated or retried write of a
+-- (neuroscribe.warehouse.annotations.statistic_key computes the same). A repeated or retried write of a
 -- run adds nothing. DuckDB cannot add a primary key to a table that has rows, so the table is
 -- rebuilt; rows that an earlier schema stored twice for the same run keep one copy.
 

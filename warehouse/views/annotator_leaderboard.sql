@@ -7,7 +7,7 @@ SELECT
     explainer,
     simulator,
     score_kind,
-    explainer = 'control/shuffled'       AS is_control,
+    explainer = shuffled_control()       AS is_control,
     count(DISTINCT unit_key)             AS units,
     count(*)                             AS explanations,
     count(score)                         AS defined,

@@ -17,7 +17,7 @@ FROM (
     FROM scored_explanations
     WHERE score_kind = headline_score_kind()
       AND selected
-      AND explainer <> 'control/shuffled'
+      AND explainer <> shuffled_control()
       AND score IS NOT NULL
     WINDOW w AS (PARTITION BY unit_key, simulator)
 )

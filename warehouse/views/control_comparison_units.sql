@@ -25,8 +25,8 @@ SELECT
     a.value IS NOT NULL AND (bl.value IS NULL OR a.value > bl.value) AS beats_baseline
 FROM scored a
 JOIN scored sh ON sh.unit_key = a.unit_key AND sh.simulator = a.simulator
-    AND sh.kind = a.kind AND sh.explainer = 'control/shuffled'
+    AND sh.kind = a.kind AND sh.explainer = shuffled_control()
 JOIN scored bl ON bl.unit_key = a.unit_key AND bl.simulator = a.simulator
-    AND bl.kind = a.kind AND bl.explainer = 'baseline/ngram'
-WHERE a.explainer NOT IN ('control/shuffled', 'baseline/ngram')
+    AND bl.kind = a.kind AND bl.explainer = baseline_explainer()
+WHERE a.explainer NOT IN (shuffled_control(), baseline_explainer())
   AND NOT (a.value IS NULL AND sh.value IS NULL AND bl.value IS NULL);

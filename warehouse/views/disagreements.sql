@@ -9,7 +9,7 @@ CREATE OR REPLACE VIEW disagreements AS
 WITH scored AS (
     SELECT * FROM scored_explanations
     WHERE score_kind = headline_score_kind() AND selected
-      AND explainer <> 'control/shuffled' AND score IS NOT NULL
+      AND explainer <> shuffled_control() AND score IS NOT NULL
 ),
 per_explainer AS (
     SELECT unit_key, subject, site, unit_index, sae_id, simulator, explainer,

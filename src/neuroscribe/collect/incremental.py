@@ -8,7 +8,7 @@ warehouse.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import ValidationError
 
@@ -25,6 +25,18 @@ from neuroscribe.records import Subject, UnitId
 StoredCollections = Mapping[str, tuple[str | None, str, Sequence[str]]]
 """Per unit key: the config JSON of the run that collected it, its corpus id, and the corpus ids
 of its windows (what the warehouse's ``unit_collections`` returns)."""
+
+
+def collect_missing(
+    cfg: RunConfig, stored: Callable[[list[str]], StoredCollections]
+) -> tuple[list[str], CollectResult | None]:
+    """The collect stage: the config's unit keys, and a collection of those that ``stored``
+    (asked with the keys) does not hold as this config would collect them, or None when it holds
+    them all (no forward pass)."""
+    planned = planned_units(cfg)
+    keys = [u.key for u in planned]
+    todo = uncollected(cfg, planned, stored(keys))
+    return keys, collect_units(with_units(cfg, todo)) if todo else None
 
 
 def planned_units(cfg: RunConfig) -> list[UnitId]:
@@ -92,12 +104,11 @@ def collect_units(cfg: RunConfig) -> CollectResult:
 
 def unit_selector(cfg: RunConfig) -> tuple[str, list[str], str | None]:
     """How to find the config's units in the warehouse without loading the model: the subject
-    id, SQL LIKE patterns for the sites (``layers.*.mlp`` -> ``layers.%.mlp``), and the SAE id."""
+    id, the site patterns (``layers.*.mlp``), and the SAE id."""
     if cfg.collect.sae:
         sae = load_sae(cfg.collect.sae)
         return subject_id(cfg), [str(sae.site)], sae.sae_id
-    patterns = [item.replace("*", "%") for item in spec_items(cfg.collect.site)]
-    return subject_id(cfg), patterns, None
+    return subject_id(cfg), spec_items(cfg.collect.site), None
 
 
 def subject_id(cfg: RunConfig) -> str:

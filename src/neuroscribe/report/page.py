@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from neuroscribe import __version__
 from neuroscribe.report.data import ReportData, RunInfo, UnitView
 from neuroscribe.report.render import (
-    CONTROL,
-    MAIN_KIND,
+    HEADLINE_SCORE,
+    SHUFFLED_CONTROL,
     SPLIT_TITLES,
     esc,
     fmt,
@@ -57,7 +57,7 @@ def run_section(run: RunInfo, scores: dict[tuple[str, str], list[float | None]])
         defined = [v for v in values if v is not None]
         mean = statistics.mean(defined) if defined else None
         median = statistics.median(defined) if defined else None
-        control = ' class="control"' if explainer == CONTROL else ""
+        control = ' class="control"' if explainer == SHUFFLED_CONTROL else ""
         rows.append(
             f"<tr{control}><td>{esc(explainer)}</td><td>{esc(sim)}</td><td>{len(values)}</td>"
             f"<td>{fmt(mean)}</td><td>{fmt(median)}</td>"
@@ -71,7 +71,7 @@ def run_section(run: RunInfo, scores: dict[tuple[str, str], list[float | None]])
     )
     return (
         f'<section class="run" id="run-{esc(run.run_id)}"><h3>run {esc(run.run_id)}</h3>{meta}'
-        f"<h4>{MAIN_KIND} by explainer and simulator</h4>{table}"
+        f"<h4>{HEADLINE_SCORE} by explainer and simulator</h4>{table}"
         f'<div class="hists">{"".join(hists)}</div></section>'
     )
 
@@ -99,13 +99,13 @@ def unit_article(n: int, unit: UnitView) -> str:
 def unit_index(units: list[UnitView]) -> str:
     rows = []
     for n, u in enumerate(units):
-        best = [s.value for s in u.scores if s.kind == MAIN_KIND and s.value is not None
-                and s.explainer != CONTROL]
+        best = [s.value for s in u.scores if s.kind == HEADLINE_SCORE and s.value is not None
+                and s.explainer != SHUFFLED_CONTROL]
         rows.append(
             f'<tr><td><a href="#unit-{n}">{esc(u.site)} / {u.unit_index}</a></td>'
             f"<td>{esc(u.subject)}</td><td>{fmt(max(best) if best else None)}</td></tr>"
         )
-    return ("<table><thead><tr><th>unit</th><th>subject</th><th>best " + MAIN_KIND
+    return ("<table><thead><tr><th>unit</th><th>subject</th><th>best " + HEADLINE_SCORE
             + f"</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 

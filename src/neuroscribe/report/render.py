@@ -14,8 +14,6 @@ from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.report.data import ScoreRow, UnitView, WindowView
 from neuroscribe.score.controls import SHUFFLED_CONTROL
 
-MAIN_KIND = HEADLINE_SCORE
-CONTROL = SHUFFLED_CONTROL
 BINS = 20  # histogram buckets of width 0.1 on [-1, 1], as in the score_distribution view
 SPLIT_TITLES = {
     "explain": "shown to the explainer (top windows)",
@@ -60,7 +58,8 @@ def window_block(unit: UnitView, w: WindowView, names: dict[str, str]) -> str:
     scale = unit.max_activation or max(w.activations, default=0.0)
     parts = [token_row("true", w.tokens, w.activations, scale, "true")]
     shown = [(names[eid], sim, preds) for (eid, sim), preds in w.simulated.items() if eid in names]
-    for explainer, sim, preds in sorted(shown, key=lambda t: (t[0] == CONTROL, t[0], t[1])):
+    controls_last = sorted(shown, key=lambda t: (t[0] == SHUFFLED_CONTROL, t[0], t[1]))
+    for explainer, sim, preds in controls_last:
         parts.append(token_row(f"{explainer} \u00b7 {sim}", w.tokens, preds, 10.0, "sim"))
     rank = window_label(w.rank)
     return (f'<div class="window" data-split="{esc(w.split)}"><div class="wmeta">{esc(rank)} '
@@ -77,7 +76,7 @@ def window_label(rank: int) -> str:
 
 def score_cell(rows: list[ScoreRow]) -> str:
     by_kind = {r.kind: r for r in rows}
-    main = by_kind.get(MAIN_KIND)
+    main = by_kind.get(HEADLINE_SCORE)
     if main is None:
         head = "<b>n/a</b>"
     elif main.value is None:
@@ -87,7 +86,7 @@ def score_cell(rows: list[ScoreRow]) -> str:
               if main.ci_low is not None and main.ci_high is not None else "")
         head = f"<b>{fmt(main.value)}</b>{ci}"
     others = " \u00b7 ".join(f"{esc(k)} {fmt(r.value)}" for k, r in sorted(by_kind.items())
-                             if k != MAIN_KIND)
+                             if k != HEADLINE_SCORE)
     return f'{head}<div class="others">{others}</div>'
 
 
@@ -102,19 +101,20 @@ def score_table(unit: UnitView) -> str:
     best: dict[str, str] = {}
     for sim in sims:
         cands = [(r.value, eid) for (eid, s), rs in cells.items() if s == sim for r in rs
-                 if r.kind == MAIN_KIND and r.value is not None and expls[eid][0] != CONTROL]
+                 if r.kind == HEADLINE_SCORE and r.value is not None
+                 and expls[eid][0] != SHUFFLED_CONTROL]
         if cands:
             best[sim] = max(cands)[1]
     head = "".join(f"<th>{esc(s)}</th>" for s in sims)
     body = []
-    for eid, (explainer, text) in sorted(expls.items(), key=lambda kv: (kv[1][0] == CONTROL,
-                                                                         kv[1][0], kv[0])):
+    in_order = sorted(expls.items(), key=lambda kv: (kv[1][0] == SHUFFLED_CONTROL, kv[1][0], kv[0]))
+    for eid, (explainer, text) in in_order:
         tds = []
         for sim in sims:
             star = ' class="best" title="best explanation under this simulator"' \
                 if best.get(sim) == eid else ""
             tds.append(f"<td{star}>{score_cell(cells.get((eid, sim), []))}</td>")
-        control = ' class="control"' if explainer == CONTROL else ""
+        control = ' class="control"' if explainer == SHUFFLED_CONTROL else ""
         body.append(f'<tr{control}><td class="explainer">{esc(explainer)}</td>'
                     f'<td class="expl">{esc(text)}</td>{"".join(tds)}</tr>')
     return (f'<table class="scores"><thead><tr><th>explainer</th><th>explanation</th>{head}'

@@ -10,7 +10,6 @@ warehouse reads scores against them (``neuroscribe.warehouse.reads.control_compa
 from neuroscribe.registry import HEADLINE_SCORE, SCORE_KINDS
 from neuroscribe.score.controls import (
     BASELINE_EXPLAINER,
-    CONTROL_EXPLAINERS,
     SHUFFLED_CONTROL,
 )
 from neuroscribe.score.detection import (
@@ -39,7 +38,6 @@ from neuroscribe.score.units import score_units
 
 __all__ = [
     "BASELINE_EXPLAINER",
-    "CONTROL_EXPLAINERS",
     "DETECTION_FRACTION",
     "FUZZ_KINDS",
     "HEADLINE_SCORE",

@@ -12,4 +12,3 @@ from __future__ import annotations
 
 SHUFFLED_CONTROL = "control/shuffled"
 BASELINE_EXPLAINER = "baseline/ngram"
-CONTROL_EXPLAINERS = (SHUFFLED_CONTROL, BASELINE_EXPLAINER)

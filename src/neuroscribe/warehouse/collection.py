@@ -244,13 +244,15 @@ def find_unit_keys(
     indices: Sequence[int],
     sae_id: str | None = None,
 ) -> list[str]:
-    """Keys of a subject's collected units whose site matches one of the LIKE patterns, with
-    these indices (and this SAE, or none), in site and index order."""
+    """Keys of a subject's collected units whose site matches one of the site patterns
+    (``layers.*.mlp``: ``*`` for any layer), with these indices (and this SAE, or none), in site
+    and index order."""
+    like = [p.replace("%", "\\%").replace("_", "\\_").replace("*", "%") for p in site_patterns]
     return fetch_column(
         con,
         "SELECT unit_key FROM units WHERE subject_id = ?"
-        " AND len(list_filter(?, lambda p: site LIKE p)) > 0"
+        " AND len(list_filter(?, lambda p: site LIKE p ESCAPE '\\')) > 0"
         " AND list_contains(?, unit_index) AND sae_id IS NOT DISTINCT FROM ?"
         " ORDER BY site, unit_index",
-        [subject_id, list(site_patterns), list(indices), sae_id],
+        [subject_id, like, list(indices), sae_id],
     )

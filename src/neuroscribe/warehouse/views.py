@@ -9,7 +9,8 @@ A view without the line reads tables only. Views are created after the views the
 (ties broken by name, so the order is stable); a dependency on a view that does not exist, a
 cycle, or a view named in the SQL but not declared is an error that names it. Before the views,
 the macros in ``MACROS`` are created from the constants they stand for, so that a view says
-``headline_score_kind()`` where it would otherwise spell a score kind of its own.
+``headline_score_kind()``, ``shuffled_control()`` or ``baseline_explainer()`` where it would
+otherwise spell a score kind or an explainer of its own.
 """
 
 from __future__ import annotations
@@ -22,12 +23,17 @@ from pathlib import Path
 import duckdb
 
 from neuroscribe.registry import HEADLINE_SCORE
+from neuroscribe.score.controls import BASELINE_EXPLAINER, SHUFFLED_CONTROL
 
 DEPENDS_RE = re.compile(r"^--\s*depends:(.*)$", re.MULTILINE)
 CREATES_RE = re.compile(r"CREATE\s+OR\s+REPLACE\s+VIEW\s+(\w+)", re.IGNORECASE)
 COMMENT_RE = re.compile(r"--[^\n]*")
 
-MACROS: dict[str, str] = {"headline_score_kind": HEADLINE_SCORE}
+MACROS: dict[str, str] = {
+    "headline_score_kind": HEADLINE_SCORE,
+    "shuffled_control": SHUFFLED_CONTROL,
+    "baseline_explainer": BASELINE_EXPLAINER,
+}
 """Macros without arguments that views use in place of constants: name -> the string value.
 Persistent: read-only connections see them too."""
 
