@@ -26,6 +26,7 @@ from prefect.types.entrypoint import EntrypointType
 
 from flows import pipeline
 from neuroscribe.config import ConfigError, RunConfig, ScheduleConfig
+from neuroscribe.errors import BadInput
 from neuroscribe.ids import new_run_id
 
 FLOW_NAME = "neuroscribe-scheduled"
@@ -36,7 +37,7 @@ def scheduled(stage: str, config: dict[str, Any], warehouse: str) -> list[str]:
     """One scheduled run of ``stage`` (``run``, ``collect``, ``score`` or ``agree``): a fresh run
     id, then that stage's flow on the config. Returns the ids the stage's flow returns."""
     if stage not in pipeline.STAGE_FLOWS:
-        raise ValueError(f"unknown flow '{stage}'; use one of {', '.join(pipeline.STAGE_FLOWS)}")
+        raise BadInput(f"unknown flow '{stage}'; use one of {', '.join(pipeline.STAGE_FLOWS)}")
     cfg = RunConfig.model_validate(config)
     return pipeline.STAGE_FLOWS[stage](cfg, warehouse, new_run_id(cfg.config_hash))
 

@@ -24,6 +24,7 @@ from neuroscribe.agree import agree_units
 from neuroscribe.checks import check_flows
 from neuroscribe.collect.incremental import collect_missing, unit_selector
 from neuroscribe.config import RunConfig
+from neuroscribe.errors import BadInput
 from neuroscribe.explain.units import explain_units
 from neuroscribe.llm.base import Ledger
 from neuroscribe.registry import HEADLINE_SCORE
@@ -41,13 +42,14 @@ the slot is taken once per task, not per LLM call."""
 TASK_RETRIES = 2
 """Retries of a failed stage task. Safe: warehouse rows are content-keyed and written with
 INSERT OR IGNORE in one transaction per stage, and LLM calls already stored are answered from the
-cache. Bad input (a ValueError: config, corpus, model, endpoint check) is never retried."""
+cache. Bad input (``neuroscribe.errors.BadInput``: config, corpus, model, endpoint check) is
+never retried; any other failure is (a garbled response's ValueError included)."""
 
 
 def _retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
-    except ValueError:
+    except BadInput:
         return False
     except Exception:
         return True
@@ -206,7 +208,7 @@ def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
     with closing(connect(warehouse)) as con:
         keys = collection.find_unit_keys(con, subject, sites, cfg.unit_indices, sae_id)
     if not keys:
-        raise ValueError(
+        raise BadInput(
             f"no collected units of {cfg.subject.model} at {cfg.collect.site} in {warehouse}; "
             "run `neuroscribe collect` (or `neuroscribe run`) first"
         )

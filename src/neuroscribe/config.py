@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from neuroscribe.errors import BadInput
 from neuroscribe.ids import content_hash
 from neuroscribe.redact import public_url
 
@@ -313,7 +314,7 @@ class RunConfig(Section):
         return list(range(u)) if isinstance(u, int) else list(u)
 
 
-class ConfigError(ValueError):
+class ConfigError(BadInput):
     """A config file or override that cannot be used; the message names the problem."""
 
 

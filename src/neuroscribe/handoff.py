@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from neuroscribe import __version__
 from neuroscribe.config import RunConfig
+from neuroscribe.errors import BadInput
 from neuroscribe.warehouse import collection, rows, runs
 from neuroscribe.warehouse.db import migrate
 from neuroscribe.warehouse.handoffs import ingested_ids, record_handoff
@@ -45,7 +46,7 @@ COLLECT_TABLES = ("runs", "subjects", "windows", "units", "unit_windows")
 """Tables of a collection handoff, in the order they are written."""
 
 
-class HandoffError(ValueError):
+class HandoffError(BadInput):
     """A handoff folder cannot be written or read; the message names the problem."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from neuroscribe.errors import BadInput
 from neuroscribe.ids import content_hash, file_hash
 
 EMBEDDED_ALIASES = {
@@ -23,7 +24,7 @@ EMBEDDED_ALIASES = {
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(BadInput):
     """The model name, path or GGUF file does not exist or cannot be loaded."""
 
 

@@ -15,6 +15,8 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import Generic, TypeVar, cast
 
+from neuroscribe.errors import BadInput
+
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -67,11 +69,11 @@ class Registry(Generic[T]):
         valid = f"valid {self.kind}s: {', '.join(self.names())}"
         if any("/" in n for n in self._entries):  # annotators: say how names are made
             backends = ", ".join(dict.fromkeys(n.split("/")[0] for n in self._entries))
-            raise ValueError(
+            raise BadInput(
                 f"unknown {self.kind} '{name}': names are backend/model (valid: {backends}); "
                 + valid
             )
-        raise ValueError(f"unknown {self.kind} '{name}'; {valid}")
+        raise BadInput(f"unknown {self.kind} '{name}'; {valid}")
 
     def check(self, name: str) -> None:
         """ValueError naming ``name`` and the valid names unless it is known (no import)."""

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import duckdb
 
 from neuroscribe.embed import EMBEDDING_MODEL
+from neuroscribe.errors import BadInput
 from neuroscribe.records import Explanation
 from neuroscribe.score.controls import SHUFFLED_CONTROL
 from neuroscribe.warehouse import embeddings as stored
@@ -41,7 +42,7 @@ COLUMNS = (
 )
 
 
-class SearchError(ValueError):
+class SearchError(BadInput):
     """Nothing to search, or a search that cannot run; the message says what to do."""
 
 

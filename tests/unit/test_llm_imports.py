@@ -74,4 +74,4 @@ def test_llm_modules_import_no_circle() -> None:
 
 
 def test_the_registry_imports_no_plugin() -> None:
-    assert graph()["neuroscribe.registry"] == set()
+    assert graph()["neuroscribe.registry"] <= {"neuroscribe.errors"}  # a leaf: one class

@@ -143,9 +143,13 @@ def test_retries_skip_bad_input():
     from prefect.states import Failed
 
     from flows.pipeline import _retry_unless_bad_input
+    from neuroscribe.collect import CollectError
 
-    assert not _retry_unless_bad_input(None, None, Failed(data=ValueError("no such corpus")))
+    assert not _retry_unless_bad_input(None, None, Failed(data=CollectError("no such corpus")))
     assert not _retry_unless_bad_input(None, None, Failed(data=ConfigError("bad key")))
+    # A ValueError is not bad input by itself: a garbled response's JSONDecodeError is retried.
+    garbled = json.JSONDecodeError("Expecting value", "{", 1)
+    assert _retry_unless_bad_input(None, None, Failed(data=garbled))
     assert _retry_unless_bad_input(None, None, Failed(data=RuntimeError("warehouse locked")))
     assert _retry_unless_bad_input(None, None, Failed(data=OSError("connection reset")))
 

@@ -62,15 +62,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Known bad-input errors become one message and exit code 2; others exit 1."""
-    from neuroscribe.collect import CollectError
-    from neuroscribe.config import ConfigError
-    from neuroscribe.models import ModelNotFoundError
+    """Bad input (``BadInput``) and a warehouse that cannot be used become one message and exit
+    status 2; other errors are failures of the program and exit 1 with their traceback."""
+    from neuroscribe.errors import BadInput
     from neuroscribe.warehouse import WarehouseError
 
     try:
         yield
-    except (ConfigError, CollectError, ModelNotFoundError, WarehouseError, ValueError) as e:
+    except (BadInput, WarehouseError) as e:
         if state.verbose:
             err.print_exception()
         raise fail(str(e)) from None

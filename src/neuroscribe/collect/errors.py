@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from neuroscribe.errors import BadInput
 
-class CollectError(ValueError):
+
+class CollectError(BadInput):
     """Bad input to the collect stage (corpus, site, units, window size); the message names it."""
 
 

@@ -17,8 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from neuroscribe.errors import BadInput
 
-class ExportError(ValueError):
+
+class ExportError(BadInput):
     """An export cannot be made; the message says why."""
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from neuroscribe.errors import BadInput
 from neuroscribe.llm.base import Backend, Ledger
 from neuroscribe.llm.recorder import CallRecorder, split_name
 from neuroscribe.registry import LLM_BACKENDS
@@ -41,7 +42,7 @@ def is_llm_backend(backend: str) -> bool:
 def _plugin(backend: str, name: str) -> BackendPlugin:
     if not is_llm_backend(backend):
         valid = ", ".join(LLM_BACKENDS.names())
-        raise ValueError(
+        raise BadInput(
             f"unknown LLM backend '{backend}' in '{name}'; valid LLM backends: {valid}"
         )
     return LLM_BACKENDS.get_as(backend, BackendPlugin)

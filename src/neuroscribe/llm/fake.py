@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
+from neuroscribe.errors import BadInput
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message
 from neuroscribe.llm.cache import CHAT, DISTRIBUTIONS, ResponseCache
@@ -82,7 +83,7 @@ def unregister_fake(name: str) -> None:
 def fake_backend(name: str, recorder: CallRecorder, max_concurrency: int = 1) -> FakeBackend:
     if name not in _FAKES:
         known = ", ".join(sorted(_FAKES)) or "none"
-        raise ValueError(f"no fake backend registered as '{name}' (registered: {known})")
+        raise BadInput(f"no fake backend registered as '{name}' (registered: {known})")
     spec = _FAKES[name]
     if not spec.cache:
         recorder.cache = ResponseCache()  # private and fresh: every call reaches the script
@@ -163,7 +164,7 @@ def _make(
 
 def _check(name: str, model: str, annotator: AnnotatorConfig | None) -> None:
     if not is_registered(name):
-        raise ValueError(f"no fake backend registered as '{name}'")
+        raise BadInput(f"no fake backend registered as '{name}'")
 
 
 PLUGIN = BackendPlugin(make=_make, check=_check)

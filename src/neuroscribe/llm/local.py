@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from neuroscribe.errors import BadInput
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
 from neuroscribe.llm.cache import CHAT, COUNTED_DISTRIBUTIONS
@@ -59,7 +60,7 @@ class LocalBackend:
 
         loaded = load_model(self.model_name, None, self.dtype)
         if not loaded.is_causal:
-            raise ValueError(f"{self.name}: '{self.model_name}' is not a causal (chat) model")
+            raise BadInput(f"{self.name}: '{self.model_name}' is not a causal (chat) model")
         return loaded
 
     def format_chat(self, messages: tuple[Message, ...], continue_final: bool = False) -> str:

@@ -32,6 +32,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from neuroscribe.errors import BadInput
 from neuroscribe.llm.aio import LOOP
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message
 from neuroscribe.llm.cache import CHAT
@@ -86,7 +87,7 @@ class OpenAISettings:
         return replace(self, **{k: v for k, v in pairs.items() if v is not None})
 
 
-class PreflightError(ValueError):
+class PreflightError(BadInput):
     """An annotator that cannot be used, found before the run starts. ``reason`` is one of
     ``unreachable``, ``auth``, ``unknown_model``, ``rejected``."""
 

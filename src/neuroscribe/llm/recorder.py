@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
+from neuroscribe.errors import BadInput
 from neuroscribe.llm.base import ChatRequest, Ledger, LLMCall, Message
 from neuroscribe.llm.cache import RESPONSE_CACHE, CachedResponse, Codec, ResponseCache
 from neuroscribe.redact import redact
@@ -48,7 +49,7 @@ def split_name(name: str) -> tuple[str, str]:
     """``"openai/gpt-4o-mini"`` -> ``("openai", "gpt-4o-mini")``; the model may contain ``/``."""
     backend, sep, model = name.partition("/")
     if not sep or not backend or not model:
-        raise ValueError(f"annotator name '{name}' must look like 'backend/model'")
+        raise BadInput(f"annotator name '{name}' must look like 'backend/model'")
     return backend, model
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import duckdb
 
+from neuroscribe.errors import BadInput
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.warehouse import report_rows
 from neuroscribe.warehouse.runs import run_infos
@@ -19,7 +20,7 @@ from neuroscribe.warehouse.runs import run_infos
 HELD_OUT = ("score_top", "score_random", "score_ood")
 
 
-class ReportError(ValueError):
+class ReportError(BadInput):
     """The report cannot be made; the message says why."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from neuroscribe.errors import BadInput
 from neuroscribe.records import Split, Subject, UnitExamples, UnitWindow, Window
 from neuroscribe.warehouse.rows import (
     fetch_column,
@@ -24,7 +25,7 @@ from neuroscribe.warehouse.rows import (
 )
 
 
-class CollectionConflict(ValueError):
+class CollectionConflict(BadInput):
     """A unit is already in the warehouse with other windows or splits (another corpus or
     collection settings). Mixing them would break the held-out splits, so it is refused."""
 
