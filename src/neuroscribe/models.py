@@ -136,6 +136,7 @@ def load_model(name: str, gguf_file: str | None = None, dtype: str = "float32") 
     """Load (once per process) the model and tokenizer named by ``name``."""
     import torch
     import transformers
+    from safetensors import SafetensorError
 
     source = resolve_source(name, gguf_file)
     whash = weights_hash(source)
@@ -152,8 +153,9 @@ def load_model(name: str, gguf_file: str | None = None, dtype: str = "float32") 
         torch_dtype = getattr(torch, dtype)
         model = auto.from_pretrained(directory, dtype=torch_dtype)
         tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelNotFoundError(f"could not load model '{name}': {e}") from e
+    except (OSError, ValueError, KeyError, SafetensorError) as e:  # missing, corrupt, unknown
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelNotFoundError(f"could not load model '{name}': {first}") from e
     model.eval()
     return LoadedModel(source, model, tokenizer, whash, is_causal)
 

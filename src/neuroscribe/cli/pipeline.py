@@ -64,12 +64,12 @@ def run(overrides: dict[str, Any]) -> None:
     """Run every stage (collect, explain, simulate, score, agree) and store it all. Exit status
     3: the run is stored, but a configured explainer produced nothing usable (see
     explain.fail_on_silent)."""
-    with user_errors():
+    with user_errors():  # the summary too: a reader may hold the file (lock) meanwhile
         cfg = _config(overrides)
         run_id, warehouse, ids = run_stage("run", cfg)
-    silent = silent_explainers(warehouse, ids, cfg)
-    print_run_table(warehouse, run_id, ids)
-    print_calls_summary(warehouse, run_id)
+        silent = silent_explainers(warehouse, ids, cfg)
+        print_run_table(warehouse, run_id, ids)
+        print_calls_summary(warehouse, run_id)
     where(warehouse)
     if silent and cfg.explain.fail_on_silent:
         raise typer.Exit(SILENT_EXIT)
@@ -106,8 +106,8 @@ def score(overrides: dict[str, Any]) -> None:
     simulators, doing only what is missing."""
     with user_errors():
         run_id, warehouse, ids = run_stage("score", _config(overrides))
-    print_run_table(warehouse, run_id, ids)
-    print_calls_summary(warehouse, run_id)
+        print_run_table(warehouse, run_id, ids)
+        print_calls_summary(warehouse, run_id)
     where(warehouse)
 
 
@@ -117,7 +117,7 @@ def agree(overrides: dict[str, Any]) -> None:
     """Agreement between annotators from the stored predictions (no LLM calls)."""
     with user_errors():
         run_id, warehouse, _ = run_stage("agree", _config(overrides))
-    print_agreement_summary(warehouse, run_id)
+        print_agreement_summary(warehouse, run_id)
     where(warehouse)
 
 
