@@ -14,6 +14,7 @@ import pytest
 
 from flows.pipeline import _recorded, _stage
 from neuroscribe.config import RunConfig
+from neuroscribe.report.data import load_runs
 from neuroscribe.warehouse import connect
 from neuroscribe.warehouse.db import WarehouseLockedError
 from neuroscribe.warehouse.rows import adopt, fetch_dicts, transaction
@@ -156,6 +157,7 @@ def test_a_running_run_whose_process_is_gone_shows_as_abandoned(warehouse_path):
         con.execute("UPDATE runs SET pid = NULL, host = NULL WHERE run_id = 'old'")  # pre-0005
         assert abandoned_run_ids(con) == {"dead", "reused"}
         shown = {r: run_infos(con, r)[0]["status"] for r in ("dead", "alive", "elsewhere", "old")}
+        assert load_runs(con, "dead")[0].status == "abandoned"  # what the report shows
         stored = dict(con.execute("SELECT run_id, status FROM runs").fetchall())
     assert shown == {
         "dead": "abandoned", "alive": "running", "elsewhere": "running", "old": "running"

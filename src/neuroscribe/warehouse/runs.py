@@ -140,12 +140,12 @@ def shown_status(status: str, run_id: str, abandoned: set[str]) -> str:
 def run_infos(con: duckdb.DuckDBPyConnection, run_id: str | None) -> list[dict[str, Any]]:
     """The given run (any status), else every finished run, oldest first: dicts with keys
     run_id, status (``abandoned`` for a running run whose process is gone), config_hash,
-    started_at, finished_at, version, pid, host, last_seen."""
+    started_at, finished_at, version."""
     where = "run_id = ?" if run_id else "status = 'finished'"
     infos = fetch_dicts(
         con,
         "SELECT run_id, status, config_hash, started_at, finished_at,"
-        " neuroscribe_version AS version, pid, host, last_seen"
+        " neuroscribe_version AS version"
         f" FROM runs WHERE {where} ORDER BY started_at, run_id",  # noqa: S608
         [run_id] if run_id else [],
     )
