@@ -11,6 +11,7 @@ Each flow checks its input (``neuroscribe.checks``) unless its caller already di
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from contextlib import closing
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
+from prefect.exceptions import MissingContextError
 
 from neuroscribe import search
 from neuroscribe.agree import agree_units
@@ -76,9 +78,15 @@ those of the last second; the next run answers every stored call from the cache.
 
 
 def _ledger(con: Any, run_id: str) -> Ledger:
-    """A ledger writing its calls through ``con`` as they come (use it as a context manager)."""
+    """A ledger writing its calls through ``con`` as they come (use it as a context manager);
+    each flush is a heartbeat of the run too."""
+
+    def sink(batch: list[Any]) -> None:
+        calls.save_llm_calls(con, run_id, batch)
+        runs.beat(con, run_id)
+
     return Ledger(
-        lambda batch: calls.save_llm_calls(con, run_id, batch),
+        sink,
         flush_every=LEDGER_FLUSH_EVERY,
         flush_seconds=LEDGER_FLUSH_SECONDS,
     )
@@ -187,19 +195,38 @@ def _reason(e: BaseException) -> str:
 def _recorded(
     cfg: RunConfig, warehouse: str, run_id: str, body: Callable[[], list[str]]
 ) -> list[str]:
-    """Record the run, run ``body``, and mark the run finished, or failed with the error.
-    Returns what ``body`` returns: the ids the run worked on."""
+    """Record the run (with its process, for the heartbeat), run ``body``, and mark the run
+    finished, or failed with the error, whatever the error: recording the end retries while
+    another process holds the file (``runs.record_end``). Logs the rows it took over from runs
+    that did not finish. Returns what ``body`` returns: the ids the run worked on."""
     with closing(connect(warehouse)) as con:
         runs.start_run(con, run_id, cfg)
     try:
         ids = body()
     except BaseException as e:
-        with closing(connect(warehouse)) as con:
-            runs.finish_run(con, run_id, "failed", f"{type(e).__name__}: {_reason(e)}")
+        runs.record_end(warehouse, run_id, "failed", f"{type(e).__name__}: {_reason(e)}")
         raise
-    with closing(connect(warehouse)) as con:
-        runs.finish_run(con, run_id, "finished")
+    runs.record_end(warehouse, run_id, "finished")
+    _log_adoptions(warehouse, run_id)
     return ids
+
+
+def _logger() -> Any:
+    try:
+        return get_run_logger()
+    except MissingContextError:  # a body run outside a flow (tests)
+        return logging.getLogger(__name__)
+
+
+def _log_adoptions(warehouse: str, run_id: str) -> None:
+    """Say whose unfinished work the run took over (e.g. an abandoned run's). The run is
+    already recorded, so a failure to read is logged, not raised."""
+    try:
+        with closing(connect(warehouse)) as con:
+            for adoption in runs.adoptions(con, run_id):
+                _logger().info(adoption.sentence())
+    except Exception as e:  # the log is a view of the warehouse, never the record
+        _logger().warning("could not read the rows this run took over: %s", e)
 
 
 def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:

@@ -91,6 +91,24 @@ def test_more_bad_input_gets_one_line_and_writes_nothing(tmp_path):
     assert not Path(wh).exists()
 
 
+def test_export_bad_input_names_the_problem_in_the_command_line_s_words(tmp_path):
+    """A folder as --out is named as such (no --force, no Python's force=True); an existing
+    file suggests --force."""
+    from neuroscribe.warehouse import connect
+
+    wh = tmp_path / "w.duckdb"
+    connect(wh).close()
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    r = neuroscribe("--warehouse", str(wh), "export", "--out", str(folder), cwd=tmp_path)
+    assert r.returncode == 2 and "is a folder; give the export a file name" in r.stderr
+    assert "force" not in r.stderr and "Traceback" not in r.stderr
+    existing = tmp_path / "scores.parquet"
+    existing.write_text("")
+    r = neuroscribe("--warehouse", str(wh), "export", "--out", str(existing), cwd=tmp_path)
+    assert r.returncode == 2 and "use --force" in r.stderr and "force=True" not in r.stderr
+
+
 @pytest.mark.slow
 def test_run_small_default_then_query(tmp_path):
     cfg = tmp_path / "small.toml"

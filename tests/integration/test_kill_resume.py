@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from annotator_fixtures import ChatServer  # noqa: E402
 from collect_fixtures import build_tiny_model, random_documents, write_txt  # noqa: E402
 
+from neuroscribe.warehouse.runs import abandoned_run_ids, adoptions  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 LLM = "openai/scripted"
@@ -200,14 +202,15 @@ def kill_when_held(proc: subprocess.Popen, gate: Gate) -> None:
 
 def content(warehouse: Path) -> dict[str, Counter]:
     """Every table's rows as a multiset, without run ids, timestamps, latencies and cache hits;
-    ``llm_calls`` only the calls that were made (not answered from the cache)."""
+    ``llm_calls`` only the calls that were made (not answered from the cache). The runs'
+    bookkeeping (``runs``, ``run_adoptions``) differs by design and is left out."""
     out: dict[str, Counter] = {}
     with closing(duckdb.connect(str(warehouse), read_only=True)) as con:
         tables = [
             r[0]
             for r in con.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
-                " AND table_name NOT IN ('runs', 'schema_migrations') ORDER BY 1"
+                " AND table_name NOT IN ('runs', 'run_adoptions', 'schema_migrations') ORDER BY 1"
             ).fetchall()
         ]
         for table in tables:
@@ -314,6 +317,12 @@ def test_killed_runs_resume_to_the_uninterrupted_result(setup):
     chain = runs(wh)
     assert [s for _, s, _ in chain] == ["running"] * 4 + ["finished"]
     assert [st for _, _, st in chain[:4]] == ["collect", "explain", "simulate", "simulate"]
+    # The killed runs' processes are gone: reads show them abandoned (the table still says
+    # running), and the last run says whose rows it took over.
+    with closing(duckdb.connect(str(wh), read_only=True)) as con:
+        assert abandoned_run_ids(con) == {run_id for run_id, _, _ in chain[:4]}
+        took = adoptions(con, chain[-1][0])
+    assert took and all(a.from_status == "abandoned" and a.rows > 0 for a in took)
     # Every call the server answered was stored by the run that made it (none lost to a kill,
     # since each kill came after the ledger's flush), and no stored call was made again: the
     # chain made exactly the calls of the uninterrupted run.

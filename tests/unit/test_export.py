@@ -1,5 +1,7 @@
 import hashlib
 import json
+import os
+import stat
 import sys
 from contextlib import closing
 from pathlib import Path
@@ -30,6 +32,7 @@ from neuroscribe.export import (  # noqa: E402
     layer_id,
     model_id,
 )
+from neuroscribe.export.manifest import manifest_path  # noqa: E402
 from neuroscribe.warehouse import connect  # noqa: E402
 
 ORDER = (
@@ -213,3 +216,34 @@ def test_readonly_connection_can_export(tmp_path):
     with closing(duckdb.connect(str(path), read_only=True)) as ro:
         m = export_scored(ro, tmp_path / "out.csv", "csv")
     assert m.rows == 72
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_export_files_get_the_umask_default_permissions(con, tmp_path, umask, mode):
+    """Not 0600, as a temporary file would give: others can read an export as they could any
+    file the user writes."""
+    old = os.umask(umask)
+    try:
+        out = tmp_path / "scores.jsonl"
+        export_scored(con, out, "jsonl")
+        export_scored(con, tmp_path / "forced.jsonl", "jsonl")
+        export_scored(con, tmp_path / "forced.jsonl", "jsonl", force=True)
+    finally:
+        os.umask(old)
+    for p in (out, manifest_path(out), tmp_path / "forced.jsonl"):
+        assert stat.S_IMODE(p.stat().st_mode) == mode, p
+
+
+def test_a_folder_as_output_is_named_without_suggesting_force(con, tmp_path):
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    for force in (False, True):
+        with pytest.raises(ExportError, match="is a folder; give the export a file name") as e:
+            export_scored(con, folder, "csv", force=force)
+        assert "force" not in str(e.value)
+    assert list(folder.iterdir()) == []
+    out = tmp_path / "scores.csv"
+    export_scored(con, out, "csv")
+    with pytest.raises(OutputExistsError) as e:
+        export_scored(con, out, "csv")
+    assert "use --force to overwrite" in str(e.value) and "force=True" not in str(e.value)

@@ -171,3 +171,42 @@ def test_query(con):
     with pytest.raises(WarehouseError) as e:
         query(con, "SELEC 1")
     assert str(e.value).startswith("Parser Error") and "\n" not in str(e.value)
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        ("ATTACH '{dir}/other.duckdb' AS other", "cannot attach databases, read or write files"),
+        ("ATTACH '{dir}/new.duckdb' AS new (READ_WRITE)", "cannot attach databases, read or write"),
+        ("COPY runs TO '{dir}/runs.csv'", "cannot attach databases, read or write files"),
+        ("EXPORT DATABASE '{dir}/dump'", "cannot attach databases, read or write files"),
+        ("SELECT * FROM read_csv('{dir}/secret.txt')", "read or write files"),
+        ("SELECT * FROM read_text('{dir}/secret.txt')", "read or write files"),
+        ("SELECT * FROM read_parquet('{dir}/secret.txt')", "read or write files"),
+        ("SELECT * FROM glob('{dir}/*')", "read or write files"),
+        ("INSTALL httpfs", "install or load extensions"),
+        ("LOAD httpfs", "install or load extensions"),
+        ("SET threads = 1", "cannot change settings"),
+        ("SET enable_external_access = true", "cannot change settings"),
+        ("RESET lock_configuration", "cannot change settings"),
+        ("PRAGMA threads = 1", "cannot change settings"),
+    ],
+)
+def test_query_cannot_reach_files_extensions_or_settings(built, tmp_path, sql, why):
+    """Each statement is refused with one line saying why, and neither the warehouse nor the
+    file system changes (issue 14, point 3)."""
+    (tmp_path / "secret.txt").write_text("a,b\n1,2\n")
+    sql = sql.format(dir=tmp_path, wh=built.path)
+    wh_before, files_before = built.path.read_bytes(), _tree(tmp_path)
+    with closing(open_readonly(built.path)) as con:
+        with pytest.raises(WarehouseError, match=why) as e:
+            query(con, sql)
+        assert "\n" not in str(e.value)
+        assert query(con, "SELECT count(*) FROM runs")[1] == [(3,)]  # the connection still works
+        assert query(con, "SELECT current_setting('enable_external_access')")[1] == [(False,)]
+    assert built.path.read_bytes() == wh_before
+    assert _tree(tmp_path) == files_before

@@ -521,3 +521,72 @@ def test_kill_point_counts_and_ignores_other_points(monkeypatch):
     assert len(killed) == 1
     faults.kill_point("write:units")
     assert len(killed) == 1
+
+
+def _file_state(path):
+    return path.read_bytes(), sorted(p.name for p in path.parent.iterdir())
+
+
+@pytest.mark.parametrize(
+    "ddl",
+    [
+        "CREATE TABLE customers (id INTEGER, name VARCHAR); INSERT INTO customers VALUES (1, 'a')",
+        # named like one of our views: once crashed after 16 tables were committed
+        "CREATE TABLE scored_explanations (x INTEGER); INSERT INTO scored_explanations VALUES (1)",
+    ],
+)
+def test_someone_elses_duckdb_file_is_refused_and_left_unchanged(tmp_path, ddl):
+    path = tmp_path / "theirs.duckdb"
+    with closing(duckdb.connect(str(path))) as con:
+        con.execute(ddl)
+    before = _file_state(path)
+    with pytest.raises(WarehouseError, match="not a neuroscribe warehouse") as e:
+        connect(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+    assert _file_state(path) == before  # nothing written (not even a WAL file left behind)
+    with closing(duckdb.connect(str(path), read_only=True)) as con:
+        tables = con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    assert len(tables) == 1
+    connect(tmp_path / "new.duckdb").close()  # an empty (new) file is fine
+
+
+def test_an_empty_duckdb_file_becomes_a_warehouse(tmp_path):
+    path = tmp_path / "empty.duckdb"
+    duckdb.connect(str(path)).close()
+    with closing(connect(path)) as con:
+        assert [n for (n,) in con.execute("SELECT version FROM schema_migrations").fetchall()]
+
+
+def test_a_failed_migration_leaves_nothing(warehouse_path, monkeypatch):
+    """Each migration is one transaction with its schema_migrations row: one that fails half-way
+    leaves neither its tables nor its row, and the migrations before it stay applied."""
+    import neuroscribe.warehouse.db as db
+
+    good = db.migrations()
+    broken = (len(good) + 1, f"{len(good) + 1:04d}_broken.sql",
+              "CREATE TABLE half_done (x INTEGER); ALTER TABLE runs ADD COLUMN y INTEGER;"
+              " SELEC oops;")  # fmt: skip
+    monkeypatch.setattr(db, "migrations", lambda: [*good, broken])
+    with pytest.raises(WarehouseError, match="migration .*_broken.sql failed"):
+        connect(warehouse_path)
+    monkeypatch.setattr(db, "migrations", lambda: good)
+    with closing(connect(warehouse_path)) as con:
+        names = {n for (n,) in con.execute("SELECT table_name FROM information_schema.tables")
+                 .fetchall()}  # fmt: skip
+        versions = [v for (v,) in con.execute("SELECT version FROM schema_migrations").fetchall()]
+        columns = [c for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'"
+        ).fetchall()]  # fmt: skip
+    assert "half_done" not in names and "y" not in columns
+    assert sorted(versions) == [n for n, _, _ in good]
+
+
+def test_a_failed_first_migration_leaves_an_empty_file(warehouse_path, monkeypatch):
+    import neuroscribe.warehouse.db as db
+
+    monkeypatch.setattr(db, "migrations", lambda: [(1, "0001_broken.sql", "CREATE TABLE t (x INT"
+                                                    "EGER); SELEC oops;")])  # fmt: skip
+    with pytest.raises(WarehouseError, match="0001_broken.sql failed"):
+        connect(warehouse_path)
+    with closing(duckdb.connect(str(warehouse_path))) as con:
+        assert con.execute("SELECT count(*) FROM information_schema.tables").fetchall() == [(0,)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,15 +66,18 @@ def manifest_path(out: Path) -> Path:
 
 
 def check_writable(out: Path, force: bool) -> None:
-    """Refuse an existing output or manifest unless ``force``; create the parent folder."""
-    if not force:
-        for p in (out, manifest_path(out)):
-            if p.exists():
-                raise OutputExistsError(
-                    f"{p} already exists; pass force=True (--force) to overwrite it"
-                )
-    if out.is_dir():
-        raise ExportError(f"{out} is a folder; give a file name for the export")
+    """Refuse a folder as the output, and an existing output or manifest unless ``force``;
+    create the parent folder."""
+    for p in (out, manifest_path(out)):
+        if p.is_dir():
+            raise ExportError(
+                f"{p} is a folder; give the export a file name, e.g. {out / 'scores.parquet'}"
+                if p == out
+                else f"{p} is a folder, where the export's manifest would go; remove it or "
+                "give the export another name"
+            )
+        if p.exists() and not force:
+            raise OutputExistsError(f"{p} already exists; use --force to overwrite it")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -83,10 +86,17 @@ def check_writable(out: Path, force: bool) -> None:
 
 @contextmanager
 def atomic_path(out: Path) -> Iterator[Path]:
-    """A temporary path next to ``out``; renamed onto ``out`` on success, removed on error."""
-    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    """A temporary path next to ``out``; renamed onto ``out`` on success, removed on error.
+
+    The file is created with mode 0666 less the umask (usually 0644), as ``open`` would create
+    ``out`` itself; ``tempfile.mkstemp`` would give 0600, unreadable to anyone else."""
+    while True:
+        tmp = out.with_name(f".{out.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:  # another writer's temporary file: draw another name
+            continue
     try:
         yield tmp
         os.replace(tmp, out)

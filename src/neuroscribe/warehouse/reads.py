@@ -159,18 +159,32 @@ def agreement_summary(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[
     )
 
 
+QUERY_REFUSALS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (
+        ("read-only", "read only"),
+        "the warehouse is opened read-only for queries; writes are refused",
+    ),
+    (
+        ("disabled by configuration", "disabled through configuration"),
+        "queries cannot attach databases, read or write files, or install or load extensions",
+    ),
+    (("configuration has been locked",), "queries cannot change settings"),
+)
+"""What a refused statement's DuckDB error contains -> what to tell the user (the connection's
+settings: ``db.READONLY_CONFIG``)."""
+
+
 def query(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run a user's SQL (on a read-only connection) and return its column names and rows.
-    Raises WarehouseError with the first line of DuckDB's error, saying so when a write was
-    refused."""
+    """Run a user's SQL (on a connection of ``open_readonly``) and return its column names and
+    rows. Raises WarehouseError with the first line of DuckDB's error, saying so when the
+    statement was refused (a write, file access, ATTACH, INSTALL/LOAD, SET)."""
     try:
         rel = con.execute(sql)
     except duckdb.Error as e:
         first = str(e).splitlines()[0]
-        if "read-only" in first.lower() or "read only" in first.lower():
-            raise WarehouseError(
-                f"the warehouse is opened read-only for queries; writes are refused ({first})"
-            ) from None
+        for needles, why in QUERY_REFUSALS:
+            if any(n in first.lower() for n in needles):
+                raise WarehouseError(f"{why} ({first})") from None
         raise WarehouseError(first) from None
     columns = [d[0] for d in rel.description or []]
     return columns, rel.fetchall()

@@ -71,11 +71,17 @@ def insert_arrow(con: duckdb.DuckDBPyConnection, table: str, arrow: pa.Table) ->
         keys = TABLE_KEYS.get(table)
         if table in ADOPTABLE and keys:
             k = ", ".join(c for c in keys if c != "run_id")
-            con.execute(
-                f"DELETE FROM {table} WHERE ({k}) IN (SELECT ({k}) FROM _incoming)"  # noqa: S608
+            taken = (
+                f" FROM {table} WHERE ({k}) IN (SELECT ({k}) FROM _incoming)"  # noqa: S608
                 " AND run_id IN (SELECT run_id FROM runs WHERE status <> 'finished')"
                 " AND run_id NOT IN (SELECT DISTINCT run_id FROM _incoming)"
             )
+            counts = con.execute(f"SELECT run_id, count(*){taken} GROUP BY run_id").fetchall()
+            if counts:
+                con.execute(f"DELETE{taken}")
+                adopters = fetch_column(con, "SELECT DISTINCT run_id FROM _incoming")
+                if len(adopters) == 1:  # a write of one run (a handoff may hold several)
+                    _log_adoptions(con, adopters[0], table, counts)
         before = count_rows(con, table)
         verb = "INSERT OR IGNORE" if keys else "INSERT"
         con.execute(f"{verb} INTO {table} ({cols}) SELECT {cols} FROM _incoming")  # noqa: S608
@@ -107,13 +113,33 @@ def adopt(
         raise ValueError(f"cannot adopt rows of {table}")
     if not values:
         return 0
-    updated = fetch_column(
-        con,
-        f"UPDATE {table} SET run_id = ? WHERE list_contains(?, {column})"  # noqa: S608
-        " AND run_id <> ? AND run_id IN (SELECT run_id FROM runs WHERE status <> 'finished')",
-        [run_id, list(values), run_id],
+    where = (
+        f" WHERE list_contains(?, {column})"
+        " AND run_id <> ? AND run_id IN (SELECT run_id FROM runs WHERE status <> 'finished')"
     )
-    return int(updated[0]) if updated else 0
+    params = [list(values), run_id]
+    counts = con.execute(
+        f"SELECT run_id, count(*) FROM {table}{where} GROUP BY run_id",  # noqa: S608
+        params,
+    ).fetchall()
+    if not counts:
+        return 0
+    con.execute(f"UPDATE {table} SET run_id = ?{where}", [run_id, *params])  # noqa: S608
+    _log_adoptions(con, run_id, table, counts)
+    return sum(int(n) for _, n in counts)
+
+
+def _log_adoptions(
+    con: duckdb.DuckDBPyConnection, run_id: str, table: str, counts: Sequence[tuple[str, int]]
+) -> None:
+    """Add to ``run_adoptions`` the rows of ``table`` that ``run_id`` took over, per run that
+    had written them: so the run can say whose work it reused (``runs.adoptions``)."""
+    for adopted_from, n in counts:
+        con.execute(
+            "INSERT INTO run_adoptions (run_id, adopted_from, table_name, rows)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET rows = rows + excluded.rows",
+            [run_id, adopted_from, table, int(n)],
+        )
 
 
 class transaction:
