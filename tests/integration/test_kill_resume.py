@@ -323,6 +323,8 @@ def test_killed_runs_resume_to_the_uninterrupted_result(setup):
         assert abandoned_run_ids(con) == {run_id for run_id, _, _ in chain[:4]}
         took = adoptions(con, chain[-1][0])
     assert took and all(a.from_status == "abandoned" and a.rows > 0 for a in took)
+    for adoption in took:  # and the command says so
+        assert adoption.sentence() in log
     # Every call the server answered was stored by the run that made it (none lost to a kill,
     # since each kill came after the ledger's flush), and no stored call was made again: the
     # chain made exactly the calls of the uninterrupted run.

@@ -63,3 +63,22 @@ def test_an_empty_list_of_annotators_is_refused():
 def test_the_default_config_hash_is_unchanged():
     """Field docstrings and CLI metadata are not part of what a run computes."""
     assert RunConfig().config_hash == "22e8a307f62b0504"
+
+
+def test_the_stored_config_carries_no_credentials_in_urls(tmp_path):
+    import json
+    from contextlib import closing
+
+    from neuroscribe.warehouse import connect
+    from neuroscribe.warehouse.runs import start_run
+
+    url = "https://alice:s3cret@llm.example.com:8443/v1?api_key=sk-abcdefghijklmnop#x"
+    cfg = load_config(None, {"annotators": {"openai/m": {"base_url": url}}})
+    assert cfg.annotators["openai/m"].base_url == url  # the run itself uses the URL given
+    public = cfg.public_dump()
+    assert public["annotators"]["openai/m"]["base_url"] == "https://llm.example.com:8443/v1"
+    with closing(connect(tmp_path / "w.duckdb")) as con:
+        start_run(con, "r1", cfg)
+        stored = con.execute("SELECT config_json FROM runs").fetchall()[0][0]
+    assert "s3cret" not in stored and "sk-abc" not in stored and "alice" not in stored
+    assert json.loads(stored)["annotators"]["openai/m"]["base_url"].startswith("https://llm.")

@@ -14,7 +14,7 @@ from neuroscribe.explain.units import silent_annotators
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score.controls import SHUFFLED_CONTROL
 from neuroscribe.warehouse import annotations as annotated
-from neuroscribe.warehouse import open_readonly, reads
+from neuroscribe.warehouse import open_readonly, reads, runs
 
 
 def _score(value: float | None, lo: float | None, hi: float | None, reason: str | None) -> str:
@@ -129,6 +129,14 @@ def silent_explainers(warehouse: str, explanation_ids: list[str], cfg: RunConfig
             markup=False, highlight=False,
         )
     return silent
+
+
+def print_adoptions(warehouse: str, run_id: str) -> None:
+    """Whose unfinished rows this run took over (an abandoned or failed run's), one line each."""
+    with closing(open_readonly(warehouse)) as con:
+        taken = runs.adoptions(con, run_id)
+    for adoption in taken:
+        out.print(adoption.sentence(), markup=False, highlight=False)
 
 
 def print_calls_summary(warehouse: str, run_id: str) -> None:
