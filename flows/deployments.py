@@ -58,7 +58,7 @@ def build_deployments(cfg: RunConfig, warehouse: str) -> list[RunnerDeployment]:
     """One deployment of ``scheduled`` per flow in ``cfg.schedule.flows``, named
     ``neuroscribe-<stage>``, on the config's schedule."""
     schedule = prefect_schedule(cfg.schedule)
-    config = cfg.public_dump()  # Prefect stores parameters: no credentials in URLs
+    config = cfg.model_dump(mode="json")  # no credentials in URLs (AnnotatorConfig)
     return [
         cast(  # to_deployment is sync here; its signature also allows the async form
             RunnerDeployment,

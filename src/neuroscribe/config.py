@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -191,6 +192,13 @@ class AnnotatorConfig(Section):
     json_schema: bool | None = None
     """The endpoint enforces JSON-schema structured output (``openai``: default on)."""
 
+    @field_serializer("base_url", when_used="json")
+    def _url_without_credentials(self, url: str | None) -> str | None:
+        """Whatever stores a config stores its JSON (the warehouse's ``runs``, the config hash,
+        Prefect's flow-run and deployment parameters): there the URL has no userinfo or query
+        string, where credentials hide. The run itself reads the attribute, as given."""
+        return public_url(url)
+
 
 SchedulableFlow = Literal["run", "collect", "score", "agree"]
 """Flows that ``neuroscribe serve`` can deploy: the whole pipeline and the stage flows."""
@@ -298,15 +306,6 @@ class RunConfig(Section):
     @property
     def config_hash(self) -> str:
         return content_hash(self.model_dump(mode="json", exclude=NOT_HASHED))
-
-    def public_dump(self) -> dict[str, Any]:
-        """The config as it may be stored or shown (the warehouse's ``runs``, Prefect's
-        parameters, handoff manifests): endpoint URLs without userinfo or query string, where
-        credentials can hide. Credentials belong in the environment (``OPENAI_API_KEY``)."""
-        data = self.model_dump(mode="json")
-        for settings in data["annotators"].values():
-            settings["base_url"] = public_url(settings["base_url"])
-        return data
 
     @property
     def unit_indices(self) -> list[int]:

@@ -50,7 +50,7 @@ def start_run(con: duckdb.DuckDBPyConnection, run_id: str, cfg: RunConfig) -> No
             {
                 "run_id": run_id,
                 "config_hash": cfg.config_hash,
-                "config_json": json.dumps(cfg.public_dump(), sort_keys=True),
+                "config_json": json.dumps(cfg.model_dump(mode="json"), sort_keys=True),
                 "status": "running",
                 "stage": "start",
                 "error": None,
