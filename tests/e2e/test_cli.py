@@ -74,8 +74,14 @@ def test_bad_input_exits_with_one_clear_message(tmp_path):
 
 
 def test_more_bad_input_gets_one_line_and_writes_nothing(tmp_path):
+    from collect_fixtures import build_tiny_model
+
     wh = str(tmp_path / "w.duckdb")
+    corrupt = build_tiny_model("gpt2", tmp_path / "corrupt")
+    weights = corrupt / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     cases = [
+        (["collect", "--model", str(corrupt)], "could not load model"),
         (["--config", str(tmp_path), "run"], "is a directory"),
         (["run", "--units", "99999999999999999999"], "collect.units = 99999999999999999999"),
         (["run", "--explainers", ","], "explain.explainers"),
