@@ -19,6 +19,7 @@ TRIGGER_WORDS = [["cat"], ["rain"], ["music", "books"], ["bridges"]]
 
 @dataclass(frozen=True)
 class KnownAnswers:
+    arch: str
     original: Path
     permuted: Path
     planted: Path
@@ -53,7 +54,7 @@ def build_known_answers(arch: str, root: Path) -> KnownAnswers:
     result = plant_units(model, LAYER, PLANTED, triggers, sample)
     assert result.saveable
     planted = _save(result.model, tokenizer, root / "planted")
-    return KnownAnswers(original, permuted, planted, corpus, perm)
+    return KnownAnswers(arch, original, permuted, planted, corpus, perm)
 
 
 def compare_cfg(models: list[Path | str], corpus: Path, **compare: Any) -> RunConfig:

@@ -20,4 +20,5 @@ FROM site_comparisons c
 JOIN unit_matches m USING (run_id, subject_a_id, subject_b_id, site_a, site_b)
 JOIN runs r ON r.run_id = c.run_id
 WHERE c.matched AND r.status = 'finished'
-GROUP BY ALL;
+GROUP BY c.run_id, c.subject_a_id, c.subject_b_id, c.site_a, c.site_b, c.n_a, c.n_b,
+    c.live_a, c.live_b, c.n_tokens, c.threshold, c.cka;
