@@ -90,9 +90,8 @@ def check_same_tokenizer(names: list[str], loaded: list[LoadedModel], cfg: RunCo
             differ = sum(1 for t, i in vocab.items() if first_vocab.get(t) != i)
             raise CompareError(
                 f"'{names[0]}' and '{name}' have different tokenizers ({len(first_vocab)} and "
-                f"{len(vocab)} tokens, {differ} of '{name}''s with another id or missing); "
-                "compare reads the same token windows through every subject, so they must "
-                "share a tokenizer"
+                f"{len(vocab)} tokens, {differ} of the second's missing or with another id); "
+                "compare runs the same token windows through every subject"
             )
     docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, PROBE_DOCUMENTS)
     for doc in docs:
