@@ -278,6 +278,20 @@ def check_cron(expression: str) -> None:
         raise ValueError(f"random and hashed cron fields (R, H) are unsupported: '{expression}'")
 
 
+class CompareConfig(Section):
+    """Comparing subjects unit by unit on one corpus (``neuroscribe compare``)."""
+
+    models: list[str] = Field(default_factory=list)
+    """The subjects compared (two or more): hub names, local folders, GGUF files or the embedded
+    alias. They must share a tokenizer. The sites are ``collect.site``, every unit of each."""
+    threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
+    """A unit has a partner in the other subject when its best partner's activation correlation
+    is at least this; units without one are new (in B) or lost (from A)."""
+    cka_budget_mb: int = Field(default=256, ge=0)
+    """Memory for linear CKA between every pair of compared sites (the layer x layer heatmap);
+    when the pairs need more, only pairs of the same site are compared."""
+
+
 NOT_HASHED: dict[str, Any] = {"schedule": True, "explain": {"fail_on_silent"}}
 """Settings that change when or how a run reports, never what it computes."""
 
@@ -295,6 +309,9 @@ class RunConfig(Section):
     """Per-annotator settings keyed by ``backend/model`` (see ``AnnotatorConfig``)."""
     schedule: ScheduleConfig = ScheduleConfig()
     """When ``neuroscribe serve`` runs the flows (see ``ScheduleConfig``); left out of the hash."""
+    compare: CompareConfig = CompareConfig()
+    """What ``neuroscribe compare`` compares (see ``CompareConfig``); hashed only when set, so
+    the other commands' hashes do not depend on it."""
 
     @field_validator("collect")
     @classmethod
@@ -305,7 +322,10 @@ class RunConfig(Section):
 
     @property
     def config_hash(self) -> str:
-        return content_hash(self.model_dump(mode="json", exclude=NOT_HASHED))
+        exclude = dict(NOT_HASHED)
+        if self.compare == CompareConfig():
+            exclude["compare"] = True
+        return content_hash(self.model_dump(mode="json", exclude=exclude))
 
     @property
     def unit_indices(self) -> list[int]:

@@ -1,0 +1,166 @@
+"""The comparison pass: the same corpus windows through every subject, statistics accumulated
+between every pair of subjects and every pair of compared sites, then units matched.
+
+Each batch of windows is cut once (with the shared tokenizer), framed with each subject's own
+special tokens and run through each subject up to its last compared site; the activations at the
+window's tokens (framing dropped) update a ``LinearCKA`` per (subject pair, site pair) and are
+dropped. Memory is units_A x units_B per site pair, never the corpus.
+
+Site pairs: every compared site with the same site of the other subject (these are matched unit
+by unit), and, when ``compare.cka_budget_mb`` allows, every other pair too, for CKA only (the
+layer x layer heatmap). Subject pairs: every pair (i, j), i < j, in the order given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from neuroscribe import progress
+from neuroscribe.collect.corpus import open_corpus
+from neuroscribe.collect.sites import StopForward, capture_many
+from neuroscribe.collect.windows import RawWindow, batched, cut_windows, prefetched
+from neuroscribe.compare.match import best_partners, one_to_one
+from neuroscribe.compare.stats import LinearCKA
+from neuroscribe.compare.subjects import LoadedSubject, load_subjects
+from neuroscribe.config import RunConfig
+from neuroscribe.records import Subject
+
+Array = np.ndarray
+
+
+@dataclass(frozen=True)
+class UnitMatches:
+    """Matches of one compared site pair, as parallel arrays. ``kind``: ``best_a`` (each A unit's
+    best B partner), ``best_b`` (each B unit's best A partner) or ``one_to_one`` (the Hungarian
+    matching). A unit constant over the corpus has no partner: index -1, r NaN."""
+
+    kind: list[str]
+    unit_a: Array
+    unit_b: Array
+    r: Array
+
+
+@dataclass(frozen=True)
+class SitePair:
+    """What one (subject pair, site pair) came to."""
+
+    subject_a: Subject
+    subject_b: Subject
+    site_a: str
+    site_b: str
+    n_tokens: int
+    n_a: int
+    n_b: int
+    live_a: int
+    live_b: int
+    cka: float
+    matches: UnitMatches | None
+    """Unit matches for a pair of the same site; None for a CKA-only pair."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    subjects: list[Subject]
+    corpus_id: str
+    n_windows: int
+    pairs: list[SitePair]
+    all_site_pairs: bool
+    """False when the CKA budget allowed only pairs of the same site."""
+
+
+def match_units(r: Array) -> UnitMatches:
+    """Best partners both ways and the one-to-one matching, from r [n_a, n_b]."""
+    forward, backward, matching = best_partners(r), best_partners(r.T), one_to_one(r)
+    n_a, n_b = r.shape
+    return UnitMatches(
+        kind=["best_a"] * n_a + ["best_b"] * n_b + ["one_to_one"] * len(matching.a),
+        unit_a=np.concatenate([np.arange(n_a), backward.index, matching.a]),
+        unit_b=np.concatenate([forward.index, np.arange(n_b), matching.b]),
+        r=np.concatenate([forward.r, backward.r, matching.r]),
+    )
+
+
+def plan_pairs(
+    subjects: list[LoadedSubject], budget_bytes: int
+) -> tuple[list[tuple[int, int, int, int]], bool]:
+    """(subject i, site of i, subject j, site of j) to accumulate, and whether all site pairs
+    fit the budget (else only same-site pairs)."""
+    same: list[tuple[int, int, int, int]] = []
+    every: list[tuple[int, int, int, int]] = []
+    for i, j in itertools.combinations(range(len(subjects)), 2):
+        names_j = {str(s.name): k for k, s in enumerate(subjects[j].sites)}
+        for a, site in enumerate(subjects[i].sites):
+            same.append((i, a, j, names_j[str(site.name)]))
+            every.extend((i, a, j, b) for b in range(len(subjects[j].sites)))
+
+    def cost(pairs: list[tuple[int, int, int, int]]) -> int:
+        total = 0
+        for i, a, j, b in pairs:
+            n_a, n_b = subjects[i].sites[a].width, subjects[j].sites[b].width
+            total += 8 * (n_a * n_b + n_a * n_a + n_b * n_b)
+        return total
+
+    if len(every) > len(same) and cost(every) <= budget_bytes:
+        return every, True
+    return same, len(every) == len(same)
+
+
+def compare_subjects(cfg: RunConfig) -> Comparison:
+    """Run the comparison pass of ``cfg`` (see the module docstring) and match the units."""
+    subjects = load_subjects(cfg)
+    c = cfg.collect
+    pairs, all_pairs = plan_pairs(subjects, cfg.compare.cka_budget_mb * 2**20)
+    acc = {p: LinearCKA(subjects[p[0]].sites[p[1]].width, subjects[p[2]].sites[p[3]].width)
+           for p in pairs}
+    docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
+    windows = cut_windows(docs, subjects[0].tokenizer, c.window_tokens, c.max_windows)
+    n_windows = 0
+    with progress.task("compare", c.max_windows) as advance:
+        for batch in prefetched(batched(windows, c.batch_size)):
+            acts = [site_activations(s, batch) for s in subjects]
+            for (i, a, j, b), cka in acc.items():
+                cka.update(acts[i][a], acts[j][b])
+            n_windows += len(batch)
+            advance(len(batch))
+    results = []
+    for i, a, j, b in list(acc):
+        cka = acc.pop((i, a, j, b))  # dropped once read: r [n_a, n_b] is made one pair at a time
+        cc = cka.cross
+        live_a, live_b = cc.live()
+        site_a, site_b = str(subjects[i].sites[a].name), str(subjects[j].sites[b].name)
+        results.append(
+            SitePair(
+                subject_a=subjects[i].subject,
+                subject_b=subjects[j].subject,
+                site_a=site_a,
+                site_b=site_b,
+                n_tokens=cc.n,
+                n_a=cc.n_a,
+                n_b=cc.n_b,
+                live_a=int(live_a.sum()),
+                live_b=int(live_b.sum()),
+                cka=cka.value(),
+                matches=match_units(cc.correlation()) if site_a == site_b else None,
+            )
+        )
+    return Comparison([s.subject for s in subjects], docs.corpus_id, n_windows, results, all_pairs)
+
+
+def site_activations(subject: LoadedSubject, batch: list[RawWindow]) -> list[torch.Tensor]:
+    """Per compared site of ``subject``: float32 [windows * tokens, width] on ``batch``, the
+    framing tokens dropped; the forward pass stops after the last site."""
+    model = subject.model
+    ids = subject.frame.wrap(batch).to(model.device)
+    with (
+        torch.inference_mode(),
+        capture_many(subject.sites, [None] * len(subject.sites)) as captured,
+        contextlib.suppress(StopForward),
+    ):
+        model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    start, width = len(subject.frame.prefix), len(batch[0].token_ids)
+    return [t[:, start : start + width].reshape(-1, t.shape[-1]) for t in captured]
