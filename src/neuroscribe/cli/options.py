@@ -57,11 +57,15 @@ def _metavar(annotation: Any) -> str:
         if get_origin(m) is Literal:
             names.append("|".join(map(str, get_args(m))))
         elif get_origin(m) is list:
-            inner = get_args(m)[0].__name__.upper()
-            names.append(f"{inner},...")
+            names.append(f"{_type_name(get_args(m)[0])},...")
         else:
-            names.append(getattr(m, "__name__", str(m)).upper().replace("STR", "TEXT"))
+            names.append(_type_name(m))
     return " or ".join(names)
+
+
+def _type_name(t: Any) -> str:
+    name = str(getattr(t, "__name__", t)).upper()
+    return "TEXT" if name == "STR" else name
 
 
 def parse_value(annotation: Any, text: str) -> Any:
