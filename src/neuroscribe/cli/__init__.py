@@ -4,7 +4,7 @@ Options of the pipeline commands come from the run config (``options``); everyth
 goes through one routine (``output.emit``); rows come from the warehouse's read functions.
 """
 
-from neuroscribe.cli import compare, pipeline, reading  # noqa: F401  (their commands join the app)
+from neuroscribe.cli import audit, compare, pipeline, reading  # noqa: F401  (their commands join the app)
 from neuroscribe.cli.app import app
 
 __all__ = ["app"]

@@ -1,0 +1,51 @@
+"""The audit flow: plant known features in a copy of the subject, run the whole pipeline
+(``flows.pipeline.run_flow``, a subflow recorded in ``runs`` as usual) on the copy, then judge
+what its explanations recovered and store ``audits`` and ``audit_units``.
+
+Its caller checks the plan first (``neuroscribe.audit.plan_audit``), so bad input fails before
+anything is written; the pipeline run checks the planted copy like any subject.
+"""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+from prefect import flow, task
+from prefect.cache_policies import NONE
+
+from flows.pipeline import RETRY, run_flow
+from neuroscribe.audit import AuditPlan, PlantedCopy, audit_rows, copy_config, planted_copy
+from neuroscribe.config import RunConfig
+from neuroscribe.embed import embed_texts
+from neuroscribe.ids import new_run_id
+from neuroscribe.warehouse import audits, connect
+from neuroscribe.warehouse.annotations import load_explanations
+
+
+@task(name="plant", cache_policy=NONE, **RETRY)
+def plant_task(cfg: RunConfig, plan: AuditPlan) -> PlantedCopy:
+    return planted_copy(cfg, plan)
+
+
+@task(name="recover", cache_policy=NONE, **RETRY)
+def recover_task(
+    warehouse: str, run_id: str, plan: AuditPlan, copy: PlantedCopy, explanation_ids: list[str]
+) -> None:
+    with closing(connect(warehouse)) as con:
+        explanations = load_explanations(con, explanation_ids)
+    embed = embed_texts if plan.spec.kind == "concept" else None
+    audit, units = audit_rows(run_id, plan, copy, explanations, embed)
+    with closing(connect(warehouse)) as con:
+        audits.save_audit(con, audit, units)
+
+
+@flow(name="neuroscribe-audit", validate_parameters=False)
+def audit_flow(cfg: RunConfig, plan: AuditPlan, warehouse: str) -> tuple[str, PlantedCopy]:
+    """Plant, run the pipeline on the copy, store the recovery. Returns (the pipeline run's
+    id, the planted copy)."""
+    copy = plant_task(cfg, plan)
+    copy_cfg = copy_config(cfg, copy)
+    run_id = new_run_id(copy_cfg.config_hash)
+    explanation_ids = run_flow(copy_cfg, warehouse, run_id)
+    recover_task(warehouse, run_id, plan, copy, explanation_ids)
+    return run_id, copy

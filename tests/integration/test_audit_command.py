@@ -1,0 +1,143 @@
+"""``neuroscribe audit`` on a tiny random-weight GPT-2: the planted copy keeps the function, the
+pipeline runs on it, and the n-gram baseline recovers the planted words; bad input is one message
+and writes nothing."""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+import duckdb
+import pytest
+from collect_fixtures import build_tiny_model, random_documents, write_txt
+from typer.testing import CliRunner
+
+from neuroscribe.audit import AuditSpec, copy_config, plan_audit, planted_copy
+from neuroscribe.cli import app
+from neuroscribe.config import RunConfig
+
+pytestmark = pytest.mark.slow
+
+TRIGGERS = "rain,engines,bridges"
+CONFIG = """
+[subject]
+model = "{model}"
+[corpus]
+source = "{corpus}"
+max_documents = 200
+[collect]
+site = "layers.1.mlp"
+window_tokens = 8
+max_windows = 150
+batch_size = 16
+n_explain = 3
+n_validate = 2
+n_calibrate = 2
+n_score_top = 2
+n_random = 2
+[explain]
+explainers = ["baseline/ngram"]
+[simulate]
+simulators = ["baseline/lexical"]
+[score]
+bootstrap = 10
+fuzz = false
+"""
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEUROSCRIBE_CACHE", str(tmp_path / "cache"))
+    model = build_tiny_model("gpt2", tmp_path / "model", seed=3)
+    corpus = write_txt(tmp_path / "corpus.txt", random_documents(150, seed=5))
+    config = tmp_path / "audit.toml"
+    config.write_text(CONFIG.format(model=model, corpus=corpus))
+    return config, tmp_path / "wh" / "audit.duckdb"
+
+
+def _cfg(config) -> RunConfig:
+    from neuroscribe.config import load_config
+
+    return load_config(config)
+
+
+def test_planted_copy_keeps_the_function_and_is_reused(setup):
+    config, _ = setup
+    cfg = _cfg(config)
+    plan = plan_audit(cfg, AuditSpec(triggers=tuple(TRIGGERS.split(",")), unplanted=2))
+    assert [p.name for p in plan.plants] == TRIGGERS.split(",")
+    copy = planted_copy(cfg, plan)
+    assert len(copy.units) == 3 and len(copy.unplanted) == 2
+    assert not {u.unit for u in copy.units} & set(copy.unplanted)
+    assert [u.relocated_to for u in copy.units] == [64, 65, 66]
+    assert copy.function_change <= 1e-4
+    assert all(u.auroc > 0.99 for u in copy.units)
+    assert planted_copy(cfg, plan) == copy  # the saved copy is found again, not remade
+    copied = copy_config(cfg, copy)
+    assert copied.subject.model == copy.folder
+    assert copied.unit_indices == sorted([u.unit for u in copy.units] + list(copy.unplanted))
+
+
+def _invoke(config, warehouse, *args):
+    return CliRunner().invoke(
+        app, ["--warehouse", str(warehouse), "--config", str(config), "audit", *args]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--site", "layers.1.resid"], "has no MLP neurons"),
+        (["--plants", "65"], "65 plants do not fit layers.1.mlp, which has 64 units"),
+        (["--triggers", " , "], "the trigger list is empty"),
+        (["--triggers", "zebra"], "not found as whole-word tokens"),
+        (["--concept", "weather="], "the trigger list is empty"),
+        (["--site", "layers.7.mlp"], "out of range"),
+    ],
+)
+def test_bad_input_is_one_message_and_writes_nothing(setup, args, message):
+    config, warehouse = setup
+    result = _invoke(config, warehouse, *args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert not warehouse.exists()
+    assert not (config.parent / "cache" / "audits").exists()
+
+
+def test_audit_plants_runs_the_pipeline_and_stores_recovery(setup, monkeypatch):
+    config, warehouse = setup
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        result = _invoke(config, warehouse, "--triggers", TRIGGERS, "--unplanted", "2")
+    assert result.exit_code == 0, result.output
+    print(result.output)
+    with closing(duckdb.connect(str(warehouse), read_only=True)) as con:
+        audit = con.execute(
+            "SELECT run_id, n_planted, n_unplanted, function_change FROM audits"
+        ).fetchall()
+        assert len(audit) == 1 and audit[0][1:3] == (3, 2) and audit[0][3] <= 1e-4
+        run_status = con.execute(
+            "SELECT status FROM runs WHERE run_id = ?", [audit[0][0]]
+        ).fetchone()
+        assert run_status == ("finished",)
+        planted = con.execute(
+            "SELECT trigger, recovered, why FROM audit_units"
+            " WHERE planted AND explainer = 'baseline/ngram' ORDER BY trigger"
+        ).fetchall()
+        assert [p[0] for p in planted] == sorted(TRIGGERS.split(","))
+        assert all(p[1] for p in planted), planted
+        recovery = con.execute(
+            "SELECT n_planted, n_recovered, wilson_low, median_planted FROM audit_recovery"
+            " WHERE explainer = 'baseline/ngram' AND score_kind = 'corr_top_random'"
+        ).fetchall()
+        assert recovery[0][:2] == (3, 3)
+        assert recovery[0][2] == pytest.approx(0.4385, abs=1e-3)  # Wilson 95% low for 3/3
+        assert recovery[0][3] > 0.9
+        # the shuffled control names another unit's trigger: not a recovery
+        shuffled = con.execute(
+            "SELECT count(*) FILTER (WHERE recovered) FROM audit_units"
+            " WHERE planted AND explainer = 'control/shuffled'"
+        ).fetchone()
+        assert shuffled == (0,)
+    assert "recovery (audit_recovery)" in result.output
