@@ -157,6 +157,9 @@ SCORE_KINDS: Registry[object] = Registry(
         "ev_calibrated": "neuroscribe.score.kinds:EV_CALIBRATED",
         "detection_bacc": "neuroscribe.score.kinds:DETECTION_BACC",
         "detection_auroc": "neuroscribe.score.kinds:DETECTION_AUROC",
+        "auprc_tokens": "neuroscribe.score.kinds:AUPRC_TOKENS",
+        "auprc_windows": "neuroscribe.score.kinds:AUPRC_WINDOWS",
+        "f1_calibrated": "neuroscribe.score.kinds:F1_CALIBRATED",
     },
 )
 """Scores computed from simulated activations (``score.ScoreKind``), in the order they are

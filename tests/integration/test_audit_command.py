@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from neuroscribe.audit import AuditSpec, copy_config, plan_audit, planted_copy
 from neuroscribe.cli import app
 from neuroscribe.config import RunConfig
+from neuroscribe.registry import SCORE_KINDS
 
 pytestmark = pytest.mark.slow
 
@@ -140,4 +141,15 @@ def test_audit_plants_runs_the_pipeline_and_stores_recovery(setup, monkeypatch):
             " WHERE planted AND explainer = 'control/shuffled'"
         ).fetchone()
         assert shuffled == (0,)
+        # metric sanity: one row per score kind, on the 3 planted units
+        sanity = con.execute(
+            "SELECT score_kind, n_units, n_passed, passes FROM metric_sanity"
+            " WHERE simulator = 'baseline/lexical' ORDER BY rowid"
+        ).fetchall()
+        assert [s[0] for s in sanity] == list(SCORE_KINDS)
+        assert all(s[1] == 3 for s in sanity)
+        verdict = {s[0]: s[3] for s in sanity}
+        assert verdict["corr_top_random"] and verdict["auprc_tokens"], sanity
+        assert not verdict["corr_ood"]  # no second corpus: NULL, never a pass
     assert "recovery (audit_recovery)" in result.output
+    assert "metric sanity" in result.output

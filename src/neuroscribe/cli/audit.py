@@ -57,6 +57,12 @@ def audit(
                             "cosine similarity to the concept's words reaches this (or it "
                             "names one of them).", rich_help_panel="[audit]")
     ] = 0.5,
+    sanity: Annotated[
+        bool, typer.Option("--sanity/--no-sanity", help="Test every score kind on the planted "
+                           "units (true explanation vs missing and extra label; simulates 3 "
+                           "explanations per planted unit and simulator).",
+                           rich_help_panel="[audit]")
+    ] = True,
 ) -> None:
     """Plant known features in a copy of the subject (units of collect.site rewired to fire on
     a trigger, outputs unchanged), run every stage on the copy, and report per explainer and
@@ -80,12 +86,12 @@ def audit(
         )
         warehouse = check_input(["run"], cfg)
         plan = plan_audit(cfg, spec)
-        run_id, copy = _run(cfg, plan, warehouse)
+        run_id, copy = _run(cfg, plan, warehouse, sanity)
         _report(warehouse, run_id, copy)
     where(warehouse)
 
 
-def _run(cfg: Any, plan: Any, warehouse: str) -> tuple[str, Any]:
+def _run(cfg: Any, plan: Any, warehouse: str, sanity: bool) -> tuple[str, Any]:
     if not state.verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     from flows.server import temporary_server
@@ -94,18 +100,19 @@ def _run(cfg: Any, plan: Any, warehouse: str) -> tuple[str, Any]:
     with stopped_by_sigterm(), temporary_server(), progress_bars():
         from flows import audit as audit_flows
 
-        run_id, copy = audit_flows.audit_flow(cfg, plan, warehouse)
+        run_id, copy = audit_flows.audit_flow(cfg, plan, warehouse, sanity)
     out.print(f"audit {run_id} finished in {time.perf_counter() - t0:.0f} s")
     return run_id, copy
 
 
 def _report(warehouse: str, run_id: str, copy: Any) -> None:
     from neuroscribe.registry import HEADLINE_SCORE
-    from neuroscribe.warehouse import audits, open_readonly
+    from neuroscribe.warehouse import audits, open_readonly, sanity
 
     with closing(open_readonly(warehouse)) as con:
         units = audits.audit_units(con, run_id)
         recovery = audits.audit_recovery(con, run_id, HEADLINE_SCORE)
+        tests = sanity.metric_sanity(con, run_id)
     out.print(
         escape(
             f"planted {len(copy.units)} units in a copy saved at {copy.folder}; function change "
@@ -130,6 +137,18 @@ def _report(warehouse: str, run_id: str, copy: Any) -> None:
         title="recovery (audit_recovery)",
         right=["recovered", f"median {HEADLINE_SCORE}: planted", "unplanted"],
     )
+    if tests:
+        emit(
+            ["simulator", "score kind", "units", "missing label", "extra label", "both",
+             "NULL", "pass share", "passes"],
+            [[t["simulator"], t["score_kind"], t["n_units"], t["n_missing_passed"],
+              t["n_extra_passed"], t["n_passed"], t["n_undefined"],
+              "n/a" if t["pass_share"] is None else f"{t['pass_share']:.0%}",
+              "yes" if t["passes"] else "no"] for t in tests],
+            title="metric sanity (metric_sanity): true explanation beats both perturbations",
+            footer="a tie or a NULL does not beat; a kind passes at 90% of planted units",
+            right=["units", "missing label", "extra label", "both", "NULL", "pass share"],
+        )
 
 
 def _num(value: float | None) -> str:

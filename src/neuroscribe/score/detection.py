@@ -41,13 +41,15 @@ def window_max(windows: Windows) -> np.ndarray:
     return np.array([float(np.max(w)) if len(w) else 0.0 for w in windows], dtype=np.float64)
 
 
-def _one_class(labels: np.ndarray) -> MetricValue | None:
+def one_class(labels: np.ndarray, examples: str = "windows") -> MetricValue | None:
+    """Why a metric over these labels (of ``examples``) is undefined (none, or one class only),
+    or None."""
     if labels.size == 0:
-        return MetricValue(None, "no windows")
+        return MetricValue(None, f"no {examples}")
     if labels.all():
-        return MetricValue(None, "only firing windows")
+        return MetricValue(None, f"only firing {examples}")
     if not labels.any():
-        return MetricValue(None, "no firing windows")
+        return MetricValue(None, f"no firing {examples}")
     return None
 
 
@@ -58,7 +60,7 @@ def auroc(labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndar
     s = np.asarray(scores, dtype=np.float64)
     if y.shape != s.shape or y.ndim != 1:
         raise ValueError(f"need labels and scores of one length, got {y.shape} and {s.shape}")
-    undefined = _one_class(y)
+    undefined = one_class(y)
     if undefined:
         return undefined
     if not np.isfinite(s).all():
@@ -77,7 +79,7 @@ def balanced_accuracy(
     p = np.asarray(predicted, dtype=bool)
     if y.shape != p.shape or y.ndim != 1:
         raise ValueError(f"need labels and predictions of one length, got {y.shape} and {p.shape}")
-    undefined = _one_class(y)
+    undefined = one_class(y)
     if undefined:
         return undefined
     return MetricValue(float((p[y].mean() + (~p[~y]).mean()) / 2.0))
@@ -97,7 +99,7 @@ def choose_cut(
     s = np.asarray(scores, dtype=np.float64)
     if y.size == 0:
         return SCALE_MIDPOINT, "cut at scale midpoint: no calibration windows"
-    if _one_class(y) is not None:
+    if one_class(y) is not None:
         return SCALE_MIDPOINT, "cut at scale midpoint: calibration windows hold one class"
     distinct = np.unique(s)
     if distinct.size < 2:

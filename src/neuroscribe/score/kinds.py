@@ -27,6 +27,7 @@ from neuroscribe.score.metrics import (
     explained_variance_calibrated,
     pearson_pooled,
 )
+from neuroscribe.score.precision import auprc_tokens, auprc_windows, f1_at_cut
 
 HELD_OUT = (Split.SCORE_TOP, Split.SCORE_RANDOM)
 
@@ -109,6 +110,23 @@ def _detection(kind: str) -> Callable[[ScoringContext], Prepared]:
     return prepare
 
 
+def _auprc(make: Callable[[float], Metric]) -> Callable[[ScoringContext], Prepared]:
+    def prepare(ctx: ScoringContext) -> Prepared:
+        if ctx.detection is None:
+            return Prepared(None, ctx.never_fires())
+        return Prepared(make(ctx.detection[0]))
+
+    return prepare
+
+
+def _f1(ctx: ScoringContext) -> Prepared:
+    if ctx.detection is None:
+        return Prepared(None, ctx.never_fires())
+    fire_at, cut, cut_note = ctx.detection
+    notes = [n for n in (cut_note, ctx.calibration_reason()) if n]
+    return Prepared(f1_at_cut(fire_at, cut), "; ".join(notes) if notes else None)
+
+
 CORR_TOP_RANDOM = ScoreKind(
     HEADLINE_SCORE,
     "Pearson r between true and simulated activations pooled over all tokens of the `score_top` "
@@ -155,4 +173,29 @@ DETECTION_AUROC = ScoreKind(
     "over the `score_top` + `score_random` windows (ties count half; sklearn's `roc_auc_score`)",
     HELD_OUT,
     _detection("detection_auroc"),
+)
+AUPRC_TOKENS = ScoreKind(
+    "auprc_tokens",
+    "tokens as examples: a token *fires* when its true activation ≥ 0.3 × `units.max_activation`;"
+    " its score is its simulated activation. Average precision, Σ (R_k − R_{k−1}) P_k over the "
+    "distinct scores as thresholds (sklearn's `average_precision_score`; all-equal predictions "
+    "score the share of firing tokens), over the tokens of the `score_top` + `score_random` "
+    "windows. NULL when they hold one class only",
+    HELD_OUT,
+    _auprc(auprc_tokens),
+)
+AUPRC_WINDOWS = ScoreKind(
+    "auprc_windows",
+    "the same with windows as examples, labelled and scored as for `detection_auroc` (max true "
+    "activation, max simulated activation)",
+    HELD_OUT,
+    _auprc(auprc_windows),
+)
+F1_CALIBRATED = ScoreKind(
+    "f1_calibrated",
+    'F1, 2 TP / (2 TP + FP + FN) (sklearn\'s `f1_score`), of "fires when max simulated activation'
+    ' > cut" on the same windows and labels, with the cut of `detection_bacc` (chosen on the '
+    "`calibrate` windows); NULL when the scored windows hold one class only",
+    HELD_OUT,
+    _f1,
 )
