@@ -161,7 +161,8 @@ def report(
     max_units: Annotated[int, typer.Option(help="At most this many units.", min=1)] = 500,
 ) -> None:
     """Write a static HTML report: explanations, scores, and windows shaded by true and
-    simulated activation."""
+    simulated activation; with finished comparison runs, compare.html (CKA heatmaps,
+    universality, top changed units)."""
     from neuroscribe.report import write_report
     from neuroscribe.warehouse import open_readonly
 
