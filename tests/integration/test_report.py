@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from comparison_warehouse import CHANGES, CKA, COMPARE_RUN_ID, OTHER, add_comparison  # noqa: E402
 from warehouse_fixtures import (  # noqa: E402
     CONTROL,
     CORR,
@@ -249,3 +250,82 @@ def test_window_labels_name_how_the_window_was_chosen():
         "quantile bin 0 from the top",
         "quantile bin 2 from the top",
     ]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """The report of the small warehouse with a finished comparison run added."""
+    path = tmp_path_factory.mktemp("wh") / "w.duckdb"
+    build_warehouse(path)
+    add_comparison(path)
+    with closing(connect(path)) as con:
+        return write_report(con, tmp_path_factory.mktemp("report") / "site")
+
+
+def test_no_comparison_no_compare_page(report):
+    assert not (report.parent / "compare.html").exists()
+    assert "compare.html" not in report.read_text()
+
+
+def test_compare_page_holds_heatmap_universality_and_top_changes(compared):
+    index = parse(compared)
+    assert [a["href"] for a, _ in index.find("a") if not a["href"].startswith("#")] == [
+        "compare.html"
+    ]
+    page = parse(compared.parent / "compare.html")
+    assert page.doctype.lower() == "doctype html"
+    assert page.tags <= KNOWN, page.tags - KNOWN
+    assert "script" not in page.tags
+    assert [a["href"] for a, _ in page.find("a")] == ["index.html"]
+    (section,) = page.find("section", "comparison")
+    assert section[0]["id"] == f"compare-{COMPARE_RUN_ID}"
+    (heat,) = page.find("svg", "cka")
+    labels = [t for g, _, t in page.elements if g == "text"]
+    for value in CKA.values():
+        assert f"{value:.2f}" in labels  # every cell labelled with its CKA
+    assert "layers.0.resid" in heat[1] and "layers.1.mlp" in heat[1]
+    assert {"0", "0.5", "1", "CKA"} <= set(labels)  # the colour scale
+    assert len(page.find("rect", "matched")) == 2  # the same-site cells, outlined
+    (table,) = page.find("table", "universality")
+    assert "80%" in table[1] and "0.93" in table[1] and "0.81" in table[1]
+    rows = [t for a, t in page.find("tr") if "change" in (a.get("class") or "")]
+    assert len(rows) == len(CHANGES)
+    for row, (change, _, site, unit, _) in zip(rows, CHANGES, strict=True):
+        assert row.startswith(change) and site in row and str(unit) in row
+        name = OTHER.name if change == "lost" else "tiny-llama"
+        assert name in row
+    assert "the word salt" in rows[1] and "ampersands" in rows[3] and "line breaks" in rows[5]
+
+
+def test_heatmap_escapes_and_marks_missing_and_undefined_cells():
+    from neuroscribe.report.compare import colour, heatmap_svg
+    from neuroscribe.report.compare_data import CkaGrid
+
+    grid = CkaGrid("a", "b", ("<s>", "layers.1.mlp"), ("<s>",),
+                   {("<s>", "<s>"): None}, frozenset({("<s>", "<s>")}))
+    svg = heatmap_svg(grid, "x & <y>")
+    assert "<s>" not in svg and "&lt;s&gt;" in svg and "x &amp; &lt;y&gt;" in svg
+    assert ">n/a</text>" in svg and 'class="missing"' in svg
+    assert colour(0.0) == "rgb(255,255,255)" and colour(1.0) == "rgb(40,110,255)"
+    assert colour(2.0) == colour(1.0) and colour(-1.0) == colour(0.0)
+
+
+def test_compare_page_for_one_run(tmp_path):
+    path = tmp_path / "w.duckdb"
+    build_warehouse(path)
+    add_comparison(path)
+    with closing(connect(path)) as con:
+        scores_only = write_report(con, tmp_path / "one", RUN_ID)
+        compare_only = write_report(con, tmp_path / "cmp", COMPARE_RUN_ID)
+    assert not (scores_only.parent / "compare.html").exists()
+    assert (compare_only.parent / "compare.html").exists()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_compare_page_renders_in_headless_chromium(compared, tmp_path):
+    page = compared.parent / "compare.html"
+    dom = _chromium("--dump-dom", page.as_uri(), tmp=tmp_path).stdout
+    assert 'class="cka"' in dom and "the word salt" in dom and "<script" not in dom
+    shot = tmp_path / "compare.png"
+    _chromium("--window-size=1280,1200", f"--screenshot={shot}", page.as_uri(), tmp=tmp_path)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -108,8 +108,15 @@ def _search_cell(value: Any) -> str:
 @app.command()
 def export(
     out_path: Annotated[Path, typer.Option("--out", help="File to write.")],
+    view: Annotated[
+        str, typer.Option(help="The view to export: scored_explanations or model_diff.")
+    ] = "scored_explanations",
     fmt: Annotated[
-        str, typer.Option("--format", help="parquet, jsonl, csv, or neuronpedia (JSONL).")
+        str,
+        typer.Option(
+            "--format",
+            help="parquet, jsonl, csv, or neuronpedia (JSONL; scored_explanations only).",
+        ),
     ] = "parquet",
     subject: Annotated[str | None, typer.Option(help="Subject name or id.")] = None,
     site: Annotated[str | None, typer.Option(help="Canonical site, e.g. layers.15.mlp.")] = None,
@@ -117,31 +124,27 @@ def export(
     simulator: Annotated[str | None, typer.Option(help="Only this simulator.")] = None,
     score_kind: Annotated[str | None, typer.Option(help="Only this score kind.")] = None,
     min_score: Annotated[float | None, typer.Option(help="Keep scores at least this.")] = None,
-    run_id: Annotated[str | None, typer.Option(help="Only rows scored by this run.")] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(help="Only rows scored by this run (model_diff: this comparison run)."),
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Export scored_explanations (filtered) with a manifest that traces every row."""
-    from neuroscribe.export import FORMATS, export_scored
+    """Export scored_explanations (filtered) or model_diff with a manifest that traces every
+    row."""
+    from neuroscribe.export import check_view, export_view
     from neuroscribe.warehouse import open_readonly
 
-    if fmt not in FORMATS:
-        raise fail(f"unknown format '{fmt}'; use one of: {', '.join(FORMATS)}")
     if min_score is not None and not math.isfinite(min_score):
         raise fail(f"--min-score must be a finite number, not {min_score}")
-    with user_errors(), closing(open_readonly(state.warehouse)) as con:
-        manifest = export_scored(
-            con,
-            out_path,
-            fmt,  # type: ignore[arg-type]
-            subject=subject,
-            site=site,
-            explainer=explainer,
-            simulator=simulator,
-            score_kind=score_kind,
-            min_score=min_score,
-            run_id=run_id,
-            force=force,
-        )
+    with user_errors():
+        check_view(view, fmt)  # before the warehouse is opened
+        with closing(open_readonly(state.warehouse)) as con:
+            manifest = export_view(
+                con, view, out_path, fmt, run_id=run_id, force=force, subject=subject,
+                site=site, explainer=explainer, simulator=simulator, score_kind=score_kind,
+                min_score=min_score,
+            )
     out.print(
         escape(
             f"{manifest.rows} rows -> {out_path} (sha256 {manifest.sha256[:12]}); "
@@ -158,7 +161,8 @@ def report(
     max_units: Annotated[int, typer.Option(help="At most this many units.", min=1)] = 500,
 ) -> None:
     """Write a static HTML report: explanations, scores, and windows shaded by true and
-    simulated activation."""
+    simulated activation; with finished comparison runs, compare.html (CKA heatmaps,
+    universality, top changed units)."""
     from neuroscribe.report import write_report
     from neuroscribe.warehouse import open_readonly
 

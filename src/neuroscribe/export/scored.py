@@ -8,16 +8,12 @@ same warehouse twice gives byte-identical files.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import duckdb
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from neuroscribe import __version__
 from neuroscribe.export import neuronpedia
@@ -29,12 +25,12 @@ from neuroscribe.export.manifest import (
     sha256_file,
     write_manifest,
 )
+from neuroscribe.export.writers import write_arrow, write_lines
 from neuroscribe.warehouse import exports
 
 Format = Literal["parquet", "jsonl", "csv", "neuronpedia"]
 FORMATS: tuple[str, ...] = get_args(Format)
 BATCH_ROWS = 10_000
-
 
 
 def scored_query(**filters: Any) -> tuple[str, dict[str, Any]]:
@@ -47,37 +43,6 @@ def scored_query(**filters: Any) -> tuple[str, dict[str, Any]]:
         raise ExportError(f"unknown export filters: {sorted(unknown)}")
     params = {k: v for k, v in filters.items() if v is not None}
     return exports.scored_query(params), params
-
-
-def _write_arrow(reader: pa.RecordBatchReader, fmt: str, path: Path) -> int:
-    rows = 0
-    if fmt == "parquet":
-        with pq.ParquetWriter(path, reader.schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-    elif fmt == "csv":
-        with pacsv.CSVWriter(path, reader.schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch)
-                rows += batch.num_rows
-    else:  # jsonl
-        lines = (
-            json.dumps(row, ensure_ascii=False, allow_nan=False, default=str)
-            for batch in reader
-            for row in batch.to_pylist()
-        )
-        rows = _write_lines(lines, path)
-    return rows
-
-
-def _write_lines(lines: Iterable[str], path: Path) -> int:
-    n = 0
-    with path.open("w", encoding="utf-8", newline="\n") as fh:
-        for line in lines:
-            fh.write(line + "\n")
-            n += 1
-    return n
 
 
 def export_scored(
@@ -123,12 +88,12 @@ def export_scored(
                 lines = neuronpedia.iter_lines(
                     con, sql, params, neuronpedia_model_id, neuronpedia_source_set, BATCH_ROWS
                 )
-                rows = _write_lines(lines, tmp)
+                rows = write_lines(lines, tmp)
                 columns: tuple[str, ...] = neuronpedia.COLUMNS
             else:
                 reader = exports.stream(con, sql, params, BATCH_ROWS)
                 columns = tuple(reader.schema.names)
-                rows = _write_arrow(reader, fmt, tmp)
+                rows = write_arrow(reader, fmt, tmp)
             digest = sha256_file(tmp)
     except (ValueError, pa.ArrowException) as e:
         if isinstance(e, ExportError):

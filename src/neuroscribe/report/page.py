@@ -109,8 +109,21 @@ def unit_index(units: list[UnitView]) -> str:
             + f"</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def render_page(data: ReportData, title: str = "neuroscribe report") -> str:
-    """The whole HTML document."""
+def document(title: str, body: str, extra_css: str = "") -> str:
+    """A self-contained HTML document: the report's CSS (plus ``extra_css``) and ``body``."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{CSS}{extra_css}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
+
+
+def render_page(
+    data: ReportData, title: str = "neuroscribe report", compare_page: str | None = None
+) -> str:
+    """The whole HTML document; ``compare_page``: the file name of the compare page to link
+    from the header (None: no link)."""
     shown = len(data.units)
     cut = (f" (showing the first {shown} of {data.units_total})"
            if shown < data.units_total else "")
@@ -121,11 +134,14 @@ def render_page(data: ReportData, title: str = "neuroscribe report") -> str:
         "Hover a token for its value. Scores: Pearson r on held-out top + random windows "
         "[95% bootstrap CI]; \u2605 marks the best explanation under each simulator.</p>"
     )
+    compare_link = (
+        f' \u00b7 <a href="{esc(compare_page)}">model comparisons</a>' if compare_page else ""
+    )
     created = datetime.now(UTC).isoformat(timespec="seconds")
     body = [
         f"<header><h1>{esc(title)}</h1><p class=\"meta\">generated {created} by neuroscribe "
         f"{esc(__version__)} \u00b7 {len(data.runs)} run(s) \u00b7 {data.units_total} "
-        f"unit(s){cut}</p>{legend}</header>",
+        f"unit(s){cut}{compare_link}</p>{legend}</header>",
         '<section id="runs"><h2>Runs</h2>',
         *(run_section(r, data.run_scores.get(r.run_id, {})) for r in data.runs),
         "</section>",
@@ -133,9 +149,4 @@ def render_page(data: ReportData, title: str = "neuroscribe report") -> str:
         *(unit_article(n, u) for n, u in enumerate(data.units)),
         "</section>",
     ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}</style></head>"
-        f"<body>{''.join(body)}</body></html>\n"
-    )
+    return document(title, "".join(body))

@@ -86,3 +86,49 @@ def neuronpedia_grouped(filtered_sql: str) -> str:
         " GROUP BY ALL ORDER BY subject, site, sae_id NULLS FIRST, unit_index, explainer,"
         " explanation_id"
     )
+
+
+DIFF_ORDER = (
+    "run_id, change_size DESC, change, subject_id, site, unit_index, other_subject_id, other_site"
+)
+"""The model_diff export order (largest change first); the same warehouse, the same file."""
+
+
+def comparison_runs(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Finished comparison runs (runs with rows in site_comparisons), oldest first: run_id and
+    config_hash."""
+    return fetch_dicts(
+        con,
+        "SELECT r.run_id, r.config_hash FROM runs r WHERE r.status = 'finished'"
+        " AND EXISTS (SELECT 1 FROM site_comparisons c WHERE c.run_id = r.run_id)"
+        " ORDER BY r.started_at, r.run_id",
+    )
+
+
+def model_diff_query(run_ids: list[str]) -> tuple[str, dict[str, Any]]:
+    """SQL selecting the model_diff rows of these comparison runs in export order, and its
+    parameters."""
+    return (
+        f"SELECT * FROM model_diff WHERE list_contains($run_ids, run_id) ORDER BY {DIFF_ORDER}",
+        {"run_ids": run_ids},
+    )
+
+
+def model_diff_provenance(
+    con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]
+) -> dict[str, tuple[Any, ...]]:
+    """The runs that wrote the explanations shown in the rows of ``sql`` (model_diff rows) and
+    their prompts' content hashes: explanation_run_ids and prompt_shas, each sorted."""
+    (row,) = fetch_dicts(
+        con,
+        "SELECT list(DISTINCT b.explanation_run_id ORDER BY b.explanation_run_id)"
+        "   AS explanation_run_ids,"
+        " list(DISTINCT b.prompt_sha ORDER BY b.prompt_sha) FILTER (b.prompt_sha IS NOT NULL)"
+        "   AS prompt_shas"
+        f" FROM ({sql}) AS d JOIN best_explanations b"  # noqa: S608
+        " ON b.sae_id IS NULL AND b.subject_id = d.subject_id AND b.site = d.site"
+        " AND b.unit_index = d.unit_index AND b.explainer = d.explainer"
+        " AND b.explanation = d.explanation",
+        params,
+    )
+    return {k: tuple(v or ()) for k, v in row.items()}

@@ -1,7 +1,8 @@
 """The rows an HTML report shows, read in a few bulk queries.
 
 Scores come from ``scored_explanations`` (finished runs, ``ok`` explanations), limited to
-selected explanations; windows, true activations and simulations from their tables.
+selected explanations; windows, true activations and simulations from their tables. The
+compare page reads finished comparison runs: CKA per site pair, ``universality``, ``model_diff``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import duckdb
 
+from neuroscribe.warehouse import comparisons
 from neuroscribe.warehouse.rows import fetch_dicts
 
 
@@ -70,3 +72,48 @@ def ok_simulations(
         " WHERE s.status = 'ok' AND list_contains(?, s.explanation_id)",
         [list(explanation_ids)],
     )
+
+
+def comparison_runs(con: duckdb.DuckDBPyConnection, run_id: str | None) -> list[dict[str, Any]]:
+    """The finished comparison runs (runs with rows in ``site_comparisons``), oldest first, or
+    only ``run_id`` when it is one: run_id, config_hash, started_at, finished_at, version."""
+    return fetch_dicts(
+        con,
+        "SELECT run_id, config_hash, started_at, finished_at, neuroscribe_version AS version"
+        " FROM runs r WHERE status = 'finished'"
+        " AND EXISTS (SELECT 1 FROM site_comparisons c WHERE c.run_id = r.run_id)"
+        " AND (CAST(? AS VARCHAR) IS NULL OR run_id = ?) ORDER BY started_at, run_id",
+        [run_id, run_id],
+    )
+
+
+def comparison_subjects(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, str]:
+    """subject_id -> name of the subjects a comparison run compared."""
+    rows = fetch_dicts(
+        con,
+        "SELECT DISTINCT s.subject_id, s.name FROM site_comparisons c JOIN subjects s"
+        " ON s.subject_id IN (c.subject_a_id, c.subject_b_id) WHERE c.run_id = ?",
+        [run_id],
+    )
+    return {r["subject_id"]: r["name"] for r in rows}
+
+
+def cka_cells(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """Every site pair's CKA in a comparison run: the heatmap's cells."""
+    return comparisons.cka_matrix(con, run_id)
+
+
+def universality(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
+    """The ``universality`` rows of a comparison run."""
+    return comparisons.universality_rows(con, run_id)
+
+
+def top_changes(
+    con: duckdb.DuckDBPyConnection, run_id: str, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """The first ``limit`` ``model_diff`` rows of a comparison run (largest change first) and
+    how many it has in all."""
+    (total,) = fetch_dicts(
+        con, "SELECT count(*) AS n FROM model_diff WHERE run_id = ?", [run_id]
+    )
+    return comparisons.model_diff_rows(con, run_id, limit), int(total["n"])

@@ -1,0 +1,163 @@
+"""Memory and time of ``neuroscribe compare``, measured in one run.
+
+(a) Memory: the comparison pass over N and over 10 N tokens, each under ``tracemalloc``, which
+sees the accumulators (numpy float64 sums, squares and cross-products, one ``LinearCKA`` per
+site pair) and every other Python/numpy allocation of the pass, but not torch's tensors (the
+model and its activations, the same at any corpus size). Printed: both peaks, their ratio (the
+issue wants at most 1.1) and the accumulators' own size, units_A x units_B per pair, for
+comparison; plus the process's peak RSS.
+
+(b) Time: the compare pass (``compare_subjects``: windows cut, each subject's forward pass to its
+last compared site, the accumulators updated, units matched) on the 10 N run, untraced, over the
+sum of the bare forward passes of the subjects (``model.base_model`` under inference mode, no
+hooks, the whole model) on the same windows, framed and batched as compare does, timed before and
+after it (the mean of the two, so that load from other processes hits both alike). The bare
+passes get their batches ready-made; compare cuts and tokenizes inside its timed run. The issue
+wants at most 1.3. The matching step (Hungarian per matched pair), a fixed cost that does not
+grow with the corpus, is timed apart on random r of the same shapes, and the ratio printed
+without it too.
+
+Subjects: by default the embedded ``all-minilm-l6-v2`` twice (the same weights, so every unit is
+matched: the work is the same as for two seeds), every MLP neuron of every layer (6 x 1536). The
+corpus: the standard library's docstrings cycled into a JSONL file (``collect_memory.py``).
+
+    python benchmarks/compare_memory_time.py [--tokens 1024] [--model A --model B]
+        [--site 'layers.*.mlp'] [--window-tokens 32] [--batch-size 16]
+    python benchmarks/compare_memory_time.py --tokens 200000    # the issue's 200k and 2M
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from collect_memory import write_corpus  # noqa: E402
+
+from neuroscribe.collect.corpus import open_corpus  # noqa: E402
+from neuroscribe.collect.windows import batched, cut_windows  # noqa: E402
+from neuroscribe.compare.stream import Comparison, compare_subjects, match_units  # noqa: E402
+from neuroscribe.compare.subjects import LoadedSubject, load_subjects  # noqa: E402
+from neuroscribe.config import RunConfig  # noqa: E402
+
+
+def make_config(args: argparse.Namespace, corpus: Path, tokens: int) -> RunConfig:
+    return RunConfig.model_validate(
+        {
+            "corpus": {"source": str(corpus), "max_documents": None},
+            "collect": {
+                "site": args.site,
+                "window_tokens": args.window_tokens,
+                "max_windows": max(1, tokens // args.window_tokens),
+                "batch_size": args.batch_size,
+            },
+            "compare": {"models": args.model},
+        }
+    )
+
+
+def traced_compare(cfg: RunConfig) -> tuple[Comparison, int, float]:
+    """The comparison, tracemalloc's peak (bytes) during it, and its seconds."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    start = time.perf_counter()
+    try:
+        result = compare_subjects(cfg)
+        seconds = time.perf_counter() - start
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak, seconds
+
+
+def bare_forward_seconds(subject: LoadedSubject, cfg: RunConfig) -> float:
+    """One subject's whole forward pass, no hooks, on the windows compare reads."""
+    c = cfg.collect
+    docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
+    batches = [
+        subject.frame.wrap(b).to(subject.model.device)
+        for b in batched(cut_windows(docs, subject.tokenizer, c.window_tokens, c.max_windows),
+                         c.batch_size)
+    ]
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for ids in batches:
+            subject.model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids))
+    return time.perf_counter() - start
+
+
+def matching_seconds(result: Comparison) -> float:
+    """Seconds of the matching step alone (best partners both ways, Hungarian) on random r of
+    the matched pairs' shapes: the part of the compare pass that does not grow with tokens."""
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    for p in result.pairs:
+        if p.matches is not None:
+            match_units(rng.uniform(-1, 1, (p.n_a, p.n_b)))
+    return time.perf_counter() - start
+
+
+def accumulator_bytes(result: Comparison) -> int:
+    return sum(8 * (p.n_a * p.n_b + p.n_a**2 + p.n_b**2 + 3 * (p.n_a + p.n_b))
+               for p in result.pairs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tokens", type=int, default=1024, help="N: the small run; the large is 10 N")
+    ap.add_argument("--model", action="append", help="a subject (repeat); default MiniLM twice")
+    ap.add_argument("--site", default="layers.*.mlp")
+    ap.add_argument("--window-tokens", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args()
+    args.model = args.model or ["all-minilm-l6-v2", "all-minilm-l6-v2"]
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.jsonl"
+        write_corpus(corpus, 10 * args.tokens)
+        small, large = (make_config(args, corpus, n) for n in (args.tokens, 10 * args.tokens))
+        subjects = load_subjects(large)  # loads (cached per process) and checks, untimed
+        torch.set_grad_enabled(False)
+        warm = make_config(args, corpus, args.window_tokens * args.batch_size)
+        compare_subjects(warm)  # first-call costs out of every figure
+        r_small, peak_small, _ = traced_compare(small)
+        r_large, peak_large, _ = traced_compare(large)
+        # forward, compare, forward: load from other processes hits both alike
+        before = [bare_forward_seconds(s, large) for s in subjects]
+        start = time.perf_counter()
+        compare_subjects(large)
+        compare_s = time.perf_counter() - start
+        after = [bare_forward_seconds(s, large) for s in subjects]
+        forward_s = [(b + a) / 2 for b, a in zip(before, after, strict=True)]
+        match_s = matching_seconds(r_large)
+    n_small, n_large = r_small.pairs[0].n_tokens, r_large.pairs[0].n_tokens
+    mib = 2**20
+    print(f"subjects: {', '.join(args.model)}; sites {args.site}; {len(r_large.pairs)} site "
+          f"pairs ({'all' if r_large.all_site_pairs else 'same-site only'}); "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"accumulators (units_A x units_B per pair, float64): "
+          f"{accumulator_bytes(r_large) / mib:.1f} MiB")
+    print(f"(a) tracemalloc peak of the compare pass: {n_small} tokens {peak_small / mib:.1f} MiB, "
+          f"{n_large} tokens {peak_large / mib:.1f} MiB; ratio {peak_large / peak_small:.3f} "
+          "(issue: <= 1.1)")
+    print(f"    peak RSS of the process: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(f"(b) compare pass on {n_large} tokens: {compare_s:.2f} s; bare forward passes: "
+          + " + ".join(f"{s:.2f}" for s in forward_s)
+          + f" = {sum(forward_s):.2f} s; ratio {compare_s / sum(forward_s):.2f} (issue: <= 1.3)")
+    stream_s = compare_s - match_s
+    print(f"    of which matching (random r of the same shapes) {match_s:.2f} s; the streaming "
+          f"pass alone {stream_s:.2f} s, ratio {stream_s / sum(forward_s):.2f}")
+    print(f"    throughput: compare {n_large / compare_s:.0f} tokens/s, bare forward (all "
+          f"subjects) {n_large / sum(forward_s):.0f} tokens/s")
+
+
+if __name__ == "__main__":
+    main()
