@@ -13,18 +13,15 @@ from pathlib import Path
 from typing import Literal, get_args
 
 import duckdb
-import pyarrow as pa
 
 from neuroscribe import __version__
 from neuroscribe.export.manifest import (
     ExportError,
     ExportManifest,
-    atomic_path,
     check_writable,
-    sha256_file,
     write_manifest,
 )
-from neuroscribe.export.writers import write_arrow
+from neuroscribe.export.writers import write_arrow, write_export
 from neuroscribe.warehouse import exports
 
 DiffFormat = Literal["parquet", "jsonl", "csv"]
@@ -56,14 +53,12 @@ def export_model_diff(
     out = Path(out)
     check_writable(out, force)
     sql, params = exports.model_diff_query([r["run_id"] for r in runs])
-    try:
-        with atomic_path(out) as tmp:
-            reader = exports.stream(con, sql, params, BATCH_ROWS)
-            columns = tuple(reader.schema.names)
-            rows = write_arrow(reader, fmt, tmp)
-            digest = sha256_file(tmp)
-    except (ValueError, pa.ArrowException) as e:
-        raise ExportError(f"cannot write {fmt} export {out}: {e}") from e
+
+    def write(tmp: Path) -> tuple[int, tuple[str, ...]]:
+        reader = exports.stream(con, sql, params, BATCH_ROWS)
+        return write_arrow(reader, fmt, tmp), tuple(reader.schema.names)
+
+    rows, columns, digest = write_export(out, fmt, write)
     traced = exports.model_diff_provenance(con, sql, params)
     manifest = ExportManifest(
         output=out.name,

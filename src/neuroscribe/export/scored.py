@@ -13,19 +13,16 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import duckdb
-import pyarrow as pa
 
 from neuroscribe import __version__
 from neuroscribe.export import neuronpedia
 from neuroscribe.export.manifest import (
     ExportError,
     ExportManifest,
-    atomic_path,
     check_writable,
-    sha256_file,
     write_manifest,
 )
-from neuroscribe.export.writers import write_arrow, write_lines
+from neuroscribe.export.writers import write_arrow, write_export, write_lines
 from neuroscribe.warehouse import exports
 
 Format = Literal["parquet", "jsonl", "csv", "neuronpedia"]
@@ -81,24 +78,19 @@ def export_scored(
         "run_id": run_id,
     }
     sql, params = scored_query(**filters)
-    try:
-        with atomic_path(out) as tmp:
-            if fmt == "neuronpedia":
-                sql = neuronpedia.restrict(sql)
-                lines = neuronpedia.iter_lines(
-                    con, sql, params, neuronpedia_model_id, neuronpedia_source_set, BATCH_ROWS
-                )
-                rows = write_lines(lines, tmp)
-                columns: tuple[str, ...] = neuronpedia.COLUMNS
-            else:
-                reader = exports.stream(con, sql, params, BATCH_ROWS)
-                columns = tuple(reader.schema.names)
-                rows = write_arrow(reader, fmt, tmp)
-            digest = sha256_file(tmp)
-    except (ValueError, pa.ArrowException) as e:
-        if isinstance(e, ExportError):
-            raise
-        raise ExportError(f"cannot write {fmt} export {out}: {e}") from e
+    if fmt == "neuronpedia":
+        sql = neuronpedia.restrict(sql)  # the rows Neuronpedia takes; provenance reads them too
+
+    def write(tmp: Path) -> tuple[int, tuple[str, ...]]:
+        if fmt == "neuronpedia":
+            lines = neuronpedia.iter_lines(
+                con, sql, params, neuronpedia_model_id, neuronpedia_source_set, BATCH_ROWS
+            )
+            return write_lines(lines, tmp), neuronpedia.COLUMNS
+        reader = exports.stream(con, sql, params, BATCH_ROWS)
+        return write_arrow(reader, fmt, tmp), tuple(reader.schema.names)
+
+    rows, columns, digest = write_export(out, fmt, write)
     traced = exports.provenance(con, sql, params)
     manifest = ExportManifest(
         output=out.name,

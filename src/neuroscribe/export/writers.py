@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from neuroscribe.export.manifest import ExportError, atomic_path, sha256_file
+
+
+def write_export(
+    out: Path, fmt: str, write: Callable[[Path], tuple[int, tuple[str, ...]]]
+) -> tuple[int, tuple[str, ...], str]:
+    """Run ``write`` (rows into the path it is given; returns rows and columns) on a temporary
+    file that becomes ``out`` only when complete. Returns (rows, columns, sha256 of the file).
+    A writer's failure is an ExportError naming the file; an ExportError passes as it is."""
+    try:
+        with atomic_path(out) as tmp:
+            rows, columns = write(tmp)
+            digest = sha256_file(tmp)
+    except ExportError:
+        raise
+    except (ValueError, pa.ArrowException) as e:
+        raise ExportError(f"cannot write {fmt} export {out}: {e}") from e
+    return rows, columns, digest
 
 
 def write_arrow(reader: pa.RecordBatchReader, fmt: str, path: Path) -> int:
