@@ -31,10 +31,8 @@ from neuroscribe import progress
 from neuroscribe.cli.app import app, err, out, quiet_libraries, state, user_errors, where
 from neuroscribe.cli.options import config_options
 from neuroscribe.cli.summary import (
-    print_adoptions,
     print_agreement_summary,
-    print_calls_summary,
-    print_run_table,
+    print_run_summary,
     silent_explainers,
 )
 from neuroscribe.config import ConfigError, RunConfig, load_config
@@ -69,9 +67,7 @@ def run(overrides: dict[str, Any]) -> None:
         cfg = _config(overrides)
         run_id, warehouse, ids = run_stage("run", cfg)
         silent = silent_explainers(warehouse, ids, cfg)
-        print_run_table(warehouse, run_id, ids)
-        print_calls_summary(warehouse, run_id)
-        print_adoptions(warehouse, run_id)
+        print_run_summary(warehouse, run_id, ids)
     where(warehouse)
     if silent and cfg.explain.fail_on_silent:
         raise typer.Exit(SILENT_EXIT)
@@ -108,9 +104,7 @@ def score(overrides: dict[str, Any]) -> None:
     simulators, doing only what is missing."""
     with user_errors():
         run_id, warehouse, ids = run_stage("score", _config(overrides))
-        print_run_table(warehouse, run_id, ids)
-        print_calls_summary(warehouse, run_id)
-        print_adoptions(warehouse, run_id)
+        print_run_summary(warehouse, run_id, ids)
     where(warehouse)
 
 

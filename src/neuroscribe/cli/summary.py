@@ -131,6 +131,13 @@ def silent_explainers(warehouse: str, explanation_ids: list[str], cfg: RunConfig
     return silent
 
 
+def print_run_summary(warehouse: str, run_id: str, explanation_ids: list[str]) -> None:
+    """What ``run`` and ``score`` print: the scores table, the LLM calls, the takeovers."""
+    print_run_table(warehouse, run_id, explanation_ids)
+    print_calls_summary(warehouse, run_id)
+    print_adoptions(warehouse, run_id)
+
+
 def print_adoptions(warehouse: str, run_id: str) -> None:
     """Whose unfinished rows this run took over (an abandoned or failed run's), one line each."""
     with closing(open_readonly(warehouse)) as con:

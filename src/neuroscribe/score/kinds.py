@@ -96,13 +96,16 @@ def _ev(ctx: ScoringContext) -> Prepared:
     return Prepared(metric, ctx.calibration_reason())
 
 
-def _detection(kind: str) -> Callable[[ScoringContext], Prepared]:
+def _detection(kind: str, uses_cut: bool) -> Callable[[ScoringContext], Prepared]:
+    """``uses_cut``: the metric reads the cut chosen on the calibration windows, so its values
+    carry the notes on that choice (a threshold-free metric needs none)."""
+
     def prepare(ctx: ScoringContext) -> Prepared:
         if ctx.detection is None:
             return Prepared(None, ctx.never_fires())
         fire_at, cut, cut_note = ctx.detection
         metric = detection_metrics(fire_at, cut)[kind]
-        if kind != "detection_bacc":
+        if not uses_cut:
             return Prepared(metric)
         notes = [n for n in (cut_note, ctx.calibration_reason()) if n]
         return Prepared(metric, "; ".join(notes) if notes else None)
@@ -164,7 +167,7 @@ DETECTION_BACC = ScoreKind(
     " cut nearest 5), or is the scale midpoint 5 when those windows hold one class or constant "
     "predictions (`reason` says so)",
     HELD_OUT,
-    _detection("detection_bacc"),
+    _detection("detection_bacc", uses_cut=True),
 )
 DETECTION_AUROC = ScoreKind(
     "detection_auroc",
@@ -172,7 +175,7 @@ DETECTION_AUROC = ScoreKind(
     "over the corpus (`units.max_activation`); its score is its max simulated activation. AUROC "
     "over the `score_top` + `score_random` windows (ties count half; sklearn's `roc_auc_score`)",
     HELD_OUT,
-    _detection("detection_auroc"),
+    _detection("detection_auroc", uses_cut=False),
 )
 AUPRC_TOKENS = ScoreKind(
     "auprc_tokens",
