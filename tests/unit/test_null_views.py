@@ -19,9 +19,14 @@ EXPLAINER, SIMULATOR = "baseline/ngram", "baseline/lexical"
 RANDOM_CORR = {0: 0.1, 1: 0.2, 2: 0.5, 3: None, 4: 0.9}
 TRAINED_CORR = {0: 0.5, 1: 0.95, 2: None, 3: 0.0}
 LINK = {
-    "trained_run_id": TRAINED, "null_run_id": RANDOM, "subject": "tiny",
-    "subject_weights_hash": "aaaa", "null_model": "/cache/null_models/x",
-    "null_weights_hash": "bbbb", "method": "reinitialised", "seed": 0,
+    "trained_run_id": TRAINED,
+    "null_run_id": RANDOM,
+    "subject": "tiny",
+    "subject_weights_hash": "aaaa",
+    "null_model": "/cache/null_models/x",
+    "null_weights_hash": "bbbb",
+    "method": "reinitialised",
+    "seed": 0,
 }
 
 
