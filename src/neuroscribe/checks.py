@@ -18,6 +18,7 @@ from neuroscribe.collect.windows import check_window_size, cut_windows, special_
 from neuroscribe.config import RunConfig
 from neuroscribe.llm.factory import check_backend
 from neuroscribe.models import load_model, resolve_source
+from neuroscribe.null_model import check_null
 from neuroscribe.registry import EXPLAINERS, SIMULATORS
 
 
@@ -25,6 +26,8 @@ def check_flows(cfg: RunConfig, flows: Iterable[str]) -> None:
     """The checks that the flows ``run``, ``collect``, ``score`` and ``agree`` (any of them, as
     ``neuroscribe serve`` deploys several) need before they start."""
     flows = set(flows)
+    if "run" in flows:
+        check_null(cfg)
     if flows & {"run", "collect"}:
         preflight(cfg, annotators="run" in flows)
     if "score" in flows and "run" not in flows:
