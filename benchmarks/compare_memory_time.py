@@ -1,11 +1,12 @@
 """Memory and time of ``neuroscribe compare``, measured in one run.
 
 (a) Memory: the comparison pass over N and over 10 N tokens, each under ``tracemalloc``, which
-sees the accumulators (numpy float64 totals: one ``Moments`` per subject and site, its sums and
-Gram matrix; one ``CrossProducts`` per site pair) and every other Python/numpy allocation of the pass, but not torch's tensors (the
-model and its activations, the same at any corpus size). Printed: both peaks, their ratio (the
-issue wants at most 1.1) and the accumulators' own size, units_A x units_B per pair, for
-comparison; plus the process's peak RSS.
+sees the accumulators (numpy-allocated: float64 totals and their float32 buffers; one
+``Moments`` per subject and site, its sums and Gram matrix; one ``CrossProducts`` per site pair)
+and every other Python/numpy allocation of the pass, but not torch's own tensors (the model, its
+activations and each batch's products, the same at any corpus size). Printed: both peaks, their
+ratio (the issue wants at most 1.1) and the accumulators' own size, for comparison; plus the
+process's peak RSS.
 
 (b) Time: the compare pass (``compare_subjects``: windows cut, each subject's forward pass to its
 last compared site, the accumulators updated, units matched) on the 10 N run, untraced, over the

@@ -4,7 +4,8 @@ between every pair of subjects and every pair of compared sites, then units matc
 Each batch of windows is cut once (with the shared tokenizer), framed with each subject's own
 special tokens and run through each subject up to its last compared site; the activations at the
 window's tokens (framing dropped) update one ``Moments`` (sums and Gram matrix) per subject and
-site and one ``CrossProducts`` per (subject pair, site pair), and are dropped. Memory is units_A x units_B per site pair, never the corpus.
+site and one ``CrossProducts`` per (subject pair, site pair), and are dropped. Memory is
+units_A x units_B per site pair, never the corpus.
 
 Site pairs: every compared site with the same site of the other subject (these are matched unit
 by unit), and, when ``compare.cka_budget_mb`` allows, every other pair too, for CKA only (the
