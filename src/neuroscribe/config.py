@@ -223,7 +223,8 @@ class CompareConfig(Section):
     MiniLM cosine similarity below this (same concept reworded: about 0.9; two different
     single-token explanations: 0.4-0.6)."""
     score_change: float = Field(default=0.2, ge=0.0)
-    """... or when their best headline scores differ by at least this."""
+    """A unit of B with a partner is also changed when its best headline score and its
+    partner's differ by at least this."""
     explain: int = Field(default=4, ge=0)
     """Units of the top of the diff (new, lost, and partnered units with their partners, by
     activation change 1 - r) explained and scored by the configured explainers and simulators

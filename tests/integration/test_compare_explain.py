@@ -61,7 +61,17 @@ def _compare(known, tmp_path, warehouse, explain=EXPLAIN):
     return result.output
 
 
-def test_the_top_of_the_diff_is_explained_and_reused(known, tmp_path, monkeypatch):
+@pytest.fixture
+def prefect():
+    """One Prefect server for the two comparisons of a test (a process starts one of its own
+    only once)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def test_the_top_of_the_diff_is_explained_and_reused(known, tmp_path, monkeypatch, prefect):
     monkeypatch.setenv("NEUROSCRIBE_CACHE", str(tmp_path / "cache"))
     warehouse = tmp_path / "wh.duckdb"
     _compare(known, tmp_path, warehouse)
