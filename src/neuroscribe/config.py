@@ -218,6 +218,17 @@ class CompareConfig(Section):
     cka_budget_mb: int = Field(default=256, ge=0)
     """Memory for linear CKA between every pair of compared sites (the layer x layer heatmap);
     when the pairs need more, only pairs of the same site are compared."""
+    similarity: float = Field(default=0.7, ge=-1.0, le=1.0)
+    """A unit of B with a partner is changed when its best explanation and its partner's have a
+    MiniLM cosine similarity below this (same concept reworded: about 0.9; two different
+    single-token explanations: 0.4-0.6)."""
+    score_change: float = Field(default=0.2, ge=0.0)
+    """A unit of B with a partner is also changed when its best headline score and its
+    partner's differ by at least this."""
+    explain: int = Field(default=4, ge=0)
+    """Units of the top of the diff (new, lost, and partnered units with their partners, by
+    activation change 1 - r) explained and scored by the configured explainers and simulators
+    through the pipeline, where not already explained (0: none)."""
 
 
 class ControlsConfig(Section):
