@@ -69,9 +69,7 @@ def _rows(path: Path, table: str) -> list[tuple]:
     with closing(duckdb.connect(str(path), read_only=True)) as con:
         columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
         kept = [c for c in columns if not c.endswith(PROVENANCE)]
-        return sorted(
-            con.execute(f"SELECT {', '.join(kept)} FROM {table}").fetchall(), key=repr
-        )
+        return sorted(con.execute(f"SELECT {', '.join(kept)} FROM {table}").fetchall(), key=repr)
 
 
 def test_two_dask_workers_store_the_rows_of_the_local_engine(tmp_path, monkeypatch):
@@ -93,7 +91,6 @@ def test_two_dask_workers_store_the_rows_of_the_local_engine(tmp_path, monkeypat
                 ["--warehouse", str(tmp_path / f"{name}.duckdb"), "--config", str(config), "run"],
             )
             assert result.exit_code == 0, result.output
-            print(result.output)
     for table in TABLES:
         want = _rows(tmp_path / "local.duckdb", table)
         got = _rows(tmp_path / "dask.duckdb", table)
