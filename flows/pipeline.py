@@ -6,6 +6,9 @@ point (``collect``, ``explain``, ``simulate``, ``score``, ``agree``), writes the
 returns, and passes ids to the next task. A run is marked ``finished`` only after the last stage;
 any exception marks it ``failed`` with the error and is raised again.
 
+With ``[engine] kind = "dask"``, explain, simulate and score run on Dask workers instead
+(``flows.engine``); the flow's process still writes every row.
+
 Each flow checks its input (``neuroscribe.checks``) unless its caller already did
 (``checked=True``: the CLI checks once, before Prefect starts; a scheduled run checks here).
 """
@@ -22,6 +25,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.exceptions import MissingContextError
 
+from flows import engine
 from neuroscribe import search
 from neuroscribe.agree import agree_units
 from neuroscribe.checks import check_flows, preflight
@@ -287,9 +291,12 @@ def run_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False)
 
     def body() -> list[str]:
         unit_keys = collect_task(cfg, warehouse, run_id)
-        explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
-        simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
-        score_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
+        if cfg.engine.kind == "dask":  # explain, simulate and score on Dask workers
+            explanation_ids = engine.fan_out(cfg, warehouse, run_id, unit_keys)
+        else:
+            explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
+            simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
+            score_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
         agree_task(cfg, warehouse, run_id, explanation_ids)
         if cfg.controls.random_model:
             _random_model(cfg, warehouse, run_id, explanation_ids)
@@ -321,6 +328,8 @@ def score_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = Fals
         unit_keys = _collected_units(cfg, warehouse)
         with closing(connect(warehouse)) as con:
             ids = annotated.current_explanation_ids(con, unit_keys)
+        if cfg.engine.kind == "dask":
+            return engine.fan_out(cfg, warehouse, run_id, unit_keys, ids)
         simulate_task(cfg, warehouse, run_id, unit_keys, ids)
         score_task(cfg, warehouse, run_id, unit_keys, ids)
         return ids
