@@ -67,6 +67,15 @@ def _index(simulations: Sequence[Simulation]) -> dict[str, Simulation]:
     return by_window
 
 
+def _check_pair(explanation_id: str, simulator: str, simulations: Sequence[Simulation]) -> None:
+    for sim in simulations:
+        if sim.explanation_id != explanation_id or sim.simulator != simulator:
+            raise ValueError(
+                f"simulation {sim.simulation_id} is of ({sim.explanation_id}, {sim.simulator}), "
+                f"not ({explanation_id}, {simulator})"
+            )
+
+
 def _align(windows: Sequence[UnitWindow], by_window: dict[str, Simulation]) -> _Aligned:
     """Pair each window with its simulation; failed and absent simulations are left out."""
     true, pred = [], []
@@ -113,12 +122,7 @@ def score_explanation(
     kinds are NULL for a unit whose corpus max activation is not positive. Confidence
     intervals resample windows (``cfg.bootstrap`` times, level ``cfg.ci_level``, ``seed``).
     """
-    for sim in simulations:
-        if sim.explanation_id != explanation_id or sim.simulator != simulator:
-            raise ValueError(
-                f"simulation {sim.simulation_id} is of ({sim.explanation_id}, {sim.simulator}), "
-                f"not ({explanation_id}, {simulator})"
-            )
+    _check_pair(explanation_id, simulator, simulations)
     by_window = _index(simulations)
     calibration = _align(unit.in_splits(Split.CALIBRATE), by_window)
     ctx = ScoringContext(unit, calibration.true, calibration.pred, calibration.coverage_note())
