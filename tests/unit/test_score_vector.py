@@ -119,3 +119,49 @@ def test_interval_is_numpys_quantile_of_the_defined_values() -> None:
     assert low[0] == pytest.approx(np.quantile([3.0, 1.0, 2.0, 7.0], 0.1))
     assert high[0] == pytest.approx(np.quantile([3.0, 1.0, 2.0, 7.0], 0.9))
     assert np.isnan(low[1]) and np.isnan(high[1])  # 2 of 5 defined: under half
+
+
+def test_vectorised_fuzz_scores_equal_the_scalar_metric_and_bootstrap() -> None:
+    from neuroscribe.score.detection import auroc, balanced_accuracy
+    from neuroscribe.score.fuzz import FuzzPair, fuzz_scores_many
+    from neuroscribe.score.metrics import bootstrap_ci, pool
+    from neuroscribe.simulate.fuzz import FuzzItem, FuzzVerdict
+
+    def bacc(t, p):
+        a, b = pool(t, p)
+        return balanced_accuracy(a > 0.5, b > 0.5)
+
+    def area(t, p):
+        a, b = pool(t, p)
+        return auroc(a > 0.5, b)
+
+    rng = np.random.default_rng(2)
+    cfg = ScoreConfig(bootstrap=30, ci_level=0.9)
+    pairs = []
+    for k in range(30):
+        verdicts = []
+        for w in range(2 + k % 5):
+            for correct in (True, False):
+                item = FuzzItem(window_id=f"w{w}", split=Split.SCORE_TOP, marked=(0,),
+                                correct=correct, n_tokens=8)
+                confidence = float(np.round(rng.random() + (0.4 if correct else 0.0), 1))
+                verdicts.append(FuzzVerdict(explanation_id=f"e{k}", simulator="s", item=item,
+                                            answer=bool(rng.random() < 0.6) == correct,
+                                            confidence=confidence))
+        pairs.append(FuzzPair(f"e{k}", "s", verdicts))
+    got = fuzz_scores_many(pairs, cfg, seed=4)
+    compared = 0
+    for pair, (b, a) in zip(pairs, zip(got[::2], got[1::2], strict=True), strict=True):
+        for score, metric, field in ((b, bacc, "answer"), (a, area, "confidence")):
+            by_window: dict[str, tuple[list[float], list[float]]] = {}
+            for v in pair.verdicts:
+                t, p = by_window.setdefault(v.item.window_id, ([], []))
+                t.append(1.0 if v.item.correct else 0.0)
+                p.append(float(getattr(v, field)))
+            true = [t for t, _ in by_window.values()]
+            pred = [p for _, p in by_window.values()]
+            assert _same(score.value, metric(true, pred).value), score
+            low, high = bootstrap_ci(true, pred, metric, 30, 0.9, 4)
+            assert _same(score.ci_low, low) and _same(score.ci_high, high), score
+            compared += low is not None
+    assert compared > 30

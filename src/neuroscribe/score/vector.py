@@ -275,8 +275,29 @@ def auprc_windows(true: np.ndarray, pred: np.ndarray, starts: np.ndarray, params
 def auprc_tokens(true: np.ndarray, pred: np.ndarray, starts: np.ndarray, params: np.ndarray,
                  c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Average precision over tokens (``params``: firing threshold)."""
-    owner = np.repeat(np.arange(len(starts)), _segments(starts, true.shape[1]).astype(int))
-    return average_precision(true >= params[:, :1], pred, owner, c)
+    return average_precision(true >= params[:, :1], pred, _owners(starts, true.shape[1]), c)
+
+
+def _owners(starts: np.ndarray, length: int) -> np.ndarray:
+    return np.repeat(np.arange(len(starts)), _segments(starts, length).astype(int))
+
+
+def fuzz_bacc(true: np.ndarray, pred: np.ndarray, starts: np.ndarray, params: np.ndarray,
+              c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``score.fuzz``'s balanced accuracy: items (labels 1/0, answers 1/0) grouped by window."""
+    w = c[:, _owners(starts, true.shape[1])]
+    y, hit = true > 0.5, pred > 0.5
+    total, pos, code = _classes_weighted(y, w)
+    with np.errstate(all="ignore"):
+        tpr = (y & hit).astype(np.float64) @ w.T / pos
+        tnr = (~y & ~hit).astype(np.float64) @ w.T / (total - pos)
+    return (tpr + tnr) / 2.0, code
+
+
+def fuzz_auroc(true: np.ndarray, pred: np.ndarray, starts: np.ndarray, params: np.ndarray,
+               c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``score.fuzz``'s AUROC of the confidences: items grouped by window."""
+    return pairwise_auroc(true > 0.5, pred, _owners(starts, true.shape[1]), c)
 
 
 def _first(*conditions: np.ndarray) -> np.ndarray:
@@ -296,5 +317,7 @@ FAMILIES: dict[str, tuple[Family, tuple[str, ...]]] = {
     "auprc_windows": (auprc_windows, WINDOW_REASONS),
     "auprc_tokens": (auprc_tokens, TOKEN_REASONS),
     "f1": (f1, WINDOW_REASONS),
+    "fuzz_bacc": (fuzz_bacc, WINDOW_REASONS),
+    "fuzz_auroc": (fuzz_auroc, WINDOW_REASONS),
 }
 """Every family by name (``Vector.family``), with its reason strings by code."""
