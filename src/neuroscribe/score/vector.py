@@ -234,7 +234,11 @@ def detection_auroc(true: np.ndarray, pred: np.ndarray, starts: np.ndarray, para
 def average_precision(labels: np.ndarray, scores: np.ndarray, owner: np.ndarray,
                       c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``precision.average_precision`` of examples ``[P, E]`` in windows ``owner[E]``, each
-    weighted by its window's count (a window drawn twice enters its examples twice, tied)."""
+    weighted by its window's count (a window drawn twice enters its examples twice, tied).
+
+    Examples are grouped by distinct score, highest first (a tie enters together); per group
+    and window, how many examples and how many firing ones. A resample's true and predicted
+    positives at each threshold are then those cumulative counts times its window counts."""
     n_pairs, n_ex = scores.shape
     _, pos, code = _classes_weighted(labels, c[:, owner])
     code = np.where(code == 0, 4 * _picked_any(~np.isfinite(scores), c[:, owner]), code)
@@ -243,20 +247,19 @@ def average_precision(labels: np.ndarray, scores: np.ndarray, owner: np.ndarray,
     hits = np.take_along_axis(labels, order, axis=1).astype(np.float64)
     new_group = np.ones((n_pairs, n_ex), dtype=bool)
     new_group[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
-    end = np.ones((n_pairs, n_ex), dtype=bool)
-    end[:, :-1] = new_group[:, 1:]
-    group_start = np.maximum.accumulate(np.where(new_group, np.arange(n_ex), 0), axis=1)
-    w = c[:, owner[order]]  # [R, P, E]... as [P, R, E]
-    w = np.moveaxis(w, 0, 1)
-    tp = np.cumsum(w * hits[:, None, :], axis=2)
-    pp = np.cumsum(w, axis=2)
-    before = np.take_along_axis(tp, np.broadcast_to((group_start - 1).clip(0)[:, None, :],
-                                                    tp.shape), axis=2)
-    before = np.where((group_start == 0)[:, None, :], 0.0, before)
+    group = np.cumsum(new_group, axis=1) - 1  # [P, E] the tie group of each ranked example
+    n_groups = int(group.max()) + 1 if n_ex else 0
+    where = (np.repeat(np.arange(n_pairs), n_ex), group.ravel(), owner[order].ravel())
+    examples = np.zeros((n_pairs, n_groups, c.shape[1]))
+    firing = np.zeros_like(examples)
+    np.add.at(examples, where, 1.0)
+    np.add.at(firing, where, hits.ravel())
+    tp = np.cumsum(firing, axis=1) @ c.T  # [P, G, R]; groups past a pair's last add nothing
+    pp = np.cumsum(examples, axis=1) @ c.T
+    gained = np.diff(tp, axis=1, prepend=0.0)
     with np.errstate(all="ignore"):
         precision = np.where(pp > 0, tp / np.where(pp > 0, pp, 1.0), 0.0)
-        terms = np.where(end[:, None, :], (tp - before) * precision, 0.0)
-        return terms.sum(axis=2) / pos, code
+        return (gained * precision).sum(axis=1) / pos, code
 
 
 def _classes_weighted(labels: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, ...]:
