@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +48,9 @@ STAGE_LINE = re.compile(
 class Measured:
     units: str
     wall_s: float
+    cpu_s: float
+    """CPU seconds (user + system) of the run and its children: on a shared machine a steadier
+    measure than wall time, which counts the time other programs had the cores."""
     lines: int
     stages: dict[str, float] = field(default_factory=dict)
 
@@ -77,9 +81,12 @@ def run(args: argparse.Namespace, model: str, sites: str, units: str, windows: i
         "--explainers", ",".join(explainers), "--simulators", ",".join(simulators),
         "--select-with", simulators[0], *args.extra,
     ]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if done.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     stages: dict[str, float] = {}
@@ -89,7 +96,7 @@ def run(args: argparse.Namespace, model: str, sites: str, units: str, windows: i
             name = m.group(1)
             stages[name] = stages.get(name, 0.0) + int(m[2]) * 3600 + int(m[3]) * 60 + int(m[4])
     lines = len(done.stdout.splitlines()) + len(done.stderr.splitlines())
-    return Measured(units, wall, lines, stages)
+    return Measured(units, wall, cpu, lines, stages)
 
 
 def site_list(n_sites: int) -> str:
@@ -104,14 +111,15 @@ def scaling(args: argparse.Namespace, workdir: Path, windows: int) -> list[tuple
         m = run(args, args.model, site_list(args.sites), str(per_site), windows, workdir)
         out.append((per_site * args.sites, m))
         print(f"{args.model}: {per_site * args.sites} units ({args.sites} sites x {per_site}), "
-              f"{windows} windows: {m.wall_s:.0f} s wall, {m.wall_s / (per_site * args.sites):.3f}"
-              f" s/unit, {3600 * per_site * args.sites / m.wall_s:,.0f} units/hour, "
+              f"{windows} windows: {m.wall_s:.0f} s wall ({m.cpu_s:.0f} CPU-s), "
+              f"{m.wall_s / (per_site * args.sites):.3f} s/unit, "
+              f"{3600 * per_site * args.sites / m.wall_s:,.0f} units/hour, "
               f"{m.lines} lines; stages (s): "
               + ", ".join(f"{k} {v:.0f}" for k, v in m.stages.items()), flush=True)
     if len(out) >= 2:
         (n0, a), (n1, b) = out[0], out[-1]
-        print(f"time per unit at {n1} / at {n0}: {(b.wall_s / n1) / (a.wall_s / n0):.2f} "
-              "(whole run)")
+        print(f"time per unit at {n1} / at {n0}: {(b.wall_s / n1) / (a.wall_s / n0):.2f} wall, "
+              f"{(b.cpu_s / n1) / (a.cpu_s / n0):.2f} CPU (whole run)")
         for stage in a.stages:
             if stage in b.stages and a.stages[stage] > 0:
                 ratio = (b.stages[stage] / n1) / (a.stages[stage] / n0)
@@ -144,7 +152,8 @@ def main() -> None:
         if args.catalogue:
             m = run(args, args.catalogue_model, "layers.*.mlp", "all", args.windows, workdir)
             print(f"catalogue {args.catalogue_model}, every MLP neuron, {args.windows} windows: "
-                  f"{m.wall_s:.0f} s wall, {m.lines} lines printed; stages (s): "
+                  f"{m.wall_s:.0f} s wall ({m.cpu_s:.0f} CPU-s), {m.lines} lines printed; "
+                  "stages (s): "
                   + ", ".join(f"{k} {v:.0f}" for k, v in m.stages.items()), flush=True)
         if args.project:
             windows = -(-args.tokens // args.window_tokens)
