@@ -241,7 +241,8 @@ def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
     """The config's units as already collected in the warehouse; an error if there are none."""
     subject, sites, sae_id = unit_selector(cfg)
     with closing(connect(warehouse)) as con:
-        keys = collection.find_unit_keys(con, subject, sites, cfg.unit_indices, sae_id)
+        indices = None if cfg.every_unit else cfg.unit_indices
+        keys = collection.find_unit_keys(con, subject, sites, indices, sae_id)
     if not keys:
         raise BadInput(
             f"no collected units of {cfg.subject.model} at {cfg.collect.site} in {warehouse}; "

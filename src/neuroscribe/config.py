@@ -75,8 +75,10 @@ class CollectConfig(Section):
     ``layers.N.resid`` (residual stream). Several sites are collected in one pass when given as a
     list or comma-separated, and ``layers.*.mlp`` means every layer; ``units`` then applies to
     each site. With ``sae`` set, the SAE's own hook decides the site."""
-    units: list[int] | int = 8
-    """Explicit unit indices, or a count N meaning indices 0..N-1."""
+    units: list[int] | int | Literal["all"] = 8
+    """Explicit unit indices, a count N meaning indices 0..N-1, or ``all``: every unit of each
+    site (its width, read from the model; every feature of the SAE) – a whole-model catalogue
+    with ``site = "layers.*.mlp"``."""
     window_tokens: int = Field(default=32, ge=4)
     """Tokens per window."""
     max_windows: int = Field(default=400, ge=1)
@@ -108,6 +110,13 @@ class CollectConfig(Section):
     sae: str | None = None
     """Folder of a sparse autoencoder in the SAELens layout (``cfg.json`` and
     ``sae_weights.safetensors``); the units are then its features, read at its hook's site."""
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _units_word(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != "all" and not v.strip().isdigit():
+            raise ValueError(f"must be a count, a list of indices or 'all'; got '{v}'")
+        return v
 
 
 class ExplainConfig(Section):
@@ -310,6 +319,11 @@ class RunConfig(Section):
         return v
 
     @property
+    def every_unit(self) -> bool:
+        """``collect.units = "all"``: the units are known only once the model (or SAE) is."""
+        return self.collect.units == "all"
+
+    @property
     def config_hash(self) -> str:
         exclude = dict(NOT_HASHED)
         for name, default in (("compare", CompareConfig()), ("controls", ControlsConfig())):
@@ -319,7 +333,11 @@ class RunConfig(Section):
 
     @property
     def unit_indices(self) -> list[int]:
+        """The configured indices; with ``every_unit`` they depend on each site's width
+        (``collect.collect.plan_units``), so asking here is an error."""
         u = self.collect.units
+        if u == "all":
+            raise ValueError("collect.units = 'all': the indices come from the model's widths")
         return list(range(u)) if isinstance(u, int) else list(u)
 
 

@@ -19,7 +19,7 @@ MAX_TOKENS = 256
 """sentence-transformers' ``max_seq_length`` for all-MiniLM-L6-v2."""
 
 
-def embed_texts(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+def embed_texts(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """Unit-length embeddings ``[len(texts), 384]`` (float32), one row per text, in order."""
     import torch
 
@@ -29,11 +29,13 @@ def embed_texts(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         raise TypeError("embed_texts takes a sequence of texts, not one string")
     loaded = load_model(EMBEDDING_MODEL)
     model, tokenizer = loaded.model, loaded.tokenizer
+    # Each distinct text once, in order of length, so a batch pads little.
+    distinct = sorted(dict.fromkeys(texts), key=len)
     rows = [np.zeros((0, model.config.hidden_size), dtype=np.float32)]
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
+        for start in range(0, len(distinct), batch_size):
             batch = tokenizer(
-                list(texts[start : start + batch_size]),
+                distinct[start : start + batch_size],
                 padding=True,
                 truncation=True,
                 max_length=MAX_TOKENS,
@@ -44,4 +46,6 @@ def embed_texts(texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
             mean = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
             unit = torch.nn.functional.normalize(mean, p=2, dim=1)
             rows.append(unit.numpy().astype(np.float32))
-    return np.concatenate(rows, axis=0)
+    vectors = np.concatenate(rows, axis=0)
+    where = {text: i for i, text in enumerate(distinct)}
+    return vectors[[where[t] for t in texts]] if texts else vectors

@@ -18,15 +18,19 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import duckdb
+import numpy as np
 
 from neuroscribe.embed import EMBEDDING_MODEL
 from neuroscribe.errors import BadInput
+from neuroscribe.progress import track_chunks
 from neuroscribe.records import Explanation
 from neuroscribe.score.controls import SHUFFLED_CONTROL
 from neuroscribe.warehouse import embeddings as stored
 
 Mode = Literal["meaning", "text", "regex"]
 
+EMBED_CHUNK = 2048
+"""Explanations embedded per call; the progress advances by each (a catalogue has thousands)."""
 COLUMNS = (
     "similarity",
     "subject",
@@ -84,7 +88,9 @@ def _rows(items: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
         return []
     from neuroscribe.embed import embed_texts
 
-    vectors = embed_texts([text for _, text in items])
+    texts = [text for _, text in items]
+    parts = [embed_texts(chunk) for chunk in track_chunks(texts, EMBED_CHUNK, "embed explanations")]
+    vectors = np.concatenate(parts, axis=0)
     whash, now = embedding_weights_hash(), datetime.now(UTC).replace(tzinfo=None)
     return [
         {

@@ -105,11 +105,11 @@ def test_run_table(built, con):
     ghost = "ghost-of-the-unfinished-run"
     got = run_table(con, [*selected_ids(built), ghost], "corr_top_random")
     want = []
-    for (_, index), per_explainer in sorted(CORR.items(), key=lambda kv: kv[0][1]):
+    for (site, index), per_explainer in sorted(CORR.items(), key=lambda kv: kv[0][1]):
         for explainer, (text, corr) in sorted(per_explainer.items()):
             for sim, value in sorted(corr.items()):
                 want.append({
-                    "unit_index": index, "explainer": explainer, "explanation": text,
+                    "site": site, "unit_index": index, "explainer": explainer, "explanation": text,
                     "simulator": sim, "score": value,
                     "ci_low": None if value is None else round(value - 0.1, 4),
                     "ci_high": None if value is None else round(value + 0.1, 4),
@@ -122,9 +122,13 @@ def test_run_table(built, con):
 def test_clarity_by_unit(built, con):
     # Unit 0: the later finished run's 0.6, not 0.4; unit 1: undefined (the unfinished run's
     # 0.99 does not count); units 2 and 5: never measured.
-    assert clarity_by_unit(con, selected_ids(built)) == {0: 0.6, 1: None}
+    assert clarity_by_unit(con, selected_ids(built)) == {
+        ("layers.1.mlp", 0): 0.6, ("layers.1.mlp", 1): None,
+    }
     only_unit_1 = [e for e in built.explanations if e.unit_key.endswith("/1")]
-    assert clarity_by_unit(con, [e.explanation_id for e in only_unit_1]) == {1: None}
+    assert clarity_by_unit(con, [e.explanation_id for e in only_unit_1]) == {
+        ("layers.1.mlp", 1): None,
+    }
 
 
 def test_control_comparisons_need_the_baseline(built, con):

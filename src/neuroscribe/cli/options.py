@@ -72,7 +72,10 @@ def parse_value(annotation: Any, text: str) -> Any:
     """A command-line string as the config expects it: split on commas for a list field (or a
     list-or-number field given a comma), as typed otherwise (pydantic converts it)."""
     members = _members(annotation)
-    if str in members or any(get_origin(m) is Literal for m in members):
+    literals = [m for m in members if get_origin(m) is Literal]
+    if str in members or literals and (len(literals) == len(members) or any(
+        text in map(str, get_args(m)) for m in literals
+    )):
         return text
     lists = [m for m in members if get_origin(m) is list]
     if lists and ("," in text or len(lists) == len(members)):

@@ -39,22 +39,24 @@ def print_run_table(warehouse: str, run_id: str, explanation_ids: list[str]) -> 
         clarity = reads.clarity_by_unit(con, explanation_ids)
         comparisons = reads.control_comparisons(con, explanation_ids, [HEADLINE_SCORE])
     simulators = sorted({r["simulator"] for r in rows})
-    cells: dict[tuple[int, str, str], dict[str, str]] = {}
+    cells: dict[tuple[tuple[str, int], str, str], dict[str, str]] = {}
     for r in rows:
-        key = (r["unit_index"], r["explainer"], r["explanation"] or "")
+        key = ((r["site"], r["unit_index"]), r["explainer"], r["explanation"] or "")
         cells.setdefault(key, {})[r["simulator"]] = _score(
             r["score"], r["ci_low"], r["ci_high"], r["score_undefined_reason"]
         )
-    units = sorted({k[0] for k in cells})
+    units = sorted({k[0] for k in cells}, key=lambda u: (u[1], u[0]))
     shown = _best_and_worst(units, rows)
+    several_sites = len({site for site, _ in units}) > 1
     table: list[list[str]] = []
     sections: list[bool] = []
     for unit in shown:
         mine = [(k, v) for k, v in cells.items() if k[0] == unit]
         for i, ((_, explainer, text), by_sim) in enumerate(mine):
             c = clarity.get(unit)
+            label = f"{unit[0]}/{unit[1]}" if several_sites else str(unit[1])
             table.append([
-                str(unit) if i == 0 else "",
+                label if i == 0 else "",
                 explainer,
                 text,
                 *(by_sim.get(sim, "") for sim in simulators),
@@ -101,17 +103,22 @@ UNITS_SHOWN = 20
 """A run's table shows at most this many best and this many worst units (all when fewer)."""
 
 
-def _best_and_worst(units: list[int], rows: list[dict[str, Any]]) -> list[int]:
+Unit = tuple[str, int]
+"""(site, index): one unit of the table (a run over several sites repeats indices)."""
+
+
+def _best_and_worst(units: list[Unit], rows: list[dict[str, Any]]) -> list[Unit]:
     """All units when they fit, else the best and the worst ``UNITS_SHOWN`` by their best
     defined headline score among real explanations (units with none count as worst), best
     first."""
     if len(units) <= 2 * UNITS_SHOWN:
         return units
-    best: dict[int, float] = {u: -math.inf for u in units}
+    best: dict[Unit, float] = {u: -math.inf for u in units}
     for r in rows:
         if r["score"] is not None and r["explainer"] != SHUFFLED_CONTROL:
-            best[r["unit_index"]] = max(best[r["unit_index"]], r["score"])
-    ranked = sorted(units, key=lambda u: (-best[u], u))
+            u = (r["site"], r["unit_index"])
+            best[u] = max(best[u], r["score"])
+    ranked = sorted(units, key=lambda u: (-best[u], u[1], u[0]))
     return ranked[:UNITS_SHOWN] + ranked[-UNITS_SHOWN:]
 
 

@@ -122,7 +122,8 @@ class Plan:
 def plan_units(cfg: RunConfig, model: Any, sae: SAE | None = None) -> Plan:
     """Resolve the sites (and fit the SAE) against the loaded model; CollectError on mismatch.
     A count of units is checked against the widths before its indices are listed, so a huge
-    count fails at once with one line instead of running out of memory."""
+    count fails at once with one line instead of running out of memory. ``units = "all"``
+    takes every index of each site's width (every feature of the SAE)."""
     count = cfg.collect.units if isinstance(cfg.collect.units, int) else None
     if sae is not None:
         n_layers = len(_layout(model)[0])
@@ -131,14 +132,21 @@ def plan_units(cfg: RunConfig, model: Any, sae: SAE | None = None) -> Plan:
                 f"SAE {sae.sae_id} reads '{sae.site}' but the model has {n_layers} layers"
             )
         site = _resolve(model, sae.site, [])
-        if count is not None and count > sae.d_sae:
+        if cfg.every_unit:
+            count = sae.d_sae
+        elif count is not None and count > sae.d_sae:
             raise CollectError(
                 f"collect.units = {count} asks for features 0..{count - 1}, but SAE "
                 f"{sae.sae_id} has {sae.d_sae} (features 0..{sae.d_sae - 1})"
             )
-        units = cfg.unit_indices
+        units = list(range(sae.d_sae)) if cfg.every_unit else cfg.unit_indices
         check_sae_fits(sae, site.width, units)
         return Plan([site], [None], [(str(sae.site), u) for u in units], sae, units)
+    if cfg.every_unit:
+        sites = resolve_sites(model, cfg.collect.site, [])
+        keep: list[list[int] | None] = [list(range(s.width)) for s in sites]
+        columns = [(str(s.name), u) for s in sites for u in range(s.width)]
+        return Plan(sites, keep, columns)
     if count is not None:
         for s in resolve_sites(model, cfg.collect.site, []):
             if count > s.width:

@@ -36,7 +36,11 @@ def collect_missing(
     planned = planned_units(cfg)
     keys = [u.key for u in planned]
     todo = uncollected(cfg, planned, stored(keys))
-    return keys, collect_units(with_units(cfg, todo)) if todo else None
+    if not todo:
+        return keys, None
+    # With units = "all" the sites' widths may differ, so one list of indices cannot name the
+    # missing units of each: the whole catalogue is collected again (one pass either way).
+    return keys, collect_units(cfg if cfg.every_unit else with_units(cfg, todo))
 
 
 def planned_units(cfg: RunConfig) -> list[UnitId]:

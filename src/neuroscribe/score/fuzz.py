@@ -21,6 +21,7 @@ is a percentile bootstrap that resamples windows, each with its items.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,7 +29,9 @@ import numpy as np
 from neuroscribe.config import ScoreConfig
 from neuroscribe.records import Score
 from neuroscribe.score.detection import auroc, balanced_accuracy
-from neuroscribe.score.metrics import MetricValue, Windows, bootstrap_ci, pool
+from neuroscribe.score.jobs import Job, Row, run_jobs
+from neuroscribe.score.metrics import MetricValue, Windows, pool
+from neuroscribe.score.vector import Vector
 
 if TYPE_CHECKING:
     from neuroscribe.simulate.fuzz import FuzzVerdict
@@ -98,6 +101,19 @@ def _join(*reasons: str | None) -> str | None:
     return "; ".join(present) if present else None
 
 
+@dataclass(frozen=True)
+class FuzzPair:
+    """One explanation's verdicts from one simulator's judge, with what ``fuzz_scores`` needs."""
+
+    explanation_id: str
+    simulator: str
+    verdicts: Sequence[FuzzVerdict]
+    unavailable: Mapping[str, str] = field(default_factory=dict)
+    """Kinds the judge cannot give, with the reason stored with their NULL."""
+    no_items: str | None = None
+    """The reason when the unit gave no item (both kinds NULL)."""
+
+
 def fuzz_scores(
     explanation_id: str,
     simulator: str,
@@ -112,55 +128,65 @@ def fuzz_scores(
     ``unavailable`` maps a kind the judge cannot give to the reason stored with its NULL;
     ``no_items`` is the reason when the unit gave no item (both kinds NULL).
     """
+    pair = FuzzPair(explanation_id, simulator, verdicts, unavailable or {}, no_items)
+    return fuzz_scores_many([pair], cfg, seed)
+
+
+def fuzz_scores_many(pairs: Sequence[FuzzPair], cfg: ScoreConfig, seed: int = 0) -> list[Score]:
+    """``fuzz_scores`` of every pair, in order; the values and intervals of all pairs are
+    computed together (``score.jobs``)."""
+    rows: list[Row] = []
+    jobs: list[Job] = []
+    for pair in pairs:
+        _pending(pair, rows, jobs)
+    run_jobs(jobs, cfg, seed)
+    return [
+        Score(**row.fields, value=row.result.value,  # type: ignore[union-attr, arg-type]
+              reason=_join(row.result.reason, *row.notes),  # type: ignore[union-attr]
+              ci_low=row.ci[0], ci_high=row.ci[1])
+        for row in rows
+    ]
+
+
+def _pending(pair: FuzzPair, rows: list[Row], jobs: list[Job]) -> None:
+    """The pair's two rows, each with its value decided or a job to compute it."""
+    verdicts, unavailable = pair.verdicts, pair.unavailable
     for v in verdicts:
-        if v.explanation_id != explanation_id or v.simulator != simulator:
+        if v.explanation_id != pair.explanation_id or v.simulator != pair.simulator:
             raise ValueError(
                 f"verdict of ({v.explanation_id}, {v.simulator}), not "
-                f"({explanation_id}, {simulator})"
+                f"({pair.explanation_id}, {pair.simulator})"
             )
-    unavailable = unavailable or {}
     total = len(verdicts)
     n_failed = sum(v.status != "ok" for v in verdicts)
     failed_note = _note(n_failed, total, "failed")
-    out = []
-    for kind, field, metric in (
+    for kind, field_name, metric in (
         ("fuzz_bacc", "answer", _bacc),
         ("fuzz_auroc", "confidence", _auroc),
     ):
-        true, pred, tokens = _by_window(verdicts, field)
+        true, pred, tokens = _by_window(verdicts, field_name)
         used = sum(len(t) for t in true)
-        result: MetricValue
+        result: MetricValue | None = None
         if kind in unavailable:
             result, true, pred, tokens = MetricValue(None, unavailable[kind]), [], [], {}
         elif not verdicts:
-            result = MetricValue(None, no_items or "no fuzz items")
+            result = MetricValue(None, pair.no_items or "no fuzz items")
         elif kind == "fuzz_auroc" and used < total - n_failed:
             missing = total - n_failed - used
             result = MetricValue(None, f"{missing} of {total} items without a probability")
             true, pred, tokens = [], [], {}
-        else:
-            result = metric(true, pred)
         answerless = total - n_failed - used if kind == "fuzz_bacc" else 0
-        low, high = (None, None)
-        if result.value is not None:
-            low, high = bootstrap_ci(true, pred, metric, cfg.bootstrap, cfg.ci_level, seed)
-        out.append(
-            Score(
-                explanation_id=explanation_id,
-                simulator=simulator,
-                kind=kind,
-                value=result.value,
-                reason=_join(
-                    result.reason,
-                    failed_note if verdicts and kind not in unavailable else None,
-                    _note(answerless, total, "without a yes/no answer")
-                    if kind not in unavailable
-                    else None,
-                ),
-                n_tokens=int(np.sum(list(tokens.values()))) if tokens else 0,
-                n_windows=len(true),
-                ci_low=low,
-                ci_high=high,
-            )
+        row = Row(
+            {"explanation_id": pair.explanation_id, "simulator": pair.simulator, "kind": kind,
+             "n_tokens": int(np.sum(list(tokens.values()))) if tokens else 0,
+             "n_windows": len(true)},
+            (failed_note if verdicts and kind not in unavailable else None,
+             _note(answerless, total, "without a yes/no answer")
+             if kind not in unavailable else None),
+            result,
         )
-    return out
+        rows.append(row)
+        if result is None and true:
+            jobs.append(Job(row, Vector(kind), metric, true, pred))
+        elif result is None:
+            row.result = metric(true, pred)

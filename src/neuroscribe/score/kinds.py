@@ -28,6 +28,7 @@ from neuroscribe.score.metrics import (
     pearson_pooled,
 )
 from neuroscribe.score.precision import auprc_tokens, auprc_windows, f1_at_cut
+from neuroscribe.score.vector import Vector, calibration_params
 
 HELD_OUT = (Split.SCORE_TOP, Split.SCORE_RANDOM)
 
@@ -69,6 +70,9 @@ class Prepared:
     metric: Metric | None
     note: str | None = None
     """With a metric: added to every value's reason; without: the reason itself."""
+    vector: Vector | None = None
+    """The same metric vectorised over pairs and resamples (``score.vector``); None: the
+    scoring stage runs ``metric`` pair by pair (a plug-in kind may give only that)."""
 
 
 @dataclass(frozen=True)
@@ -86,14 +90,16 @@ class ScoreKind:
 
 
 def _pearson(ctx: ScoringContext) -> Prepared:
-    return Prepared(pearson_pooled)
+    return Prepared(pearson_pooled, vector=Vector("pearson"))
 
 
 def _ev(ctx: ScoringContext) -> Prepared:
     def metric(t: Windows, p: Windows) -> MetricValue:
         return explained_variance_calibrated(ctx.calibration_true, ctx.calibration_pred, t, p)
 
-    return Prepared(metric, ctx.calibration_reason())
+    vector = Vector("explained_variance",
+                    calibration_params(ctx.calibration_true, ctx.calibration_pred))
+    return Prepared(metric, ctx.calibration_reason(), vector)
 
 
 def _detection(kind: str, uses_cut: bool) -> Callable[[ScoringContext], Prepared]:
@@ -105,19 +111,20 @@ def _detection(kind: str, uses_cut: bool) -> Callable[[ScoringContext], Prepared
             return Prepared(None, ctx.never_fires())
         fire_at, cut, cut_note = ctx.detection
         metric = detection_metrics(fire_at, cut)[kind]
+        vector = Vector(kind, (fire_at, cut))
         if not uses_cut:
-            return Prepared(metric)
+            return Prepared(metric, vector=vector)
         notes = [n for n in (cut_note, ctx.calibration_reason()) if n]
-        return Prepared(metric, "; ".join(notes) if notes else None)
+        return Prepared(metric, "; ".join(notes) if notes else None, vector)
 
     return prepare
 
 
-def _auprc(make: Callable[[float], Metric]) -> Callable[[ScoringContext], Prepared]:
+def _auprc(make: Callable[[float], Metric], family: str) -> Callable[[ScoringContext], Prepared]:
     def prepare(ctx: ScoringContext) -> Prepared:
         if ctx.detection is None:
             return Prepared(None, ctx.never_fires())
-        return Prepared(make(ctx.detection[0]))
+        return Prepared(make(ctx.detection[0]), vector=Vector(family, (ctx.detection[0],)))
 
     return prepare
 
@@ -127,7 +134,8 @@ def _f1(ctx: ScoringContext) -> Prepared:
         return Prepared(None, ctx.never_fires())
     fire_at, cut, cut_note = ctx.detection
     notes = [n for n in (cut_note, ctx.calibration_reason()) if n]
-    return Prepared(f1_at_cut(fire_at, cut), "; ".join(notes) if notes else None)
+    return Prepared(f1_at_cut(fire_at, cut), "; ".join(notes) if notes else None,
+                    Vector("f1", (fire_at, cut)))
 
 
 CORR_TOP_RANDOM = ScoreKind(
@@ -185,14 +193,14 @@ AUPRC_TOKENS = ScoreKind(
     "score the share of firing tokens), over the tokens of the `score_top` + `score_random` "
     "windows. NULL when they hold one class only",
     HELD_OUT,
-    _auprc(auprc_tokens),
+    _auprc(auprc_tokens, "auprc_tokens"),
 )
 AUPRC_WINDOWS = ScoreKind(
     "auprc_windows",
     "the same with windows as examples, labelled and scored as for `detection_auroc` (max true "
     "activation, max simulated activation)",
     HELD_OUT,
-    _auprc(auprc_windows),
+    _auprc(auprc_windows, "auprc_windows"),
 )
 F1_CALIBRATED = ScoreKind(
     "f1_calibrated",

@@ -32,7 +32,7 @@ def definitions_markdown() -> str:
 
 
 @dataclass(frozen=True)
-class _Aligned:
+class Aligned:
     """True activations and predictions of the windows that have a usable simulation."""
 
     true: list[tuple[float, ...]]
@@ -58,7 +58,7 @@ class _Aligned:
         return f"{n_missing} of {total} windows missing ({', '.join(parts)})"
 
 
-def _index(simulations: Sequence[Simulation]) -> dict[str, Simulation]:
+def index_by_window(simulations: Sequence[Simulation]) -> dict[str, Simulation]:
     by_window: dict[str, Simulation] = {}
     for sim in simulations:
         if sim.window_id in by_window:
@@ -67,7 +67,16 @@ def _index(simulations: Sequence[Simulation]) -> dict[str, Simulation]:
     return by_window
 
 
-def _align(windows: Sequence[UnitWindow], by_window: dict[str, Simulation]) -> _Aligned:
+def check_pair(explanation_id: str, simulator: str, simulations: Sequence[Simulation]) -> None:
+    for sim in simulations:
+        if sim.explanation_id != explanation_id or sim.simulator != simulator:
+            raise ValueError(
+                f"simulation {sim.simulation_id} is of ({sim.explanation_id}, {sim.simulator}), "
+                f"not ({explanation_id}, {simulator})"
+            )
+
+
+def align(windows: Sequence[UnitWindow], by_window: dict[str, Simulation]) -> Aligned:
     """Pair each window with its simulation; failed and absent simulations are left out."""
     true, pred = [], []
     n_failed = n_absent = 0
@@ -85,10 +94,10 @@ def _align(windows: Sequence[UnitWindow], by_window: dict[str, Simulation]) -> _
         else:
             true.append(w.activations)
             pred.append(sim.predictions)
-    return _Aligned(true, pred, n_failed, n_absent)
+    return Aligned(true, pred, n_failed, n_absent)
 
 
-def _join(*reasons: str | None) -> str | None:
+def join_reasons(*reasons: str | None) -> str | None:
     present = [r for r in reasons if r]
     return "; ".join(present) if present else None
 
@@ -113,21 +122,16 @@ def score_explanation(
     kinds are NULL for a unit whose corpus max activation is not positive. Confidence
     intervals resample windows (``cfg.bootstrap`` times, level ``cfg.ci_level``, ``seed``).
     """
-    for sim in simulations:
-        if sim.explanation_id != explanation_id or sim.simulator != simulator:
-            raise ValueError(
-                f"simulation {sim.simulation_id} is of ({sim.explanation_id}, {sim.simulator}), "
-                f"not ({explanation_id}, {simulator})"
-            )
-    by_window = _index(simulations)
-    calibration = _align(unit.in_splits(Split.CALIBRATE), by_window)
+    check_pair(explanation_id, simulator, simulations)
+    by_window = index_by_window(simulations)
+    calibration = align(unit.in_splits(Split.CALIBRATE), by_window)
     ctx = ScoringContext(unit, calibration.true, calibration.pred, calibration.coverage_note())
     scores = []
     for kind in score_kinds():
         windows = unit.in_splits(*kind.splits)
         if kind.only_when_present and not windows:
             continue
-        aligned = _align(windows, by_window)
+        aligned = align(windows, by_window)
         prepared = kind.prepare(ctx)
         metric = prepared.metric
         note = prepared.note if metric is not None else None
@@ -148,7 +152,7 @@ def score_explanation(
                 simulator=simulator,
                 kind=kind.name,
                 value=result.value,
-                reason=_join(result.reason, aligned.coverage_note(), note),
+                reason=join_reasons(result.reason, aligned.coverage_note(), note),
                 n_tokens=aligned.n_tokens,
                 n_windows=len(aligned.true),
                 ci_low=low,
@@ -163,5 +167,5 @@ def validation_score(unit: UnitExamples, simulations: Sequence[Simulation]) -> f
 
     Failed or absent simulations are left out; None when the correlation is undefined.
     """
-    aligned = _align(unit.in_splits(Split.VALIDATE), _index(simulations))
+    aligned = align(unit.in_splits(Split.VALIDATE), index_by_window(simulations))
     return pearson_pooled(aligned.true, aligned.pred).value

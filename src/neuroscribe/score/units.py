@@ -1,13 +1,17 @@
-"""The score stage over a run: every (explanation, simulator) pair's simulations scored."""
+"""The score stage over a run: every (explanation, simulator) pair's simulations scored, all
+pairs at once (``score.batched``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from neuroscribe.config import RunConfig
-from neuroscribe.progress import track
+from neuroscribe.progress import task
 from neuroscribe.records import Explanation, Score, Simulation, UnitExamples
-from neuroscribe.score.score import score_explanation
+from neuroscribe.score.batched import score_pairs
+
+CHUNK_PAIRS = 2048
+"""Pairs scored per call (the progress advances by each)."""
 
 
 def score_units(
@@ -23,8 +27,14 @@ def score_units(
     for s in simulations:
         grouped.setdefault((s.explanation_id, s.simulator), []).append(s)
     explanation_unit = {e.explanation_id: e.unit_key for e in explanations}
+    pairs = [
+        (eid, simulator, by_key[explanation_unit[eid]], sims)
+        for (eid, simulator), sims in sorted(grouped.items())
+    ]
     out: list[Score] = []
-    for (eid, simulator), sims in track(sorted(grouped.items()), "score"):
-        unit = by_key[explanation_unit[eid]]
-        out.extend(score_explanation(eid, simulator, unit, sims, cfg.score, seed=cfg.collect.seed))
+    with task("score", len(pairs)) as advance:
+        for lo in range(0, len(pairs), CHUNK_PAIRS):
+            chunk = pairs[lo : lo + CHUNK_PAIRS]
+            out.extend(score_pairs(chunk, cfg.score, seed=cfg.collect.seed))
+            advance(len(chunk))
     return out

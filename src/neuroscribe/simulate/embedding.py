@@ -47,6 +47,8 @@ CONTEXT_BEFORE = 2
 """Tokens before the simulated one that its context includes."""
 WORD_WEIGHT = 0.7
 """Weight of the word's similarity against the context's."""
+BATCH_TEXTS = 20_000
+"""Texts gathered across jobs before they are embedded together (well under ``MEMO_LIMIT``)."""
 MEMO_LIMIT = 200_000
 """Context embeddings kept per process (about 300 MB at 384 float32 values each)."""
 
@@ -112,6 +114,30 @@ class EmbeddingSimulator:
         return np.stack([self._memo[t] for t in texts])
 
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
+        return self.simulate_batch([(explanation, windows)])[0]
+
+    def simulate_batch(
+        self, jobs: Sequence[tuple[Explanation, Sequence[Window]]]
+    ) -> list[list[Simulation]]:
+        """``simulate`` of every (explanation, windows) job, across units: every explanation,
+        word and context of the batch is embedded in one call (each distinct text once)."""
+        out: list[list[Simulation]] = []
+        texts: list[str] = []
+        start = 0
+        for i, (explanation, windows) in enumerate(jobs):
+            if explanation.status == "ok" and explanation.text:
+                texts.append(explanation.text)
+                for w in windows:
+                    texts += [*token_words(w.tokens), *token_contexts(w.tokens)]
+            if len(texts) >= BATCH_TEXTS or i == len(jobs) - 1:
+                self.embed(texts)  # fills the memo in one batched pass
+                out += [self._simulate_embedded(e, ws) for e, ws in jobs[start : i + 1]]
+                texts, start = [], i + 1
+        return out
+
+    def _simulate_embedded(
+        self, explanation: Explanation, windows: Sequence[Window]
+    ) -> list[Simulation]:
         if explanation.status != "ok" or not explanation.text:
             return [
                 failed_simulation(explanation, self.name, w, None, SimulateFailure.NO_EXPLANATION)
@@ -147,18 +173,30 @@ class EmbeddingFuzzJudge:
     def judge(
         self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
     ) -> list[FuzzVerdict]:
-        ids = list(dict.fromkeys(item.window_id for item in items))
-        sims = dict(
-            zip(ids, self.simulator.simulate(explanation, [windows[w] for w in ids]), strict=True)
-        )
+        return self.judge_many([(explanation, items)], windows)[0]
+
+    def judge_many(
+        self, jobs: Sequence[tuple[Explanation, Sequence[FuzzItem]]], windows: Mapping[str, Window]
+    ) -> list[list[FuzzVerdict]]:
+        """``judge`` of every (explanation, items) job, the simulations batched across units."""
+        ids = [list(dict.fromkeys(item.window_id for item in items)) for _, items in jobs]
+        work = [(e, [windows[w] for w in mine]) for (e, _), mine in zip(jobs, ids, strict=True)]
+        batch = getattr(self.simulator, "simulate_batch", None)
+        simulated = batch(work) if batch else [self.simulator.simulate(e, ws) for e, ws in work]
         out = []
-        for item in items:
-            sim = sims[item.window_id]
-            if sim.status != "ok":
-                out.append(failed_verdict(explanation, self.name, item, FuzzFailure.NO_EXPLANATION))
-                continue
-            mean = float(np.mean([sim.predictions[i] for i in item.marked]))
-            out.append(verdict(explanation, self.name, item, confidence=mean))
+        for (explanation, items), mine, sims in zip(jobs, ids, simulated, strict=True):
+            by_window = dict(zip(mine, sims, strict=True))
+            verdicts = []
+            for item in items:
+                sim = by_window[item.window_id]
+                if sim.status != "ok":
+                    verdicts.append(
+                        failed_verdict(explanation, self.name, item, FuzzFailure.NO_EXPLANATION)
+                    )
+                    continue
+                mean = float(np.mean([sim.predictions[i] for i in item.marked]))
+                verdicts.append(verdict(explanation, self.name, item, confidence=mean))
+            out.append(verdicts)
         return out
 
 

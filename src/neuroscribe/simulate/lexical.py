@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from neuroscribe.explain.ngram import term_key
@@ -70,6 +71,16 @@ def _variants(word: str) -> set[str]:
     return out
 
 
+@lru_cache(maxsize=1 << 17)
+def _key(token: str) -> str:
+    """``term_key``, memoised: a corpus repeats its tokens across windows and units."""
+    return term_key(token)
+
+
+def _predictions(terms: frozenset[str], tokens: Sequence[str]) -> list[float]:
+    return [SCALE_MAX if _key(t) in terms else 0.0 for t in tokens]
+
+
 class LexicalSimulator:
     name = "baseline/lexical"
     max_concurrency = 1
@@ -82,19 +93,27 @@ class LexicalSimulator:
         return self.simulate(explanation, windows)
 
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
-        if explanation.status != "ok" or not explanation.text:
-            return [
-                failed_simulation(explanation, self.name, w, None, SimulateFailure.NO_EXPLANATION)
+        return self.simulate_batch([(explanation, windows)])[0]
+
+    def simulate_batch(
+        self, jobs: Sequence[tuple[Explanation, Sequence[Window]]]
+    ) -> list[list[Simulation]]:
+        """``simulate`` of every (explanation, windows) job, across units in one call."""
+        out = []
+        for explanation, windows in jobs:
+            if explanation.status != "ok" or not explanation.text:
+                out.append([
+                    failed_simulation(explanation, self.name, w, None,
+                                      SimulateFailure.NO_EXPLANATION)
+                    for w in windows
+                ])
+                continue
+            terms = explanation_terms(explanation.text)
+            out.append([
+                ok_simulation(explanation, self.name, w, None, _predictions(terms, w.tokens))
                 for w in windows
-            ]
-        terms = explanation_terms(explanation.text)
-        return [
-            ok_simulation(
-                explanation, self.name, w, None,
-                [SCALE_MAX if term_key(t) in terms else 0.0 for t in w.tokens],
-            )
-            for w in windows
-        ]
+            ])
+        return out
 
 
 class LexicalFuzzJudge:
@@ -108,15 +127,24 @@ class LexicalFuzzJudge:
     def judge(
         self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
     ) -> list[FuzzVerdict]:
-        simulator = LexicalSimulator()
+        return self.judge_many([(explanation, items)], windows)[0]
+
+    def judge_many(
+        self, jobs: Sequence[tuple[Explanation, Sequence[FuzzItem]]], windows: Mapping[str, Window]
+    ) -> list[list[FuzzVerdict]]:
+        """``judge`` of every (explanation, items) job, across units in one call."""
         out = []
-        for item in items:
-            (sim,) = simulator.simulate(explanation, [windows[item.window_id]])
-            if sim.status != "ok":
-                out.append(failed_verdict(explanation, self.name, item, FuzzFailure.NO_EXPLANATION))
+        for explanation, items in jobs:
+            if explanation.status != "ok" or not explanation.text:
+                out.append([failed_verdict(explanation, self.name, item,
+                                           FuzzFailure.NO_EXPLANATION) for item in items])
                 continue
-            hit = any(sim.predictions[i] > 0 for i in item.marked)
-            out.append(verdict(explanation, self.name, item, answer=hit))
+            terms = explanation_terms(explanation.text)
+            out.append([
+                verdict(explanation, self.name, item, answer=any(
+                    _key(windows[item.window_id].tokens[i]) in terms for i in item.marked))
+                for item in items
+            ])
         return out
 
 

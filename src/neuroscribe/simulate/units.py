@@ -12,12 +12,16 @@ from collections.abc import Mapping, Sequence
 from neuroscribe.config import RunConfig
 from neuroscribe.llm.base import Ledger
 from neuroscribe.llm.fanout import fan_out
-from neuroscribe.progress import task, track_chunks
+from neuroscribe.progress import track_chunks
 from neuroscribe.records import Explanation, Score, Simulation, Split, UnitExamples, Window
-from neuroscribe.score.fuzz import fuzz_scores
+from neuroscribe.score.fuzz import FuzzPair, fuzz_scores_many
 from neuroscribe.simulate.base import Simulator
 from neuroscribe.simulate.fuzz import build_fuzz_items
 from neuroscribe.simulate.plugin import make_fuzz_judge, make_simulator
+
+BATCH_JOBS = 512
+"""Explanations per call of a simulator or judge that works across units (``simulate_batch``,
+``judge_many``: the in-process baselines); the progress advances by each call."""
 
 SIMULATED_SPLITS = (Split.CALIBRATE, Split.SCORE_TOP, Split.SCORE_RANDOM, Split.SCORE_OOD)
 """The splits every simulator predicts: calibration and every reported (held-out) split."""
@@ -75,8 +79,10 @@ def simulate_units(
             (e, [windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)])
             for e in mine
         ]
-        for chunk in track_chunks(jobs, 2 * simulator.max_concurrency, f"simulate {name}"):
-            for sims in simulate_many(simulator, chunk):
+        batch = getattr(simulator, "simulate_batch", None)
+        step = BATCH_JOBS if batch else 2 * simulator.max_concurrency
+        for chunk in track_chunks(jobs, step, f"simulate {name}"):
+            for sims in batch(chunk) if batch else simulate_many(simulator, chunk):
                 out.extend(sims)
     return out
 
@@ -100,22 +106,22 @@ def fuzz_units(
         key: build_fuzz_items(unit, cfg.score.fuzz_windows, cfg.collect.seed)
         for key, unit in by_key.items()
     }
-    out: list[Score] = []
+    pairs: list[FuzzPair] = []
     for name, mine in pending(explanations, by_key, cfg.simulate.simulators, done):
         judge = make_fuzz_judge(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
-        with task(f"fuzz     {name}", len(mine)) as advance:
-            for e in mine:
-                unit = by_key[e.unit_key]
-                verdicts = judge.judge(e, items[e.unit_key], windows)
+        many = getattr(judge, "judge_many", None)
+        step = BATCH_JOBS if many else 1
+        for chunk in track_chunks(mine, step, f"fuzz     {name}"):
+            jobs = [(e, items[e.unit_key]) for e in chunk]
+            if many:
+                verdicts = many(jobs, windows)
+            else:
+                verdicts = [judge.judge(e, its, windows) for e, its in jobs]
+            for e, mine_verdicts in zip(chunk, verdicts, strict=True):
                 no_items = (
-                    "unit never fires" if unit.stats.max <= 0
+                    "unit never fires" if by_key[e.unit_key].stats.max <= 0
                     else "no held-out window with firing tokens and at least as many silent ones"
                 )
-                out.extend(
-                    fuzz_scores(
-                        e.explanation_id, name, verdicts, cfg.score, cfg.collect.seed,
-                        unavailable=judge.unavailable, no_items=no_items,
-                    )
-                )
-                advance(1)
-    return out
+                pairs.append(FuzzPair(e.explanation_id, name, mine_verdicts,
+                                      judge.unavailable, no_items))
+    return fuzz_scores_many(pairs, cfg.score, cfg.collect.seed)

@@ -242,18 +242,18 @@ def find_unit_keys(
     con: duckdb.DuckDBPyConnection,
     subject_id: str,
     site_patterns: Sequence[str],
-    indices: Sequence[int],
+    indices: Sequence[int] | None,
     sae_id: str | None = None,
 ) -> list[str]:
     """Keys of a subject's collected units whose site matches one of the site patterns
-    (``layers.*.mlp``: ``*`` for any layer), with these indices (and this SAE, or none), in site
-    and index order."""
+    (``layers.*.mlp``: ``*`` for any layer), with these indices (None: any index) and this SAE
+    (or none), in site and index order."""
     like = [p.replace("%", "\\%").replace("_", "\\_").replace("*", "%") for p in site_patterns]
     return fetch_column(
         con,
         "SELECT unit_key FROM units WHERE subject_id = ?"
         " AND len(list_filter(?, lambda p: site LIKE p ESCAPE '\\')) > 0"
-        " AND list_contains(?, unit_index) AND sae_id IS NOT DISTINCT FROM ?"
+        " AND (? OR list_contains(?, unit_index)) AND sae_id IS NOT DISTINCT FROM ?"
         " ORDER BY site, unit_index",
-        [subject_id, like, list(indices), sae_id],
+        [subject_id, like, indices is None, list(indices or ()), sae_id],
     )

@@ -20,33 +20,34 @@ def run_table(
     con: duckdb.DuckDBPyConnection, explanation_ids: list[str], kind: str
 ) -> list[dict[str, Any]]:
     """Scores of ``kind`` of these explanations (``scored_explanations``: finished runs, ok
-    explanations), ordered by unit index, explainer, simulator. Keys: unit_index, explainer,
-    explanation, simulator, score, ci_low, ci_high, score_undefined_reason."""
+    explanations), ordered by unit index, site, explainer, simulator. Keys: site, unit_index,
+    explainer, explanation, simulator, score, ci_low, ci_high, score_undefined_reason."""
     return fetch_dicts(
         con,
-        "SELECT unit_index, explainer, explanation, simulator, score, ci_low, ci_high,"
+        "SELECT site, unit_index, explainer, explanation, simulator, score, ci_low, ci_high,"
         " score_undefined_reason FROM scored_explanations"
         " WHERE list_contains(?, explanation_id) AND score_kind = ?"
-        " ORDER BY unit_index, explainer, simulator",
+        " ORDER BY unit_index, site, explainer, simulator",
         [explanation_ids, kind],
     )
 
 
 def clarity_by_unit(
     con: duckdb.DuckDBPyConnection, explanation_ids: list[str]
-) -> dict[int, float | None]:
-    """Unit index -> clarity of the units of these explanations, from the latest finished run
-    that measured it (None when undefined)."""
+) -> dict[tuple[str, int], float | None]:
+    """(site, unit index) -> clarity of the units of these explanations, from the latest
+    finished run that measured it (None when undefined)."""
     rows = fetch_dicts(
         con,
-        "SELECT u.unit_index, arg_max(a.value, r.started_at) AS clarity FROM agreements a"
+        "SELECT u.site, u.unit_index, arg_max(a.value, r.started_at) AS clarity"
+        " FROM agreements a"
         " JOIN units u USING (unit_key) JOIN runs r ON r.run_id = a.run_id"
         " JOIN explanations e ON e.unit_key = a.unit_key"
         " WHERE a.kind = 'clarity' AND r.status = 'finished'"
-        " AND list_contains(?, e.explanation_id) GROUP BY u.unit_index",
+        " AND list_contains(?, e.explanation_id) GROUP BY u.site, u.unit_index",
         [explanation_ids],
     )
-    return {r["unit_index"]: r["clarity"] for r in rows}
+    return {(r["site"], r["unit_index"]): r["clarity"] for r in rows}
 
 
 class ControlComparison(Record):
