@@ -194,7 +194,7 @@ class CrossProducts:
         if denominator == 0:
             return float("nan")
         cka = np.linalg.norm(self.covariance()) ** 2 / denominator
-        return float(min(cka, 1.0))  # float32 products can round a whole CKA just past 1
+        return min(float(cka), 1.0)  # float32 products can round a whole CKA just past 1
 
     def _need_data(self) -> None:
         if self.n == 0:
