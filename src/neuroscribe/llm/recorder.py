@@ -122,6 +122,28 @@ class CallRecorder:
             raise
         return self._done(request_hash, params, result, codec, start, counter)
 
+    def cached(
+        self, request_hash: str, params: dict[str, Any], codec: Codec[T]
+    ) -> tuple[T] | None:
+        """The cached answer in a 1-tuple, recorded as a cache hit; None on a miss. For backends
+        that answer their misses together (``record`` then stores each one)."""
+        return self._hit(request_hash, params, codec)
+
+    def record(
+        self, request_hash: str, params: dict[str, Any], result: T, codec: Codec[T],
+        latency_ms: float,
+    ) -> T:
+        """Store and record one answer computed with others (a batch), with its share of the
+        batch's time as its latency. Returns it as a cache hit would give it."""
+        return self._done(request_hash, params, result, codec,
+                          time.perf_counter() - latency_ms / 1000, None)
+
+    def record_failure(
+        self, request_hash: str, params: dict[str, Any], error: Exception, latency_ms: float
+    ) -> None:
+        """Record one request of a batch that failed as a whole."""
+        self._failed(request_hash, params, error, time.perf_counter() - latency_ms / 1000, None)
+
     def _hit(self, request_hash: str, params: dict[str, Any], codec: Codec[T]) -> tuple[T] | None:
         hit = self.cache.get(request_hash)
         if hit is None:
