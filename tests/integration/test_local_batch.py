@@ -180,3 +180,34 @@ def test_concurrent_achat_calls_are_answered_in_one_batch(tiny, monkeypatch):
     alone = [backend.chat(r) for r in requests]
     assert batches == [3, 1, 1, 1]
     assert [r.texts for r in together] == [r.texts for r in alone]
+
+
+def test_the_explainer_generates_for_many_units_in_one_batch(tiny, monkeypatch):
+    from annotator_fixtures import planted_unit
+
+    from neuroscribe.config import ExplainConfig
+    from neuroscribe.explain import make_explainer
+    from neuroscribe.explain.many import explain_many
+
+    name = f"local/{tiny}"
+    clear_response_cache()
+    units, windows = [], {}
+    for seed in range(3):
+        unit, ws = planted_unit(seed=seed)
+        units.append(unit)
+        windows.update(ws)
+    explainer = make_explainer(name, ExplainConfig(max_tokens=6), Ledger())
+    batches = []
+    real = explainer.backend.runner.generate
+
+    def spy(ps, specs, eos):
+        batches.append([s.n for s in specs])
+        return real(ps, specs, eos)
+
+    monkeypatch.setattr(explainer.backend.runner, "generate", spy)
+    batched = explain_many(explainer, units, windows, 2, [0, 1, 2])
+    assert batches == [[2, 2, 2]]  # no probe of n first: the local backend always takes it
+    clear_response_cache()
+    alone = [explainer.explain(u, windows, 2, seed) for seed, u in enumerate(units)]
+    assert batches[1:] == [[2], [2], [2]]
+    assert [[e.text for e in es] for es in batched] == [[e.text for e in es] for es in alone]

@@ -28,6 +28,9 @@ class Capabilities(Record):
     (exact for in-process models: the all-at-once simulator)."""
     json_schema: bool = False
     """Structured output constrained by a JSON schema."""
+    samples: bool = False
+    """Always answers ``n > 1`` samples in one request (an in-process model), so explainers need
+    not probe whether the endpoint takes ``n``."""
 
 
 class Message(Record):

@@ -30,32 +30,39 @@ def answer_batch(
     for i, key in enumerate(keys):
         first.setdefault(key, i)
     todo = [i for key, i in first.items() if key not in recorder.cache]
-    computed: dict[int, T | Exception] = {}
-    share = 0.0
-    if todo:
-        start = time.perf_counter()
-        try:
-            results: Sequence[T | Exception] = compute(todo)
-        except Exception as e:
-            results = [e] * len(todo)
-        share = (time.perf_counter() - start) * 1000 / len(todo)
-        computed = dict(zip(todo, results, strict=True))
+    computed, share = _compute(compute, todo)
     out: list[T | Exception] = []
     for i, key in enumerate(keys):  # ledger rows in the order of the requests
-        if i in computed:
-            result = computed[i]
-            if isinstance(result, Exception):
-                recorder.record_failure(key, params[i], result, share)
-                out.append(result)
-            else:
-                out.append(recorder.record(key, params[i], result, codec, share))
-            continue
-        hit = recorder.cached(key, params[i], codec)
-        if hit is not None:
-            out.append(hit[0])
-        elif first[key] in computed:  # a repeat of a request that failed just now
-            out.append(computed[first[key]])
-        else:  # the cache forgot it meanwhile (cleared by another thread): answer it alone
-            alone = answer_batch(recorder, [key], [params[i]], codec, lambda _, i=i: compute([i]))
-            out.extend(alone)
+        if i not in computed:
+            hit = recorder.cached(key, params[i], codec)
+            if hit is not None:
+                out.append(hit[0])
+                continue
+            if first[key] in computed:  # a repeat of a request that failed just now
+                out.append(computed[first[key]])
+                continue
+            # The cache forgot it meanwhile (cleared by another thread): answer it alone.
+            alone, share = _compute(compute, [i])
+            computed.update(alone)
+        result = computed[i]
+        if isinstance(result, Exception):
+            recorder.record_failure(key, params[i], result, share)
+            out.append(result)
+        else:
+            out.append(recorder.record(key, params[i], result, codec, share))
     return out
+
+
+def _compute(
+    compute: Callable[[list[int]], Sequence[T | Exception]], todo: list[int]
+) -> tuple[dict[int, T | Exception], float]:
+    """The results of ``todo``, and each one's share of the time taken (ms)."""
+    if not todo:
+        return {}, 0.0
+    start = time.perf_counter()
+    try:
+        results: Sequence[T | Exception] = compute(todo)
+    except Exception as e:
+        results = [e] * len(todo)
+    share = (time.perf_counter() - start) * 1000 / len(todo)
+    return dict(zip(todo, results, strict=True)), share

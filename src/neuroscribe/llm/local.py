@@ -50,7 +50,9 @@ def _model_lock(model_name: str) -> threading.Lock:
 class LocalBackend:
     """``local/<model>``: a transformers causal LM running in this process."""
 
-    capabilities = Capabilities(logprobs=True, prompt_distributions=True, json_schema=False)
+    capabilities = Capabilities(
+        logprobs=True, prompt_distributions=True, json_schema=False, samples=True
+    )
 
     def __init__(
         self,

@@ -196,48 +196,31 @@ class Runner:
         import torch
 
         p, layers, runs = self._shared(prompts, min(len(x) for x in prompts) - 1)
-        rests = [x[p:] for x in prompts]
-        width = max(len(r) for r in rests)
-        b = len(prompts)
-        ids = torch.zeros((b, width), dtype=torch.long)
-        mask = torch.zeros((b, p + width), dtype=torch.long)
-        mask[:, :p] = 1
-        pos = torch.full((b, width), p, dtype=torch.long)
-        for i, r in enumerate(rests):
-            ids[i, width - len(r) :] = torch.tensor(r)
-            mask[i, p + width - len(r) :] = 1
-            pos[i, width - len(r) :] = torch.arange(p, p + len(r))
-        cache = self._cache(layers, b)
-        logits = self._forward(ids, cache, keep=1, mask=mask, positions=pos)[:, -1]
-
         owner = [i for i, s in enumerate(specs) for _ in range(s.n)]  # request of each row
-        index = torch.tensor(owner)
-        self._select(cache, index)
-        mask, logits = mask[index], logits[index]
-        next_pos = torch.tensor([p + len(rests[i]) for i in owner])
+        cache, logits, mask, next_pos = self._prefill(prompts, p, layers, owner)
         gens = [torch.Generator().manual_seed(s.seed) for s in specs]
         first_row = [sum(s.n for s in specs[:i]) for i in range(len(specs))]
         tokens: list[list[int]] = [[] for _ in owner]
         done = [False] * len(owner)
-        live = list(range(len(owner)))  # rows of the full batch still in the forward
-        for step in range(max(s.max_tokens for s in specs)):
-            row_of = {row: k for k, row in enumerate(live)}
-            for r, spec in enumerate(specs):
-                rows = range(first_row[r], first_row[r] + spec.n)
-                if all(done[x] for x in rows):
+        live = list(range(len(owner)))  # rows of the full batch still in the forward pass
+        longest = max(s.max_tokens for s in specs)
+        for step in range(longest):
+            where = {row: k for k, row in enumerate(live)}
+            for req, spec in enumerate(specs):
+                mine = range(first_row[req], first_row[req] + spec.n)
+                if all(done[x] for x in mine):
                     continue
-                nxt = self._sample(logits, [row_of.get(x) for x in rows], spec, gens[r])
-                for x, t in zip(rows, nxt, strict=True):
+                drawn = self._sample(logits, [where.get(x) for x in mine], spec, gens[req])
+                for x, t in zip(mine, drawn, strict=True):
                     if done[x]:
                         continue
                     if t in eos:
                         done[x] = True
                         continue
                     tokens[x].append(t)
-                    if len(tokens[x]) >= spec.max_tokens:
-                        done[x] = True
+                    done[x] = len(tokens[x]) >= spec.max_tokens
             keep = [k for k, row in enumerate(live) if not done[row]]
-            if not keep or step + 1 >= max(s.max_tokens for s in specs):
+            if not keep or step + 1 >= longest:
                 break
             if len(keep) < len(live):
                 sel = torch.tensor(keep)
@@ -251,6 +234,32 @@ class Runner:
             next_pos = next_pos + 1
         out = [[tokens[first_row[r] + j] for j in range(s.n)] for r, s in enumerate(specs)]
         return out, runs
+
+    def _prefill(
+        self, prompts: Sequence[list[int]], p: int, layers: list[Any], owner: list[int]
+    ) -> tuple[Any, Any, Any, Any]:
+        """Every prompt's suffix after the shared ``p`` tokens, left-padded (masked, position
+        ids skipping the pads) and run once; then its cache rows, mask and last logits repeated
+        for each of its samples (``owner``: the prompt of each sample row). Returns the cache,
+        the logits, the attention mask and each row's next position."""
+        import torch
+
+        rests = [x[p:] for x in prompts]
+        width = max(len(r) for r in rests)
+        ids = torch.zeros((len(rests), width), dtype=torch.long)
+        mask = torch.zeros((len(rests), p + width), dtype=torch.long)
+        mask[:, :p] = 1
+        pos = torch.full((len(rests), width), p, dtype=torch.long)
+        for i, rest in enumerate(rests):
+            ids[i, width - len(rest) :] = torch.tensor(rest)
+            mask[i, p + width - len(rest) :] = 1
+            pos[i, width - len(rest) :] = torch.arange(p, p + len(rest))
+        cache = self._cache(layers, len(rests))
+        logits = self._forward(ids, cache, keep=1, mask=mask, positions=pos)[:, -1]
+        index = torch.tensor(owner)
+        self._select(cache, index)
+        next_pos = torch.tensor([p + len(rests[i]) for i in owner])
+        return cache, logits[index], mask[index], next_pos
 
     @staticmethod
     def _sample(logits: Any, rows: list[int | None], spec: GenerationSpec, gen: Any) -> list[int]:
