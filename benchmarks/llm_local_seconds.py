@@ -1,61 +1,170 @@
-"""Seconds per unit of the offline default's LLM annotators (SmolLM2-135M-Instruct in process:
-the explainer with its samples, and the all-at-once simulator), with their tokens per unit.
+"""CPU-seconds and seconds per unit of the offline default's LLM annotators (SmolLM2-135M-Instruct
+in process: the explainer with its samples, the all-at-once simulator, the fuzz judge), with their
+tokens per unit.
 
-Either runs the default config's explain and simulate stages (``explain_units``,
-``simulate_units``: every default explainer, best-of-n, every default simulator,
-no controls) on ``--units`` planted units shaped as the default collection gives them (32-token
-windows: 6 explain, 5 validate, 5 score-top, 5 calibrate + 5 random), or, with ``--warehouse``,
-reads the same figures from the ``llm_calls`` of a finished run. The model is loaded before the
-clock starts (loading is a one-off, about 30 s the first time). Seconds per unit are the summed
-call latencies of one annotator and purpose over the units; the stage wall times are printed
-beside them (they include the baselines and the scoring of nothing else).
+Runs the default config's explain, simulate and fuzz stages (``explain_units``,
+``simulate_units``, ``fuzz_units``: every default explainer, best-of-n, every default simulator,
+the shuffled control) on ``--units`` planted units shaped as the default collection gives them
+(32-token windows: 6 explain, 5 validate, 5 score-top, 5 calibrate + 5 random), or, with
+``--warehouse``, reads the figures from the ``llm_calls`` of a finished run. The model is loaded,
+and one unit is run, before the clock starts (one-off costs). CPU-seconds are the process's own
+(all its threads, ``time.process_time``); the per-annotator rows sum the calls' latencies (a
+batched call's latency is its share of its batch's time).
 
-    OMP_NUM_THREADS=1 python benchmarks/llm_local_seconds.py [--units 2] [--warehouse FILE]
+``--compare`` runs the stages twice in one process on the same units: first one prompt per
+forward pass (``[annotators."local/..."] concurrency = 1``), then batched (``--batch``, default
+the backend's), and prints both, their ratio, and how far the outputs differ (explanation texts,
+predictions, fuzz confidences, every score). ``--dump FILE`` writes one run's outputs and figures
+as JSON; ``--against FILE`` compares this run with such a dump (e.g. one made by another checkout
+of neuroscribe: ``PYTHONPATH=/other/src python benchmarks/llm_local_seconds.py --dump old.json``).
+
+    OMP_NUM_THREADS=1 python benchmarks/llm_local_seconds.py [--units 8] [--batch N] [--compare]
+        [--dump FILE] [--against FILE] [--warehouse FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from llm_throughput import planted_units  # noqa: E402
 
-from neuroscribe.config import EMBEDDED_SUBJECT, RunConfig  # noqa: E402
+from neuroscribe.config import EMBEDDED_SUBJECT, AnnotatorConfig, RunConfig  # noqa: E402
 from neuroscribe.explain.units import explain_units  # noqa: E402
 from neuroscribe.llm.base import Ledger, LLMCall  # noqa: E402
 from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
 from neuroscribe.llm.local import PREFIX_TOKENS  # noqa: E402
-from neuroscribe.simulate import simulate_units  # noqa: E402
+from neuroscribe.score.score import score_explanation  # noqa: E402
+from neuroscribe.simulate import fuzz_units, simulate_units  # noqa: E402
 
-ROWS = (("explain", "explain"), ("simulate", "validate (best-of-n)"), ("simulate", "score"))
+LOCAL = f"local/{EMBEDDED_SUBJECT}"
+ROWS = (
+    ("explain", "explain"),
+    ("simulate", "validate (best-of-n)"),
+    ("simulate", "score"),
+    ("fuzz", "fuzz"),
+)
 
 
-def run_default(n_units: int) -> tuple[list[LLMCall], dict[str, float], RunConfig]:
-    """The default config's LLM stages on planted units; the ledger and stage wall times."""
-    from neuroscribe.models import load_model
+@dataclass
+class Result:
+    calls: list[LLMCall]
+    stages: dict[str, tuple[float, float]]
+    """Stage -> (wall seconds, CPU-seconds of this process)."""
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """What the annotators produced, keyed by unit and annotator (for comparisons)."""
 
-    cfg = RunConfig.model_validate({"score": {"controls": False}})
-    load_model(EMBEDDED_SUBJECT, None, cfg.explain.local_dtype)  # before the clock
+
+def config(batch: int | None) -> RunConfig:
+    cfg = RunConfig()
+    if batch is not None:
+        annotators = {LOCAL: AnnotatorConfig(concurrency=batch)}
+        cfg = cfg.model_copy(update={"annotators": annotators})
+    return cfg
+
+
+def measure(n_units: int, batch: int | None) -> Result:
+    """The default config's LLM stages on planted units (``batch``: prompts per batch of the
+    local annotator; None: its default)."""
+    cfg = config(batch)
     units, windows = planted_units(n_units)
     clear_response_cache()
     ledger = Ledger()
-    t0 = time.perf_counter()
+    stages: dict[str, tuple[float, float]] = {}
+    t, c = time.perf_counter(), time.process_time()
     explanations = explain_units(units, windows, cfg, ledger)
-    t1 = time.perf_counter()
     n_explain_calls = len(ledger.calls)
-    simulate_units(explanations, units, windows, cfg, ledger)
-    t2 = time.perf_counter()
+    stages["explain"] = (time.perf_counter() - t, time.process_time() - c)
+    t, c = time.perf_counter(), time.process_time()
+    sims = simulate_units(explanations, units, windows, cfg, ledger)
+    stages["simulate"] = (time.perf_counter() - t, time.process_time() - c)
+    t, c = time.perf_counter(), time.process_time()
+    fuzz = fuzz_units(explanations, units, windows, cfg, ledger)
+    stages["fuzz"] = (time.perf_counter() - t, time.process_time() - c)
     calls = ledger.drain()
     # Simulate calls made during explain_units are best-of-n selection on the validate split.
-    for i, c in enumerate(calls):
-        if c.purpose == "simulate":
+    for i, call in enumerate(calls):
+        if call.purpose == "simulate":
             stage = "validate" if i < n_explain_calls else "score"
-            calls[i] = c.model_copy(update={"params": {**c.params, "_stage": stage}})
-    return calls, {"explain stage": t1 - t0, "simulate stage": t2 - t1}, cfg
+            calls[i] = call.model_copy(update={"params": {**call.params, "_stage": stage}})
+    return Result(calls, stages, outputs(explanations, sims, fuzz, units, cfg))
+
+
+def outputs(explanations: list, sims: list, fuzz: list, units: list, cfg: RunConfig) -> dict:
+    """Explanation texts, local predictions and every score of the local simulator, keyed by
+    unit, explainer and sample (ids differ when texts do)."""
+    by_id = {e.explanation_id: e for e in explanations}
+    unit_of = {u.unit.key: u for u in units}
+
+    def key(explanation_id: str, *rest: str) -> str:
+        e = by_id[explanation_id]
+        return "|".join([e.unit_key, e.explainer, str(e.sample_index), *rest])
+
+    texts = {key(e.explanation_id): e.text for e in explanations}
+    preds = {
+        key(s.explanation_id, s.window_id): list(s.predictions)
+        for s in sims
+        if s.simulator == LOCAL
+    }
+    scores = {key(s.explanation_id, s.kind): s.value for s in fuzz if s.simulator == LOCAL}
+    for e in explanations:
+        mine = [s for s in sims if s.explanation_id == e.explanation_id and s.simulator == LOCAL]
+        if mine:
+            for s in score_explanation(
+                e.explanation_id, LOCAL, unit_of[e.unit_key], mine, cfg.score, cfg.collect.seed
+            ):
+                scores[key(e.explanation_id, s.kind)] = s.value
+    return {"texts": texts, "predictions": preds, "scores": scores}
+
+
+def differences(a: dict, b: dict) -> list[str]:
+    """How the outputs of two runs differ, one line per kind of output."""
+    lines = []
+    ta, tb = a["texts"], b["texts"]
+    same = sum(ta.get(k) == tb.get(k) for k in ta)
+    lines.append(f"explanation texts: {same} of {len(ta)} identical")
+    pa, pb = a["predictions"], b["predictions"]
+    common = [k for k in pa if k in pb]
+    diff = max((abs(x - y) for k in common for x, y in zip(pa[k], pb[k], strict=True)), default=0.0)
+    lines.append(
+        f"local predictions: {len(common)} windows in both (of {len(pa)}, {len(pb)}), "
+        f"max |difference| {diff:.2e} (0-10 scale)"
+    )
+    sa, sb = a["scores"], b["scores"]
+    both = [k for k in sa if k in sb and sa[k] is not None and sb[k] is not None]
+    sdiff = max((abs(sa[k] - sb[k]) for k in both), default=0.0)
+    nulls = sum((sa[k] is None) != (sb.get(k) is None) for k in sa if k in sb)
+    lines.append(
+        f"local scores: {len(both)} in both, max |difference| {sdiff:.2e}; "
+        f"defined in one run only: {nulls}"
+    )
+    if both:
+        mean_a = sum(sa[k] for k in both) / len(both)
+        mean_b = sum(sb[k] for k in both) / len(both)
+        lines.append(f"mean of those scores: {mean_a:.4f} vs {mean_b:.4f}")
+    return lines
+
+
+def run_default(n_units: int) -> tuple[list[LLMCall], dict[str, float], RunConfig]:
+    """The default config's LLM stages on planted units: the ledger and stage wall times."""
+    warm_up()
+    r = measure(n_units, None)
+    return r.calls, {s: wall for s, (wall, _) in r.stages.items()}, config(None)
+
+
+def warm_up() -> None:
+    """Load the model and run one unit (not timed)."""
+    from neuroscribe.models import load_model
+
+    load_model(EMBEDDED_SUBJECT, None, RunConfig().explain.local_dtype)
+    measure(1, None)
 
 
 def from_warehouse(path: str) -> tuple[list[LLMCall], int, str]:
@@ -98,7 +207,7 @@ def from_warehouse(path: str) -> tuple[list[LLMCall], int, str]:
 
 def print_table(calls: list[LLMCall], n_units: int) -> None:
     print(
-        f"{'annotator':<36} {'purpose':<22} {'calls/unit':>10} {'s/unit':>8} "
+        f"{'annotator':<30} {'purpose':<22} {'calls/unit':>10} {'s/unit':>8} "
         f"{'prompt tok/unit':>16} {'compl tok/unit':>15}"
     )
     for annotator in sorted({c.annotator for c in calls}):
@@ -118,36 +227,87 @@ def print_table(calls: list[LLMCall], n_units: int) -> None:
             pt = sum(c.prompt_tokens for c in cs)
             ct = sum(c.completion_tokens for c in cs)
             print(
-                f"{annotator:<36} {label:<22} {len(cs) / n_units:>10.1f} "
+                f"{annotator:<30} {label:<22} {len(cs) / n_units:>10.1f} "
                 f"{s / n_units:>8.2f} {pt / n_units:>16.0f} {ct / n_units:>15.0f}"
             )
 
 
+def print_stages(label: str, r: Result, n_units: int) -> float:
+    parts = [
+        f"{stage} {cpu / n_units:.2f} CPU-s ({wall / n_units:.2f} s)"
+        for stage, (wall, cpu) in r.stages.items()
+    ]
+    cpu = sum(c for _, c in r.stages.values())
+    wall = sum(w for w, _ in r.stages.values())
+    print(
+        f"{label}: {cpu / n_units:.2f} CPU-s/unit, {wall / n_units:.2f} s/unit wall "
+        f"[{', '.join(parts)}]"
+    )
+    return cpu / n_units
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--units", type=int, default=2)
+    parser.add_argument("--units", type=int, default=8)
+    parser.add_argument("--batch", type=int, default=None, help="prompts per batch (local)")
+    parser.add_argument("--compare", action="store_true", help="batch 1, then --batch")
+    parser.add_argument("--dump", help="write this run's outputs and figures as JSON")
+    parser.add_argument("--against", help="compare with a --dump of another run")
     parser.add_argument("--warehouse", help="read a finished run's llm_calls instead")
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    print(
+        f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
+        f"load average {os.getloadavg()[0]:.1f} at start"
+    )
     if args.warehouse:
         calls, n_units, run_id = from_warehouse(args.warehouse)
         print(f"run {run_id}: {n_units} units, from llm_calls")
         print_table(calls, n_units)
         return
-    calls, walls, cfg = run_default(args.units)
+    n = args.units
+    cfg = config(None)
     print(
-        f"{args.units} planted units, default config: explainers {cfg.explain.explainers} "
+        f"{n} planted units, default config: explainers {cfg.explain.explainers} "
         f"(samples={cfg.explain.samples}, select_with={cfg.explain.select_with}), "
-        f"simulators {cfg.simulate.simulators}"
+        f"simulators {cfg.simulate.simulators}, fuzz={cfg.score.fuzz}, "
+        f"controls={cfg.score.controls}"
     )
-    print_table(calls, args.units)
-    for stage, seconds in walls.items():
-        print(f"{stage}: {seconds / args.units:.2f} s/unit (wall)")
-    for (name, kind), n in sorted(PREFIX_TOKENS.items()):
+    warm_up()
+    PREFIX_TOKENS.clear()
+    results = []
+    if args.compare:
+        results.append(("batch 1", measure(n, 1)))
+    results.append((f"batch {args.batch or 'default'}", measure(n, args.batch)))
+    for label, r in results:
+        print(f"--- {label}")
+        print_table(r.calls, n)
+    print("---")
+    cpus = [print_stages(label, r, n) for label, r in results]
+    if len(cpus) == 2:
+        print(f"CPU-seconds per unit, batch 1 / batched: {cpus[0] / cpus[1]:.2f}x")
+        for line in differences(results[0][1].outputs, results[1][1].outputs):
+            print(f"batch 1 vs batched: {line}")
+    final = results[-1][1]
+    if args.against:
+        other = json.loads(Path(args.against).read_text())
         print(
-            f"{name}: prompt tokens {kind} by prefix KV reuse: {n / args.units:.0f}/unit"
-            if kind == "reused"
-            else f"{name}: prompt tokens run through the model: {n / args.units:.0f}/unit"
+            f"{args.against}: {other['cpu_per_unit']:.2f} CPU-s/unit "
+            f"({other['wall_per_unit']:.2f} s wall), this run {cpus[-1]:.2f}: "
+            f"{other['cpu_per_unit'] / cpus[-1]:.2f}x"
+        )
+        for line in differences(other["outputs"], final.outputs):
+            print(f"{args.against} vs this run: {line}")
+    if args.dump:
+        wall = sum(w for w, _ in final.stages.values()) / n
+        Path(args.dump).write_text(
+            json.dumps(
+                {
+                    "cpu_per_unit": cpus[-1],
+                    "wall_per_unit": wall,
+                    "stages": final.stages,
+                    "outputs": final.outputs,
+                }
+            )
         )
 
 

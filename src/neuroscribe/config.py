@@ -191,7 +191,8 @@ class AnnotatorConfig(Section):
     max_tokens: int | None = Field(default=None, ge=1)
     """Overrides ``explain.max_tokens`` (explainers only; simulators size their answers)."""
     concurrency: int | None = Field(default=None, ge=1)
-    """Requests in flight at once for this annotator (``openai``: default 8)."""
+    """Requests in flight at once for this annotator (``openai``: default 8); for ``local``, the
+    prompts answered in one batch of forward passes (default 16; 1: one at a time)."""
     timeout_s: float | None = Field(default=None, gt=0.0)
     """Seconds one attempt may take before it counts as a timeout (``openai``: default 120)."""
     max_retries: int | None = Field(default=None, ge=0)

@@ -40,9 +40,10 @@ class Sampler:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.separate: bool | None = None
+        self.separate: bool | None = False if backend.capabilities.samples else None
         """None until the first ``n > 1`` request is answered or refused; then whether samples
-        come from separate calls."""
+        come from separate calls. False from the start for backends that always take ``n``
+        (in-process models), so their first units are not held back by a probe."""
         self._probe: asyncio.Lock | None = None  # made on the loop that first uses it
 
     async def texts(self, request: ChatRequest) -> list[str | None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -28,6 +28,9 @@ class Capabilities(Record):
     (exact for in-process models: the all-at-once simulator)."""
     json_schema: bool = False
     """Structured output constrained by a JSON schema."""
+    samples: bool = False
+    """Always answers ``n > 1`` samples in one request (an in-process model), so explainers need
+    not probe whether the endpoint takes ``n``."""
 
 
 class Message(Record):
@@ -234,3 +237,17 @@ class Backend(Protocol):
         """Probability of each candidate token as the next token after each character offset in
         ``prompt`` (only when ``capabilities.prompt_distributions``)."""
         ...
+
+
+@runtime_checkable
+class BatchDistributions(Protocol):
+    """A backend that answers many ``next_token_distributions`` queries in batched forward
+    passes (the in-process ``local`` backend)."""
+
+    def next_token_distributions_batch(
+        self, queries: Sequence[tuple[str, Sequence[int]]], candidates: Sequence[str]
+    ) -> list[list[dict[str, float]] | Exception]:
+        """One entry per ``(prompt, positions)`` query: its distributions, or the exception
+        (``BackendError``, ``ValueError``) that query alone raised."""
+        ...
+

@@ -3,12 +3,17 @@
 It has the logits, so besides sampling it gives exact next-token distributions at any position
 inside a prompt from one forward pass: what the all-at-once simulator needs. The model is cached
 per process, so the subject and this annotator share one copy when they name the same model.
+
+Requests are answered in batches (``neuroscribe.llm.local_batch``): the ``achat`` calls that
+``fan_out`` has in flight at once are coalesced into one generation (``llm.coalesce``), and
+``next_token_distributions_batch`` scores many prompts per forward pass. Each request keeps its
+own cache entry and ledger row (``llm.batch_record``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -16,38 +21,65 @@ from typing import Any
 from neuroscribe.errors import BadInput
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message, TokenLogprobs
+from neuroscribe.llm.batch_record import answer_batch
 from neuroscribe.llm.cache import CHAT, COUNTED_DISTRIBUTIONS
+from neuroscribe.llm.coalesce import Coalescer
 from neuroscribe.llm.factory import BackendPlugin
+from neuroscribe.llm.local_batch import GenerationSpec, Runner
 from neuroscribe.llm.recorder import CallRecorder, chat_params, plain_chat_format
 
+DEFAULT_BATCH = 16
+"""Prompts per batch unless ``[annotators."local/..."] concurrency`` says otherwise."""
+
 PREFIX_TOKENS: Counter[tuple[str, str]] = Counter()
-"""Process-wide prompt tokens of distribution calls per annotator: ``(name, "run")`` ran through
-the model, ``(name, "reused")`` were skipped by prefix key/value reuse (benchmarks read these;
-each backend also keeps its own ``tokens_run`` and ``tokens_reused``)."""
+"""Process-wide prompt tokens per annotator: ``(name, "run")`` ran through the model,
+``(name, "reused")`` did not, their keys and values being those of a prefix shared within a
+batch or kept from the previous one (benchmarks read these; each backend also keeps its own
+``tokens_run`` and ``tokens_reused``)."""
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _model_lock(model_name: str) -> threading.Lock:
+    """One lock per model: backends of several purposes share the loaded model."""
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(model_name, threading.Lock())
 
 
 class LocalBackend:
     """``local/<model>``: a transformers causal LM running in this process."""
 
-    capabilities = Capabilities(logprobs=True, prompt_distributions=True, json_schema=False)
-    max_concurrency = 1
-    """One model in this process: calls run one at a time."""
+    capabilities = Capabilities(
+        logprobs=True, prompt_distributions=True, json_schema=False, samples=True
+    )
 
     def __init__(
-        self, name: str, model_name: str, recorder: CallRecorder, dtype: str = "float32"
+        self,
+        name: str,
+        model_name: str,
+        recorder: CallRecorder,
+        dtype: str = "float32",
+        batch: int = DEFAULT_BATCH,
     ) -> None:
         self.name = name
         self.model_name = model_name
         self.recorder = recorder
         self.dtype = dtype
-        self._kv: tuple[list[int], Any] | None = None
-        """Token ids and key/value cache of the last prompt scored (see _forward_reusing_prefix)."""
+        self.max_concurrency = max(1, batch)
+        """Most prompts in one batch: ``achat`` calls coalesced into one generation, prompts
+        per forward pass of ``next_token_distributions_batch`` (1: one at a time)."""
+        self._runner: Runner | None = None
+        self._chats: Coalescer[ChatRequest, ChatResponse] = Coalescer(
+            self._chat_batch, self.max_concurrency
+        )
         self.tokens_run = 0
-        """Prompt tokens this backend ran through the model for distributions (what the ledger's
-        ``prompt_tokens`` of those calls add up to)."""
+        """Prompt tokens this backend ran through the model (what the ledger's
+        ``prompt_tokens`` of its calls add up to)."""
         self.tokens_reused = 0
-        """Prompt tokens it did not run because their keys and values were reused from the
-        previous prompt (the prefix shared by every window of an explanation)."""
+        """Prompt tokens it did not run: their keys and values were those of a prefix run once
+        for a whole batch, or kept from the previous batch (instructions, worked example and
+        explanation are the same for every window of an explanation)."""
 
     @property
     def cache_identity(self) -> str:
@@ -63,6 +95,12 @@ class LocalBackend:
             raise BadInput(f"{self.name}: '{self.model_name}' is not a causal (chat) model")
         return loaded
 
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            self._runner = Runner(self.loaded.model, max_rows=self.max_concurrency)
+        return self._runner
+
     def format_chat(self, messages: tuple[Message, ...], continue_final: bool = False) -> str:
         """The prompt text the model sees. With ``continue_final`` the last (assistant) message is
         left open so the model continues it; rendered as generation prompt + content, which keeps
@@ -76,52 +114,83 @@ class LocalBackend:
         return text + messages[-1].content if continue_final else text
 
     def chat(self, request: ChatRequest) -> ChatResponse:
-        return self.recorder.run(
-            request.request_hash(self.cache_identity), chat_params(request),
-            lambda: self._generate(request), CHAT,
-        )
+        (result,) = self._chat_batch([request])
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     async def achat(self, request: ChatRequest) -> ChatResponse:
-        """``chat`` in a worker thread, so the event loop stays free while the model runs."""
-        return await asyncio.to_thread(self.chat, request)
+        """``chat``, batched with the other requests in flight on the loop; the model runs in a
+        worker thread, so the event loop stays free."""
+        return await self._chats.submit(request)
 
-    def _generate(self, request: ChatRequest) -> ChatResponse:
-        import torch
-
-        lm = self.loaded
-        tok, model = lm.tokenizer, lm.model
-        prompt = self.format_chat(request.messages)
-        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
-        sample = request.temperature > 0
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": request.max_tokens,
-            "do_sample": sample,
-            "num_return_sequences": request.n,  # the n samples run as one batch
-            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-            "return_dict_in_generate": True,
-            "output_logits": request.top_logprobs is not None,
-        }
-        if sample:
-            kwargs.update(temperature=request.temperature, top_p=1.0, top_k=0)
-        # fork_rng: seed this call without disturbing the caller's global RNG state.
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
-            torch.manual_seed(request.seed)
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
-        new = out.sequences[:, ids.shape[1] :]
-        texts, n_completion = [], 0
-        eos = _eos_ids(tok, model)
-        for row in new.tolist():
-            length = next((i for i, t in enumerate(row) if t in eos), len(row))
-            n_completion += length
-            texts.append(_cut_at_stop(tok.decode(row[:length], skip_special_tokens=True),
-                                      request.stop))
-        logprobs = None
-        if request.top_logprobs is not None:
-            logprobs = _top_logprobs(tok, new, out.logits, request.top_logprobs)
-        return ChatResponse(
-            texts=tuple(texts), logprobs=logprobs,
-            prompt_tokens=int(ids.shape[1]), completion_tokens=n_completion,
+    def _chat_batch(self, requests: list[ChatRequest]) -> list[ChatResponse | Exception]:
+        keys = [r.request_hash(self.cache_identity) for r in requests]
+        return answer_batch(
+            self.recorder,
+            keys,
+            [chat_params(r) for r in requests],
+            CHAT,
+            lambda todo: self._generate([requests[i] for i in todo]),
         )
+
+    def _generate(self, requests: list[ChatRequest]) -> list[ChatResponse]:
+        """Completions of many requests in one batched generation (seeded per request)."""
+        lm = self.loaded
+        tok = lm.tokenizer
+        prompts = [
+            list(tok(self.format_chat(r.messages), add_special_tokens=False)["input_ids"])
+            for r in requests
+        ]
+        specs = [GenerationSpec(r.n, r.max_tokens, r.temperature, r.seed) for r in requests]
+        eos = _eos_ids(tok, lm.model)
+        with _model_lock(self.model_name):
+            samples, runs = self.runner.generate(prompts, specs, eos)
+        out = []
+        for prompt, rows, run, r in zip(prompts, samples, runs, requests, strict=True):
+            self._count(run, len(prompt) - run)
+            logprobs = None
+            if r.top_logprobs is not None:
+                logprobs = self._top_logprobs(prompt, rows, r.top_logprobs)
+            texts = tuple(
+                _cut_at_stop(tok.decode(row, skip_special_tokens=True), r.stop) for row in rows
+            )
+            out.append(
+                ChatResponse(
+                    texts=texts,
+                    logprobs=logprobs,
+                    prompt_tokens=run,
+                    completion_tokens=sum(len(row) for row in rows),
+                )
+            )
+        return out
+
+    def _top_logprobs(
+        self, prompt: list[int], rows: list[list[int]], k: int
+    ) -> tuple[tuple[TokenLogprobs, ...], ...]:
+        """The ``k`` likeliest tokens and their log-probabilities at every completion token, from
+        one forward pass over prompt + completion (only for requests that ask for them)."""
+        tok = self.loaded.tokenizer
+        full = [r for r in rows if r]
+        queries = [prompt + r for r in full]
+        steps = [list(range(len(prompt) - 1, len(prompt) - 1 + len(r))) for r in full]
+        with _model_lock(self.model_name):
+            tops = iter(self.runner.top_logprobs(queries, steps, k) if full else [])
+        per_sample = []
+        for row in rows:
+            top = next(tops) if row else []
+            per_sample.append(
+                tuple(
+                    TokenLogprobs(
+                        token=tok.decode([t]),
+                        top=tuple(
+                            (tok.decode([i]), v if math.isfinite(v) else -1e9) for i, v in pairs
+                        ),
+                    )
+                    for t, pairs in zip(row, top, strict=True)
+                )
+            )
+        return tuple(per_sample)
 
     def next_token_distributions(
         self, prompt: str, positions: Sequence[int], candidates: Sequence[str]
@@ -133,81 +202,85 @@ class LocalBackend:
         the future, so that is an error. Softmax is over the full vocabulary; the candidates'
         probabilities are returned as they are (callers renormalise and keep the mass).
         """
-        key = content_hash(
-            self.cache_identity, prompt, list(positions), list(candidates), length=32
-        )
-        params = {
-            "kind": "next_token_distributions",
-            "prompt_chars": len(prompt),
-            "positions": list(positions),
-            "candidates": list(candidates),
-        }
+        (result,) = self.next_token_distributions_batch([(prompt, positions)], candidates)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def next_token_distributions_batch(
+        self, queries: Sequence[tuple[str, Sequence[int]]], candidates: Sequence[str]
+    ) -> list[list[dict[str, float]] | Exception]:
+        """``next_token_distributions`` of many ``(prompt, positions)`` queries in batched
+        forward passes, each with its own cache entry and ledger row. A query that fails (no
+        token boundary at one of its positions: ``ValueError``) fails alone."""
+        keys = [
+            content_hash(self.cache_identity, p, list(pos), list(candidates), length=32)
+            for p, pos in queries
+        ]
+        params = [
+            {
+                "kind": "next_token_distributions",
+                "prompt_chars": len(p),
+                "positions": list(pos),
+                "candidates": list(candidates),
+            }
+            for p, pos in queries
+        ]
         # Stored unrounded: a cache primed from the warehouse must answer exactly as this call.
-        dists, _ = self.recorder.run(
-            key, params, lambda: self._distributions(prompt, positions, candidates),
+        answers = answer_batch(
+            self.recorder,
+            keys,
+            params,
             COUNTED_DISTRIBUTIONS,
+            lambda todo: self._distributions([queries[i] for i in todo], candidates),
         )
-        return dists
+        return [a if isinstance(a, Exception) else a[0] for a in answers]
 
     def _distributions(
-        self, prompt: str, positions: Sequence[int], candidates: Sequence[str]
-    ) -> tuple[list[dict[str, float]], int]:
-        """The distributions, and the prompt tokens run through the model for them (the whole
-        prompt less the prefix whose key/value cache was reused)."""
-        import torch
-
-        tok, model = self.loaded.tokenizer, self.loaded.model
+        self, queries: list[tuple[str, Sequence[int]]], candidates: Sequence[str]
+    ) -> list[tuple[list[dict[str, float]], int] | Exception]:
+        """Each query's distributions and the prompt tokens run through the model for it."""
+        tok = self.loaded.tokenizer
         cand_ids = [_single_token_id(tok, c) for c in candidates]
-        enc = tok(prompt, return_offsets_mapping=True, add_special_tokens=False,
-                  return_tensors="pt")
-        starts = [s for s, _ in enc["offset_mapping"][0].tolist()]
-        ends = [e for _, e in enc["offset_mapping"][0].tolist()]
+        out: list[tuple[list[dict[str, float]], int] | Exception] = []
+        good: list[tuple[int, list[int], list[int]]] = []  # (query, token ids, rows to read)
+        for i, (prompt, positions) in enumerate(queries):
+            try:
+                ids, rows = self._rows(prompt, positions)
+            except ValueError as e:
+                out.append(e)
+                continue
+            out.append(ValueError("not computed"))  # replaced below
+            good.append((i, ids, rows))
+        if not good:
+            return out
+        with _model_lock(self.model_name):
+            probs, runs = self.runner.distributions(
+                [ids for _, ids, _ in good], [rows for _, _, rows in good], cand_ids
+            )
+        for (i, ids, _), p, run in zip(good, probs, runs, strict=True):
+            self._count(run, len(ids) - run)
+            out[i] = ([dict(zip(candidates, row, strict=True)) for row in p], run)
+        return out
+
+    def _rows(self, prompt: str, positions: Sequence[int]) -> tuple[list[int], list[int]]:
+        """The prompt's token ids and, per character offset, the token whose logits to read."""
+        enc = self.loaded.tokenizer(prompt, return_offsets_mapping=True, add_special_tokens=False)
+        starts = [s for s, _ in enc["offset_mapping"]]
+        ends = [e for _, e in enc["offset_mapping"]]
         rows = []
         for p in positions:
             i = _last_token_starting_before(starts, p)
             if i is None or ends[i] > p:
                 raise ValueError(f"{self.name}: no token boundary at character {p} of the prompt")
             rows.append(i)
-        ids = enc["input_ids"]
-        with torch.inference_mode():
-            logits, start = self._forward_reusing_prefix(model, ids, min(rows))
-        probs = torch.softmax(logits[[r - start for r in rows]].float(), dim=-1)[:, cand_ids]
-        run = int(ids.shape[1]) - start
+        return list(enc["input_ids"]), rows
+
+    def _count(self, run: int, reused: int) -> None:
         self.tokens_run += run
-        self.tokens_reused += start
+        self.tokens_reused += reused
         PREFIX_TOKENS[(self.name, "run")] += run
-        PREFIX_TOKENS[(self.name, "reused")] += start
-        return [dict(zip(candidates, row, strict=True)) for row in probs.tolist()], run
-
-
-    def _forward_reusing_prefix(self, model: Any, ids: Any, first_row: int) -> tuple[Any, int]:
-        """Logits for ``ids[0, start:]``, reusing the key/value cache of the previous prompt for
-        the tokens both prompts share (the simulator's instructions, example and explanation
-        are the same for every window of an explanation; only the token table differs).
-
-        Exact: attention over cached keys and values equals attention over recomputed ones. The
-        logits of reused tokens are not recomputed, so reuse stops before ``first_row``.
-        """
-        from transformers import DynamicCache
-
-        tokens = ids[0].tolist()
-        shared = 0
-        kv = self._kv
-        if kv is not None:
-            prev = kv[0]
-            limit = min(len(prev), len(tokens) - 1, first_row)
-            while shared < limit and prev[shared] == tokens[shared]:
-                shared += 1
-        if kv is not None and shared >= 32:
-            cache = kv[1]
-            extra = cache.get_seq_length() - shared
-            if extra > 0:
-                cache.crop(-extra)  # transformers 5: a negative count of tokens to drop
-        else:
-            cache, shared = DynamicCache(), 0
-        out = model(input_ids=ids[:, shared:], past_key_values=cache, use_cache=True)
-        self._kv = (tokens, out.past_key_values)
-        return out.logits[0], shared
+        PREFIX_TOKENS[(self.name, "reused")] += reused
 
 
 def _last_token_starting_before(starts: list[int], offset: int) -> int | None:
@@ -228,7 +301,7 @@ def _single_token_id(tok: Any, text: str) -> int:
 
 
 def _eos_ids(tok: Any, model: Any) -> set[int]:
-    ids = {tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None)}
+    ids = (tok.eos_token_id, getattr(model.generation_config, "eos_token_id", None))
     flat: set[int] = set()
     for i in ids:
         if isinstance(i, list):
@@ -245,28 +318,11 @@ def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:
     return text[:cut]
 
 
-def _top_logprobs(tok: Any, new: Any, logits: Any, k: int) -> tuple[tuple[TokenLogprobs, ...], ...]:
-    import torch
-
-    per_sample = []
-    for b in range(new.shape[0]):
-        steps = []
-        for t, step_logits in enumerate(logits):
-            lp = torch.log_softmax(step_logits[b].float(), dim=-1)
-            top = torch.topk(lp, k)
-            pairs = tuple(
-                (tok.decode([i]), float(v) if math.isfinite(v) else -1e9)
-                for v, i in zip(top.values.tolist(), top.indices.tolist(), strict=True)
-            )
-            steps.append(TokenLogprobs(token=tok.decode([int(new[b, t])]), top=pairs))
-        per_sample.append(tuple(steps))
-    return tuple(per_sample)
-
-
 def _make(
     name: str, model: str, recorder: CallRecorder, local_dtype: str, annotator: object
 ) -> LocalBackend:
-    return LocalBackend(name, model, recorder, local_dtype)
+    batch = getattr(annotator, "concurrency", None) or DEFAULT_BATCH
+    return LocalBackend(name, model, recorder, local_dtype, batch)
 
 
 def _check(name: str, model: str, annotator: object) -> None:

@@ -122,6 +122,27 @@ class CallRecorder:
             raise
         return self._done(request_hash, params, result, codec, start, counter)
 
+    def cached(
+        self, request_hash: str, params: dict[str, Any], codec: Codec[T]
+    ) -> tuple[T] | None:
+        """The cached answer in a 1-tuple, recorded as a cache hit; None on a miss. For backends
+        that answer their misses together (``record`` then stores each one)."""
+        return self._hit(request_hash, params, codec)
+
+    def record(
+        self, request_hash: str, params: dict[str, Any], result: T, codec: Codec[T],
+        latency_ms: float,
+    ) -> T:
+        """Store and record one answer computed with others (a batch), with its share of the
+        batch's time as its latency. Returns it as a cache hit would give it."""
+        return self._done(request_hash, params, result, codec, None, None, latency_ms)
+
+    def record_failure(
+        self, request_hash: str, params: dict[str, Any], error: Exception, latency_ms: float
+    ) -> None:
+        """Record one request of a batch that failed as a whole."""
+        self._failed(request_hash, params, error, None, None, latency_ms)
+
     def _hit(self, request_hash: str, params: dict[str, Any], codec: Codec[T]) -> tuple[T] | None:
         hit = self.cache.get(request_hash)
         if hit is None:
@@ -131,19 +152,19 @@ class CallRecorder:
         return (codec.decode(hit.raw),)
 
     def _failed(
-        self, request_hash: str, params: dict[str, Any], e: Exception, start: float,
-        counter: RetryCounter | None,
+        self, request_hash: str, params: dict[str, Any], e: Exception, start: float | None,
+        counter: RetryCounter | None, latency_ms: float = 0.0,
     ) -> None:
-        ms = (time.perf_counter() - start) * 1000
+        ms = latency_ms if start is None else (time.perf_counter() - start) * 1000
         kind = e.kind if isinstance(e, BackendError) else type(e).__name__
         self._add(request_hash, params, None, "failed", redact(f"{kind}: {e}"), 0, 0, ms,
                   retries=counter.retries if counter else 0)
 
     def _done(
         self, request_hash: str, params: dict[str, Any], result: T, codec: Codec[T],
-        start: float, counter: RetryCounter | None,
+        start: float | None, counter: RetryCounter | None, latency_ms: float = 0.0,
     ) -> T:
-        ms = (time.perf_counter() - start) * 1000
+        ms = latency_ms if start is None else (time.perf_counter() - start) * 1000
         raw, pt, ct = codec.encode(result)
         clean = redact(raw)  # an answer that quotes a credential is stored without it
         if clean != raw:  # and used without it, so a cache hit gives the same result

@@ -12,6 +12,10 @@ the ledger row of the call (its ``response`` holds the digit probabilities).
 
 Alignment is by construction: the simulator writes each subject token itself (tabs and newlines
 escaped), so there is exactly one tab, hence one prediction, per subject token.
+
+All windows of one explanation go to the backend together (``distributions_batch``): the
+in-process backend runs their shared prefix (instructions, worked example, explanation) once and
+the token tables in batched forward passes.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import asyncio
 from collections.abc import Sequence
 
 from neuroscribe.explain.render import escape_token
-from neuroscribe.llm.base import Backend, Message
+from neuroscribe.llm.base import Backend, BatchDistributions, Message
 from neuroscribe.llm.recorder import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, Simulation, Window
@@ -53,6 +57,23 @@ def expected_values(dists: Sequence[dict[str, float]]) -> list[float] | None:
             return None
         ev = sum(int(k) * d.get(k, 0.0) for k in DIGITS) / mass
         out.append(ev * SCALE_MAX / 9)
+    return out
+
+
+def distributions_batch(
+    backend: Backend, queries: Sequence[tuple[str, Sequence[int]]], candidates: Sequence[str]
+) -> list[list[dict[str, float]] | Exception]:
+    """``next_token_distributions`` of every ``(prompt, positions)`` query: batched where the
+    backend can (``BatchDistributions``), else one call each. A query's ``BackendError`` or
+    ``ValueError`` (no token boundary at a position) is its entry; other errors propagate."""
+    if isinstance(backend, BatchDistributions):
+        return backend.next_token_distributions_batch(queries, candidates)
+    out: list[list[dict[str, float]] | Exception] = []
+    for prompt, positions in queries:
+        try:
+            out.append(backend.next_token_distributions(prompt, positions, candidates))
+        except (BackendError, ValueError) as e:
+            out.append(e)
     return out
 
 
@@ -89,28 +110,34 @@ class AllAtOnceSimulator:
         return self.backend.format_chat(messages, True)
 
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
-        return [self._one(explanation, w) for w in windows]
-
-    def _one(self, explanation: Explanation, window: Window) -> Simulation:
+        """Every window of the explanation, their prompts sent to the backend together."""
         ref = self.prompt.ref
 
-        def failed(kind: SimulateFailure) -> Simulation:
+        def failed(window: Window, kind: SimulateFailure) -> Simulation:
             return failed_simulation(explanation, self.name, window, ref, kind)
 
         if explanation.status != "ok" or not explanation.text:
-            return failed(SimulateFailure.NO_EXPLANATION)
-        if not window.tokens:
-            return ok_simulation(explanation, self.name, window, ref, [])
-        text, positions = self.prompt_text(explanation.text, window.tokens)
-        try:
-            dists = self.backend.next_token_distributions(text, positions, DIGITS)
-        except BackendError:
-            return failed(SimulateFailure.BACKEND_ERROR)
-        except ValueError:  # no token boundary at a tab: the tokenizer merged across it
-            return failed(SimulateFailure.ALIGNMENT)
-        if len(dists) != len(window.tokens):
-            return failed(SimulateFailure.ALIGNMENT)
-        values = expected_values(dists)
-        if values is None:
-            return failed(SimulateFailure.NO_DIGIT_MASS)
-        return ok_simulation(explanation, self.name, window, ref, values)
+            return [failed(w, SimulateFailure.NO_EXPLANATION) for w in windows]
+        text = explanation.text
+        asked = [w for w in windows if w.tokens]
+        answers = distributions_batch(
+            self.backend, [self.prompt_text(text, w.tokens) for w in asked], DIGITS
+        )
+        by_window = {id(w): a for w, a in zip(asked, answers, strict=True)}
+        out = []
+        for w in windows:
+            answer = by_window.get(id(w))
+            if answer is None:
+                out.append(ok_simulation(explanation, self.name, w, ref, []))
+            elif isinstance(answer, BackendError):
+                out.append(failed(w, SimulateFailure.BACKEND_ERROR))
+            elif isinstance(answer, Exception) or len(answer) != len(w.tokens):
+                # ValueError: no token boundary at a tab, the tokenizer merged across it
+                out.append(failed(w, SimulateFailure.ALIGNMENT))
+            else:
+                values = expected_values(answer)
+                if values is None:
+                    out.append(failed(w, SimulateFailure.NO_DIGIT_MASS))
+                else:
+                    out.append(ok_simulation(explanation, self.name, w, ref, values))
+        return out

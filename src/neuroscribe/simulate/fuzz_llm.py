@@ -1,5 +1,8 @@
 """The fuzz judge of LLM simulators (``local/...``, ``openai/...``, ``fake/...``): the ``fuzz``
-prompt, one call per marked window, the answer read by capability (see ``simulate.fuzz``)."""
+prompt, one call per marked window, the answer read by capability (see ``simulate.fuzz``).
+
+With prompt distributions (in-process models) every marked window of an explanation goes to the
+backend at once (``simulate.all_at_once.distributions_batch``), batched in its forward passes."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from neuroscribe.llm.fanout import fan_out
 from neuroscribe.llm.recorder import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, Window
+from neuroscribe.simulate.all_at_once import distributions_batch
 from neuroscribe.simulate.fuzz import (
     ANSWER_SCHEMA,
     ANSWERS,
@@ -48,10 +52,13 @@ class LLMFuzzJudge:
     def judge(
         self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
     ) -> list[FuzzVerdict]:
-        # Endpoints serve requests in parallel; in-process and scripted backends run in order.
+        if self.backend.capabilities.prompt_distributions:
+            return self._judge_from_distributions(explanation, items, windows)
+        # Endpoints serve requests in parallel; scripted backends run in order.
         return fan_out(
             lambda item: self.judge_one(explanation, item, windows[item.window_id]),
-            items, self.backend.max_concurrency,
+            items,
+            self.backend.max_concurrency,
         )
 
     def messages(
@@ -67,12 +74,15 @@ class LLMFuzzJudge:
         ref = self.prompt.ref
         if explanation.status != "ok" or not explanation.text:
             return failed_verdict(explanation, self.name, item, FuzzFailure.NO_EXPLANATION, ref)
-        messages = self.messages(explanation.text, window.tokens, item.marked)
         caps = self.backend.capabilities
+        if caps.prompt_distributions:
+            (one,) = await asyncio.to_thread(
+                self._judge_from_distributions, explanation, [item], {item.window_id: window}
+            )
+            return one
+        messages = self.messages(explanation.text, window.tokens, item.marked)
         try:
-            if caps.prompt_distributions:
-                answer, confidence, failure = await self._from_distributions(messages)
-            elif caps.logprobs:
+            if caps.logprobs:
                 answer, confidence, failure = await self._from_logprobs(messages)
             else:
                 answer, confidence, failure = await self._from_text(messages)
@@ -84,18 +94,52 @@ class LLMFuzzJudge:
             explanation, self.name, item, answer=answer, confidence=confidence, prompt=ref
         )
 
-    async def _from_distributions(
-        self, messages: tuple[Message, ...]
-    ) -> tuple[bool | None, float | None, FuzzFailure | None]:
-        text = self.backend.format_chat(messages, False)
-        (dist,) = await asyncio.to_thread(
-            self.backend.next_token_distributions, text, [len(text)], ANSWERS
-        )
-        p_yes, p_no = dist.get("yes", 0.0), dist.get("no", 0.0)
-        if not p_yes + p_no > 0:
-            return None, None, FuzzFailure.NO_ANSWER_MASS
-        confidence = p_yes / (p_yes + p_no)
-        return confidence > 0.5, confidence, None
+    def _judge_from_distributions(
+        self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
+    ) -> list[FuzzVerdict]:
+        """Every item's p(yes) from the next-token distribution after its prompt, all prompts
+        in one batch."""
+        ref = self.prompt.ref
+        if explanation.status != "ok" or not explanation.text:
+            return [
+                failed_verdict(explanation, self.name, item, FuzzFailure.NO_EXPLANATION, ref)
+                for item in items
+            ]
+        texts = [
+            self.backend.format_chat(
+                self.messages(explanation.text, windows[item.window_id].tokens, item.marked),
+                False,
+            )
+            for item in items
+        ]
+        answers = distributions_batch(self.backend, [(t, [len(t)]) for t in texts], ANSWERS)
+        out = []
+        for item, answer in zip(items, answers, strict=True):
+            if isinstance(answer, BackendError):
+                out.append(
+                    failed_verdict(explanation, self.name, item, FuzzFailure.BACKEND_ERROR, ref)
+                )
+                continue
+            if isinstance(answer, Exception):
+                raise answer  # the prompt's end is always a token boundary: a bug
+            p_yes, p_no = answer[0].get("yes", 0.0), answer[0].get("no", 0.0)
+            if not p_yes + p_no > 0:
+                out.append(
+                    failed_verdict(explanation, self.name, item, FuzzFailure.NO_ANSWER_MASS, ref)
+                )
+                continue
+            confidence = p_yes / (p_yes + p_no)
+            out.append(
+                verdict(
+                    explanation,
+                    self.name,
+                    item,
+                    answer=confidence > 0.5,
+                    confidence=confidence,
+                    prompt=ref,
+                )
+            )
+        return out
 
     async def _from_logprobs(
         self, messages: tuple[Message, ...]
