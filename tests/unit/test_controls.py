@@ -253,3 +253,27 @@ def test_view_agrees_with_the_run_comparison(warehouse_path) -> None:
             assert got_mean == pytest.approx(want_mean)
         assert row[11:13] == (want.n_shuffled_constant, want.n_baseline_constant)
         assert row[13:] == (SUBJECT.subject_id, "layers.1.mlp")
+
+
+def test_the_baseline_is_read_against_the_shuffled_control_alone(warehouse_path) -> None:
+    explanations, scores = records()
+    with closing(store(warehouse_path, explanations, scores)) as con:
+        rows = con.execute(
+            "SELECT unit_key, score, shuffled, shuffled_constant, baseline, beats_shuffled,"
+            " beats_baseline FROM control_comparison_units"
+            " WHERE explainer = ? AND score_kind = 'corr_top_random' ORDER BY unit_key",
+            [BASELINE_EXPLAINER],
+        ).fetchall()
+        views = con.execute(
+            "SELECT count(*) FROM control_comparison WHERE explainer = ?", [BASELINE_EXPLAINER]
+        ).fetchone()
+    # u4 and u7: all NULL (u7's NULLs are not constant predictions), not compared; u5: no
+    # baseline score
+    assert rows == [
+        (KEYS[0], 0.5, 0.1, False, None, True, None),
+        (KEYS[1], 0.6, 0.1, False, None, True, None),
+        (KEYS[2], None, 0.2, False, None, False, None),
+        (KEYS[3], 0.3, 0.0, True, None, True, None),  # constant shuffled control counted as 0
+        (KEYS[6], -0.5, 0.0, True, None, False, None),
+    ]
+    assert views == (0,)  # control_comparison has rows for annotators only

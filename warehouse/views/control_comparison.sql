@@ -26,4 +26,5 @@ SELECT
     count(*) FILTER (WHERE c.baseline_constant)        AS n_baseline_constant
 FROM control_comparison_units c
 JOIN units u ON u.unit_key = c.unit_key
+WHERE c.explainer <> baseline_explainer()  -- the baseline's own rows: audit_unit_scores
 GROUP BY u.subject_id, u.site, u.sae_id, c.explainer, c.simulator, c.score_kind;

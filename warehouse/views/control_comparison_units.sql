@@ -1,11 +1,13 @@
 -- Scores read against the controls, unit by unit: one row per (unit, annotator, simulator, score
 -- kind) where the annotator (an explainer other than the controls) and both controls, the
 -- shuffled control (control/shuffled) and the n-gram baseline explainer (baseline/ngram), have a
--- score of that kind under the same simulator. The rules of the control comparison live here and
--- only here (control_comparison counts these rows; neuroscribe.warehouse.reads.control_comparisons
--- counts them for one run's explanations):
+-- score of that kind under the same simulator; and one row per (unit, simulator, kind) of the
+-- n-gram baseline itself read against the shuffled control (its baseline columns and
+-- beats_baseline NULL). The rules of the control comparison live here and only here
+-- (control_comparison counts the annotators' rows; neuroscribe.warehouse.reads.control_comparisons
+-- counts them for one run's explanations; audit_unit_scores shows them per planted unit):
 -- selected, ok explanations whose score was written by a finished run; a unit is compared when
--- the annotator and both controls have a score row and not all three are NULL (all NULL: the
+-- the annotator and the controls have a score row and not all of them are NULL (all NULL: the
 -- unit's truth gave nothing to score); a control whose score is NULL because its predictions
 -- were constant (reason 'constant predictions', or 'constant calibration predictions' for the
 -- calibrated explained variance) counts as 0, flagged in shuffled_constant/baseline_constant: a
@@ -36,13 +38,17 @@ compared AS (
     FROM scored a
     JOIN scored sh ON sh.unit_key = a.unit_key AND sh.simulator = a.simulator
         AND sh.kind = a.kind AND sh.explainer = shuffled_control()
-    JOIN scored bl ON bl.unit_key = a.unit_key AND bl.simulator = a.simulator
+    LEFT JOIN scored bl ON bl.unit_key = a.unit_key AND bl.simulator = a.simulator
         AND bl.kind = a.kind AND bl.explainer = baseline_explainer()
-    WHERE a.explainer NOT IN (shuffled_control(), baseline_explainer())
+        AND a.explainer <> baseline_explainer()
+    WHERE a.explainer <> shuffled_control()
+      AND (bl.explanation_id IS NOT NULL OR a.explainer = baseline_explainer())
       AND NOT (a.value IS NULL AND sh.value IS NULL AND bl.value IS NULL)
 )
 SELECT
     *,
     score IS NOT NULL AND (shuffled IS NULL OR score > shuffled) AS beats_shuffled,
-    score IS NOT NULL AND (baseline IS NULL OR score > baseline) AS beats_baseline
+    CASE WHEN baseline_explanation_id IS NOT NULL
+        THEN score IS NOT NULL AND (baseline IS NULL OR score > baseline)
+    END AS beats_baseline
 FROM compared;

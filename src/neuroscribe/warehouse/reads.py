@@ -114,7 +114,8 @@ def control_comparisons(
         " count(*) FILTER (WHERE baseline_constant) AS n_baseline_constant"
         " FROM control_comparison_units"
         " WHERE list_contains(?, explanation_id) AND list_contains(?, shuffled_explanation_id)"
-        " AND list_contains(?, baseline_explanation_id) AND (? OR list_contains(?, score_kind))"
+        " AND baseline_explanation_id IS NOT NULL AND list_contains(?, baseline_explanation_id)"
+        " AND (? OR list_contains(?, score_kind))"
         " GROUP BY explainer, simulator, score_kind ORDER BY explainer, simulator, score_kind",
         [ids, ids, ids, all_kinds, wanted],
     )
