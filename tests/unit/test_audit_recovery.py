@@ -220,9 +220,15 @@ def test_audit_unit_scores_show_each_planted_unit_against_the_controls(tmp_path)
               ci_high=None if values[key] is None else min(1.0, values[key] + 0.1))
         for eid, key in by_id.items()
     ]
+    # another audit of the same units drew another shuffled explanation: not this audit's control
+    other = _explanation("s/layers.1.mlp/1", shuf, 'the token "w1" again').model_copy(
+        update={"explanation_id": "other-shuffled"}
+    )
+    scores.append(Score(explanation_id="other-shuffled", simulator="baseline/lexical",
+                        kind="corr_top_random", value=0.99, n_tokens=10, n_windows=2))
     with closing(connect(tmp_path / "w.duckdb")) as con:
         start_run(con, "r1", RunConfig())
-        save_explanations(con, "r1", "c", explanations)
+        save_explanations(con, "r1", "c", [*explanations, other])
         save_scores(con, "r1", scores)
         finish_run(con, "r1", "finished")
         audits.save_audit(con, audit, units)
@@ -232,6 +238,7 @@ def test_audit_unit_scores_show_each_planted_unit_against_the_controls(tmp_path)
             " WHERE planted AND explainer = ? ORDER BY unit_index", [real]
         ).fetchall()
     got = {(r["unit_index"], r["explainer"]): r for r in rows}
+    assert len(rows) == len(got)  # one row each, whatever other audits drew
     assert set(got) == {(i, e) for i in (0, 1, 2) for e in (real, base, shuf)}  # planted only
     assert [got[(i, real)]["beats_controls"] for i in (0, 1, 2)] == [False, True, False]
     # the baseline is read against the shuffled control alone
