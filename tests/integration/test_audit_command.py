@@ -8,7 +8,7 @@ from contextlib import closing
 
 import duckdb
 import pytest
-from collect_fixtures import build_tiny_model, random_documents, write_txt
+from collect_fixtures import build_tiny_model, random_documents, write_sae, write_txt
 from typer.testing import CliRunner
 
 from neuroscribe.audit import AuditSpec, copy_config, plan_audit, planted_copy
@@ -88,6 +88,10 @@ def _invoke(config, warehouse, *args):
     ("args", "message"),
     [
         (["--site", "layers.1.resid"], "has no MLP neurons"),
+        (["--site", "layers.1.mlp_out"], "has no MLP neurons"),
+        (["--site", "layers.0.mlp,layers.1.mlp"], "an audit plants in one MLP site"),
+        (["--sae", "{sae}", "--site", "layers.1.resid"], "cannot audit an SAE"),
+        (["--plants", "1000"], "1000 plants do not fit layers.1.mlp, which has 64 units"),
         (["--plants", "65"], "65 plants do not fit layers.1.mlp, which has 64 units"),
         (["--triggers", " , "], "the trigger list is empty"),
         (["--triggers", "zebra"], "not found as whole-word tokens"),
@@ -97,7 +101,8 @@ def _invoke(config, warehouse, *args):
 )
 def test_bad_input_is_one_message_and_writes_nothing(setup, args, message):
     config, warehouse = setup
-    result = _invoke(config, warehouse, *args)
+    sae = write_sae(config.parent / "sae")
+    result = _invoke(config, warehouse, *(a.format(sae=sae) for a in args))
     assert result.exit_code == 2, result.output
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output

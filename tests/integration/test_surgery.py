@@ -10,12 +10,16 @@ from collect_fixtures import ARCHITECTURES
 from surgery_fixtures import mlp_activations, tiny_model, windows
 
 from neuroscribe.surgery import (
+    MlpInputSample,
     function_change,
     mlp_input_sample,
+    mlp_parts,
     permute_mlp,
     plant_units,
     reinitialised_copy,
+    unit_activation,
 )
+from neuroscribe.surgery.plant import outlier_positions
 
 LAYER = 1
 WORD, CONCEPT = {1005}, {1010, 1020, 1030}
@@ -69,6 +73,29 @@ def test_planted_units_fire_on_their_triggers_only_and_keep_the_function(arch):
     assert unit[~at].abs().max() < 0.05
     # concept (3 tokens): harder for a 32-dim random model; BERT mixes both directions of context
     assert concept.auroc >= (0.75 if arch == "bert" else 0.99)
+
+
+def test_a_plant_is_quiet_at_outlier_positions_and_even_at_its_triggers():
+    """Attention-sink positions (here every 16th, shrunk to a tenth of their norm, as the pre-MLP
+    norm leaves them in SmolLM2) are planted quiet even where they hold the trigger, and do not
+    set the scale: the activation is about the same at every other trigger."""
+    model = tiny_model("llama")
+    sample = mlp_input_sample(model, LAYER, windows(1, n=96))
+    sink = torch.zeros(len(sample.token_ids), dtype=torch.bool)
+    sink[::16] = True
+    hidden = sample.hidden.clone()
+    hidden[sink] *= 0.1
+    assert torch.equal(outlier_positions(hidden), sink)
+    result = plant_units(model, LAYER, [3], [WORD], MlpInputSample(hidden, sample.token_ids))
+    (record,) = result.records
+    at = torch.isin(sample.token_ids, torch.tensor(sorted(WORD)))
+    acts = unit_activation(mlp_parts(result.model, LAYER), 3, hidden)
+    assert record.n_outlier_triggers == int((at & sink).sum()) > 0
+    assert acts[sink].abs().max() < 1e-3
+    assert record.max_abs_other_activation == pytest.approx(float(acts[~at].abs().max()))
+    assert record.max_abs_other_activation < 1e-3
+    fired = acts[at & ~sink]
+    assert float(fired.std() / fired.mean()) < 0.1 and float(fired.min()) > 10
 
 
 def test_plant_refuses_bad_input():

@@ -15,13 +15,17 @@ from neuroscribe.audit.triggers import (
     draw_words,
     eligible_words,
     parse_concepts,
+    spellings,
     window_counts,
     word_tokens,
 )
+from neuroscribe.config import RunConfig
 from neuroscribe.errors import BadInput
-from neuroscribe.records import Explanation
+from neuroscribe.records import Explanation, Score
 from neuroscribe.warehouse import audits, connect
+from neuroscribe.warehouse.annotations import save_explanations, save_scores
 from neuroscribe.warehouse.rows import insert_rows
+from neuroscribe.warehouse.runs import finish_run, start_run
 
 WORD = Plant(kind="word", name="import", words=("import",), token_ids=(7,), n_windows=20)
 CONCEPT = Plant(
@@ -91,13 +95,25 @@ def test_recover_all_embeds_only_concept_explanations_and_prefers_ok_ones():
 class _Tokenizer:
     """Byte-level style: word-start tokens carry their space."""
 
-    vocab = {1: " hello", 2: "hello", 3: " Hello", 4: " ab", 5: " the", 6: "##ing", 7: " x2"}
+    vocab = {
+        1: " hello", 2: "hello", 3: " Hello", 4: " ab", 5: " the", 6: "##ing", 7: " x2",
+        8: " a", 9: "HELLO", 10: "##hello", 11: " hellos", 12: "Ġhello", 13: "hello!",
+    }  # fmt: skip
 
     def __call__(self, text, add_special_tokens=False):
         return {"input_ids": [8, 1]}
 
+    def __len__(self):
+        return len(self.vocab) + 1  # ids 0..13; 0 is not in the table
+
     def decode(self, ids):
-        return "".join(self.vocab.get(i, " a") for i in ids)
+        return "".join(self.vocab.get(i, "<unk>") for i in ids)
+
+
+def test_spellings_are_every_token_a_lexical_reader_takes_for_the_word():
+    got = spellings(_Tokenizer(), ["hello", "the", "zebra"])
+    # any case, with or without a leading space or marker; not a plural, not with punctuation
+    assert got == {"hello": frozenset({1, 2, 3, 9, 10, 12}), "the": frozenset({5})}
 
 
 def test_words_are_whole_word_tokens_counted_once_per_window():
@@ -133,7 +149,9 @@ def _plan_and_copy(n_planted: int):
                      plants=plants)
     copy = PlantedCopy(
         folder="/x", subject="tiny", subject_weights_hash="h",
-        units=tuple(PlantedUnit(unit=i, plant=p, relocated_to=64 + i, auroc=1.0)
+        units=tuple(PlantedUnit(unit=i, plant=p, relocated_to=64 + i, auroc=1.0,
+                                trigger_median=20.0, trigger_spread=0.1, max_other=1e-6 * i,
+                                outlier_triggers=0)
                     for i, p in enumerate(plants)),
         unplanted=(20, 21), function_change=1e-6, function_windows=8,
     )
@@ -173,3 +191,62 @@ def test_audit_recovery_matches_hand_worked_wilson_intervals_and_medians(tmp_pat
     assert row["median_recovered"] == pytest.approx(0.825)
     assert row["median_unplanted"] == pytest.approx(0.3)  # the NULL score left out
     assert (row["n_planted_scored"], row["n_unplanted_scored"]) == (10, 1)
+
+
+def test_audit_unit_scores_show_each_planted_unit_against_the_controls(tmp_path):
+    """Per planted unit and explainer: the score with its interval and whether it beats the
+    controls, by the rules of control_comparison_units (a constant-prediction control is 0)."""
+    plan, copy = _plan_and_copy(3)
+    real, base, shuf = "local/x", "baseline/ngram", "control/shuffled"
+    texts = {real: 'the token "w{i}"', base: 'the token "w{i}"', shuf: 'the token "zz"'}
+    explanations = [
+        _explanation(f"s/layers.1.mlp/{i}", e, t.format(i=i))
+        for i in [0, 1, 2, 20] for e, t in texts.items()
+    ]
+    audit, units = audit_rows("r1", plan, copy, explanations, embed=None)
+    # (unit, explainer) -> value; None: constant predictions
+    values = {
+        (0, real): 0.9, (0, base): 0.95, (0, shuf): None,  # real loses to the baseline
+        (1, real): 0.8, (1, base): 0.5, (1, shuf): 0.1,  # real beats both
+        (2, real): -0.1, (2, base): 0.3, (2, shuf): None,  # -0.1 does not beat 0
+        (20, real): 0.2, (20, base): 0.1, (20, shuf): 0.0,  # unplanted
+    }
+    by_id = {e.explanation_id: (int(e.unit_key.rsplit("/", 1)[1]), e.explainer)
+             for e in explanations}
+    scores = [
+        Score(explanation_id=eid, simulator="baseline/lexical", kind="corr_top_random",
+              value=values[key], reason=None if values[key] is not None else "constant predictions",
+              n_tokens=10, n_windows=2, ci_low=None if values[key] is None else values[key] - 0.1,
+              ci_high=None if values[key] is None else min(1.0, values[key] + 0.1))
+        for eid, key in by_id.items()
+    ]
+    # another audit of the same units drew another shuffled explanation: not this audit's control
+    other = _explanation("s/layers.1.mlp/1", shuf, 'the token "w1" again').model_copy(
+        update={"explanation_id": "other-shuffled"}
+    )
+    scores.append(Score(explanation_id="other-shuffled", simulator="baseline/lexical",
+                        kind="corr_top_random", value=0.99, n_tokens=10, n_windows=2))
+    with closing(connect(tmp_path / "w.duckdb")) as con:
+        start_run(con, "r1", RunConfig())
+        save_explanations(con, "r1", "c", [*explanations, other])
+        save_scores(con, "r1", scores)
+        finish_run(con, "r1", "finished")
+        audits.save_audit(con, audit, units)
+        rows = audits.audit_units(con, "r1", "corr_top_random")
+        plant_max = con.execute(
+            "SELECT unit_index, plant_max_other FROM audit_unit_scores"
+            " WHERE planted AND explainer = ? ORDER BY unit_index", [real]
+        ).fetchall()
+    got = {(r["unit_index"], r["explainer"]): r for r in rows}
+    assert len(rows) == len(got)  # one row each, whatever other audits drew
+    assert set(got) == {(i, e) for i in (0, 1, 2) for e in (real, base, shuf)}  # planted only
+    assert [got[(i, real)]["beats_controls"] for i in (0, 1, 2)] == [False, True, False]
+    # the baseline is read against the shuffled control alone
+    assert [got[(i, base)]["beats_controls"] for i in (0, 1, 2)] == [True, True, True]
+    assert all(got[(i, shuf)]["beats_controls"] is None for i in (0, 1, 2))
+    assert got[(1, real)]["score"] == pytest.approx(0.8)
+    assert (got[(1, real)]["ci_low"], got[(1, real)]["ci_high"]) == pytest.approx((0.7, 0.9))
+    assert got[(0, shuf)]["score"] is None
+    assert got[(0, shuf)]["score_undefined_reason"] == "constant predictions"
+    assert all(got[(i, e)]["recovered"] for i in (0, 1, 2) for e in (real, base))
+    assert plant_max == [(0, 0.0), (1, pytest.approx(1e-6)), (2, pytest.approx(2e-6))]

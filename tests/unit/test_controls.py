@@ -38,7 +38,7 @@ def unit(index: int, site: str = "layers.1.mlp") -> UnitExamples:
     )
 
 
-UNITS = [unit(i) for i in range(6)]
+UNITS = [unit(i) for i in range(8)]
 KEYS = [u.unit.key for u in UNITS]
 
 # (unit, explainer, simulator, kind) -> value; a missing key means no score row.
@@ -51,11 +51,13 @@ TABLE: dict[tuple[int, str, str, str], float | None] = {
     (1, REAL, SIM, "corr_top_random"): 0.4,
     (1, SHUFFLED_CONTROL, SIM, "corr_top_random"): 0.1,
     (1, BASELINE_EXPLAINER, SIM, "corr_top_random"): 0.6,
-    # u2: the annotator's score is undefined: it beats nothing.
+    # u2: the annotator's score is undefined: it beats nothing (the baseline's constant
+    # predictions count as 0).
     (2, REAL, SIM, "corr_top_random"): None,
     (2, SHUFFLED_CONTROL, SIM, "corr_top_random"): 0.2,
     (2, BASELINE_EXPLAINER, SIM, "corr_top_random"): None,
-    # u3: beats an undefined shuffled score; a tie with the baseline does not beat it.
+    # u3: the shuffled control predicted a constant (counted 0): 0.3 beats it; a tie with the
+    # baseline does not beat it.
     (3, REAL, SIM, "corr_top_random"): 0.3,
     (3, SHUFFLED_CONTROL, SIM, "corr_top_random"): None,
     (3, BASELINE_EXPLAINER, SIM, "corr_top_random"): 0.3,
@@ -66,12 +68,25 @@ TABLE: dict[tuple[int, str, str, str], float | None] = {
     # u5: no baseline row: not compared.
     (5, REAL, SIM, "corr_top_random"): 0.9,
     (5, SHUFFLED_CONTROL, SIM, "corr_top_random"): 0.0,
+    # u6: a negative score does not beat a constant-prediction control (0); it beats -0.5.
+    (6, REAL, SIM, "corr_top_random"): -0.2,
+    (6, SHUFFLED_CONTROL, SIM, "corr_top_random"): None,
+    (6, BASELINE_EXPLAINER, SIM, "corr_top_random"): -0.5,
+    # u7: controls undefined for other reasons (REASONS): NULL, beaten by any defined score.
+    (7, REAL, SIM, "corr_top_random"): 0.1,
+    (7, SHUFFLED_CONTROL, SIM, "corr_top_random"): None,
+    (7, BASELINE_EXPLAINER, SIM, "corr_top_random"): None,
     # Another kind, another explainer, and a simulator whose controls were never run.
     (0, REAL, SIM, "ev_calibrated"): 0.2,
     (0, SHUFFLED_CONTROL, SIM, "ev_calibrated"): 0.3,
     (0, BASELINE_EXPLAINER, SIM, "ev_calibrated"): 0.1,
     (0, SECOND, SIM, "corr_top_random"): 0.6,
     (0, REAL, OTHER_SIM, "corr_top_random"): 0.7,
+}
+# Why a NULL is NULL where it is not "constant predictions" (the default below).
+REASONS = {
+    (7, SHUFFLED_CONTROL, SIM, "corr_top_random"): "no score_random windows",
+    (7, BASELINE_EXPLAINER, SIM, "corr_top_random"): "non-finite values",
 }
 
 
@@ -97,7 +112,7 @@ def records() -> tuple[list[Explanation], list[Score]]:
             simulator=s,
             kind=k,
             value=v,
-            reason=None if v is not None else "constant predictions",
+            reason=None if v is not None else REASONS.get((u, e, s, k), "constant predictions"),
             n_tokens=10,
             n_windows=2,
         )
@@ -149,14 +164,17 @@ def test_control_comparisons_by_hand(warehouse_path) -> None:
         "explainer": REAL,
         "simulator": SIM,
         "score_kind": "corr_top_random",
-        "n_units": 4,  # u0-u3
-        "n_beats_shuffled": 3,  # u0, u1, u3
-        "n_beats_baseline": 1,  # u0
-        "n_beats_both": 1,
-        "share_beats_both": 0.25,
-        "mean_score": pytest.approx((0.8 + 0.4 + 0.3) / 3),
-        "mean_shuffled": pytest.approx((0.1 + 0.1 + 0.2) / 3),
-        "mean_baseline": pytest.approx((0.5 + 0.6 + 0.3) / 3),
+        "n_units": 6,  # u0-u3, u6, u7
+        "n_beats_shuffled": 4,  # u0, u1, u3, u7
+        "n_beats_baseline": 3,  # u0, u6, u7
+        "n_beats_both": 2,  # u0, u7
+        "share_beats_both": pytest.approx(2 / 6),
+        "mean_score": pytest.approx((0.8 + 0.4 + 0.3 - 0.2 + 0.1) / 5),
+        # constant predictions count as 0 (u3, u6; u2's baseline); other NULLs are left out
+        "mean_shuffled": pytest.approx((0.1 + 0.1 + 0.2 + 0.0 + 0.0) / 5),
+        "mean_baseline": pytest.approx((0.5 + 0.6 + 0.0 + 0.3 - 0.5) / 5),
+        "n_shuffled_constant": 2,  # u3, u6
+        "n_baseline_constant": 1,  # u2
     }
     assert isinstance(main, ControlComparison)
     ev = rows[(REAL, SIM, "ev_calibrated")]
@@ -187,7 +205,8 @@ def test_duplicate_scores_are_refused(warehouse_path) -> None:
 
 VIEW_COLUMNS = (
     "explainer, simulator, score_kind, n_units, n_beats_shuffled, n_beats_baseline, n_beats_both,"
-    " share_beats_both, mean_score, mean_shuffled, mean_baseline"
+    " share_beats_both, mean_score, mean_shuffled, mean_baseline, n_shuffled_constant,"
+    " n_baseline_constant"
 )
 
 
@@ -216,7 +235,7 @@ def test_view_agrees_with_the_run_comparison(warehouse_path) -> None:
         ).fetchall()
         expected = control_comparisons(con, ids(explanations + stray))
     assert len(got) == len(expected) == 3
-    assert expected[0].n_units == 4  # the hand-worked row above; stray units left out
+    assert expected[0].n_units == 6  # the hand-worked row above; stray units left out
     for row, want in zip(got, expected, strict=True):
         assert row[:8] == (
             want.explainer,
@@ -232,4 +251,29 @@ def test_view_agrees_with_the_run_comparison(warehouse_path) -> None:
             row[8:11], (want.mean_score, want.mean_shuffled, want.mean_baseline), strict=True
         ):
             assert got_mean == pytest.approx(want_mean)
-        assert row[11:] == (SUBJECT.subject_id, "layers.1.mlp")
+        assert row[11:13] == (want.n_shuffled_constant, want.n_baseline_constant)
+        assert row[13:] == (SUBJECT.subject_id, "layers.1.mlp")
+
+
+def test_the_baseline_is_read_against_the_shuffled_control_alone(warehouse_path) -> None:
+    explanations, scores = records()
+    with closing(store(warehouse_path, explanations, scores)) as con:
+        rows = con.execute(
+            "SELECT unit_key, score, shuffled, shuffled_constant, baseline, beats_shuffled,"
+            " beats_baseline FROM control_comparison_units"
+            " WHERE explainer = ? AND score_kind = 'corr_top_random' ORDER BY unit_key",
+            [BASELINE_EXPLAINER],
+        ).fetchall()
+        views = con.execute(
+            "SELECT count(*) FROM control_comparison WHERE explainer = ?", [BASELINE_EXPLAINER]
+        ).fetchone()
+    # u4 and u7: all NULL (u7's NULLs are not constant predictions), not compared; u5: no
+    # baseline score
+    assert rows == [
+        (KEYS[0], 0.5, 0.1, False, None, True, None),
+        (KEYS[1], 0.6, 0.1, False, None, True, None),
+        (KEYS[2], None, 0.2, False, None, False, None),
+        (KEYS[3], 0.3, 0.0, True, None, True, None),  # constant shuffled control counted as 0
+        (KEYS[6], -0.5, 0.0, True, None, False, None),
+    ]
+    assert views == (0,)  # control_comparison has rows for annotators only

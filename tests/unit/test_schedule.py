@@ -170,6 +170,8 @@ def test_summary_markdown_table():
         mean_score=0.4321,
         mean_shuffled=0.1,
         mean_baseline=0.2,
+        n_shuffled_constant=0,
+        n_baseline_constant=0,
     )
     text = summary_markdown("run-1", "abc123", [row])
     assert "# neuroscribe run `run-1`" in text and "config hash `abc123`" in text

@@ -17,6 +17,7 @@ from neuroscribe.audit.triggers import (
     BUILTIN_CONCEPTS,
     draw_words,
     eligible_words,
+    spellings,
     window_counts,
     word_tokens,
 )
@@ -57,6 +58,8 @@ def plan_audit(cfg: RunConfig, spec: AuditSpec) -> AuditPlan:
         )
     windows = [w.token_ids for w in corpus_windows(cfg, loaded.tokenizer)]
     words = word_tokens(loaded.tokenizer, {t for w in windows for t in w})
+    forms = spellings(loaded.tokenizer, words)
+    words = {w: ids | forms.get(w, frozenset()) for w, ids in words.items()}
     min_windows = n_top_needed(cfg.collect)
     if spec.kind == "word":
         plants = _word_plants(spec, windows, words, min_windows)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from neuroscribe.audit.plan import corpus_windows
-from neuroscribe.audit.spec import AuditPlan, PlantedCopy, PlantedUnit
+from neuroscribe.audit.spec import AuditPlan, Plant, PlantedCopy, PlantedUnit
 from neuroscribe.collect.windows import special_frame
 from neuroscribe.config import RunConfig
 from neuroscribe.copies import (
@@ -29,9 +29,18 @@ from neuroscribe.copies import (
 from neuroscribe.errors import BadInput
 from neuroscribe.ids import content_hash
 from neuroscribe.models import cache_dir
-from neuroscribe.surgery import function_change, mlp_input_sample, mlp_parts, plant_units
+from neuroscribe.surgery import (
+    PlantRecord,
+    function_change,
+    mlp_input_sample,
+    mlp_parts,
+    plant_units,
+)
 
 RECORD_FILE = "neuroscribe_audit.json"
+PLANTING = "target-fit/2"
+"""Names the planting method in the copy's folder name, so that a copy planted by an earlier
+method is not reused."""
 FUNCTION_WINDOWS = 32
 """Windows (the first of the corpus) on which the function change is measured."""
 
@@ -40,7 +49,8 @@ def planted_copy(cfg: RunConfig, plan: AuditPlan) -> PlantedCopy:
     """The saved planted copy of ``cfg``'s subject for ``plan`` (made once, then reused)."""
     loaded = editable_subject(cfg)
     folder = cache_dir() / "audits" / content_hash(
-        loaded.weights_hash, plan.model_dump(mode="json"), cfg.collect.firing_threshold
+        loaded.weights_hash, plan.model_dump(mode="json"), cfg.collect.firing_threshold,
+        PLANTING,
     )
     found = saved_record(folder, RECORD_FILE, PlantedCopy)
     if found is not None:
@@ -60,8 +70,7 @@ def planted_copy(cfg: RunConfig, plan: AuditPlan) -> PlantedCopy:
             subject=cfg.subject.model,
             subject_weights_hash=loaded.weights_hash,
             units=tuple(
-                PlantedUnit(unit=r.unit, plant=p, relocated_to=r.relocated_to, auroc=r.auroc)
-                for r, p in zip(result.records, plan.plants, strict=True)
+                planted_unit(r, p) for r, p in zip(result.records, plan.plants, strict=True)
             ),
             unplanted=tuple(unplanted),
             function_change=function_change(loaded.model, load_saved(saved), checked),
@@ -69,6 +78,17 @@ def planted_copy(cfg: RunConfig, plan: AuditPlan) -> PlantedCopy:
         )
 
     return save_copy(folder, result.model, loaded.tokenizer, RECORD_FILE, describe)
+
+
+def planted_unit(record: PlantRecord, plant: Plant) -> PlantedUnit:
+    """What the audit keeps of one plant's record."""
+    return PlantedUnit(
+        unit=record.unit, plant=plant, relocated_to=record.relocated_to, auroc=record.auroc,
+        trigger_median=record.median_trigger_activation,
+        trigger_spread=record.trigger_spread,
+        max_other=record.max_abs_other_activation,
+        outlier_triggers=record.n_outlier_triggers,
+    )
 
 
 @torch.no_grad()

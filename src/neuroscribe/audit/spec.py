@@ -64,6 +64,17 @@ class PlantedUnit(AuditRecord):
     """Where the unit's original neuron lives in the copy."""
     auroc: float
     """How well the planted unit separates its trigger on the planting sample."""
+    trigger_median: float
+    """Median activation at the trigger positions of the planting sample."""
+    trigger_spread: float | None
+    """Std / mean of the activation at those positions (0: the same at every trigger; None:
+    that mean is not positive)."""
+    max_other: float
+    """Largest |activation| at the sample's other positions: how far from 0 the unit strays
+    where its trigger is not."""
+    outlier_triggers: int
+    """Trigger positions at outlier positions of the sample, planted quiet
+    (``neuroscribe.surgery.plant``)."""
 
 
 class PlantedCopy(AuditRecord):

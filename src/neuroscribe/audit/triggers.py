@@ -1,10 +1,14 @@
 """Choosing what to plant: trigger words drawn from the corpus, and concepts of related words.
 
-A trigger is a *word* as the subject's tokenizer sees it in the corpus windows: every single
-token whose text is that word (any case; for byte-level BPE tokenizers, only the word-start form
-with its leading space, so a piece inside a longer word is not a trigger). A word is eligible
-when it is at least 3 letters, not a stop word, and neither rare (in fewer windows than the
-pipeline needs top windows) nor common (in more than ``MAX_WINDOW_SHARE`` of the windows).
+Candidate words are those the corpus windows hold as whole-word tokens: a single token whose
+text is the word (any case; for byte-level BPE tokenizers, only the word-start form with its
+leading space, so a piece inside a longer word does not make a word). A planted word's trigger is
+then every *spelling* of it in the vocabulary (``spellings``): every single token whose text, as
+annotators are shown it, is the word once leading space markers and case are dropped (" value",
+"value", " Value", "VALUE", "##value"), which is what a reader of tokens, and the lexical
+simulator, takes for the word. A word is eligible when it is at least 3 letters, not a stop word,
+and neither rare (in fewer windows than the pipeline needs top windows) nor common (in more than
+``MAX_WINDOW_SHARE`` of the windows), counting windows that hold any of its spellings.
 
 A concept is 3-5 related words; its trigger is the union of its words' tokens. Built-in
 concepts (``BUILTIN_CONCEPTS``) suit the embedded corpus (Python documentation); a user gives
@@ -20,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from neuroscribe.errors import BadInput
+from neuroscribe.explain.ngram import term_key
 
 MAX_WINDOW_SHARE = 0.15
 """A word in more than this share of the windows counts as common, whatever the stop list says."""
@@ -69,6 +74,19 @@ def word_tokens(tokenizer: Any, token_ids: Iterable[int]) -> dict[str, frozenset
             text = text[1:]
         if _WORD.fullmatch(text):
             found.setdefault(text.lower(), set()).add(tid)
+    return {w: frozenset(ids) for w, ids in found.items()}
+
+
+def spellings(tokenizer: Any, words: Iterable[str]) -> dict[str, frozenset[int]]:
+    """word (lower case) -> every token id of the vocabulary whose text, decoded alone, is that
+    word up to case and leading space markers (``explain.ngram.term_key``, as the lexical
+    simulator reads tokens); words with no such token are left out."""
+    wanted = set(words)
+    found: dict[str, set[int]] = {}
+    for tid in range(len(tokenizer)):
+        key = term_key(tokenizer.decode([tid]))
+        if key in wanted:
+            found.setdefault(key, set()).add(tid)
     return {w: frozenset(ids) for w, ids in found.items()}
 
 

@@ -110,7 +110,7 @@ def _report(warehouse: str, run_id: str, copy: Any) -> None:
     from neuroscribe.warehouse import audits, open_readonly, sanity
 
     with closing(open_readonly(warehouse)) as con:
-        units = audits.audit_units(con, run_id)
+        units = audits.audit_units(con, run_id, HEADLINE_SCORE)
         recovery = audits.audit_recovery(con, run_id, HEADLINE_SCORE)
         tests = sanity.metric_sanity(con, run_id)
     out.print(
@@ -122,10 +122,14 @@ def _report(warehouse: str, run_id: str, copy: Any) -> None:
         highlight=False,
     )
     emit(
-        ["unit", "trigger", "explainer", "explanation", "recovered", "why"],
+        ["unit", "trigger", "explainer", "explanation", "recovered", "why", "simulator",
+         HEADLINE_SCORE, "beats controls"],
         [[u["unit_index"], u["trigger"], u["explainer"], u["explanation"],
-          "yes" if u["recovered"] else "no", u["why"]] for u in units],
-        title="planted units",
+          "yes" if u["recovered"] else "no", u["why"], u["simulator"] or "",
+          _scored(u), _yes_no(u["beats_controls"])] for u in units],
+        title="planted units (view audit_unit_scores): verdict, score [95% CI], and whether it "
+        "beats the controls",
+        right=[HEADLINE_SCORE],
     )
     emit(
         ["explainer", "simulator", "recovered", "rate (95% Wilson)",
@@ -149,6 +153,18 @@ def _report(warehouse: str, run_id: str, copy: Any) -> None:
             footer="a tie or a NULL does not beat; a kind passes at 90% of planted units",
             right=["units", "missing label", "extra label", "both", "NULL", "pass share"],
         )
+
+
+def _scored(u: dict[str, Any]) -> str:
+    if u["score"] is None:
+        return f"n/a: {u['score_undefined_reason']}" if u["score_undefined_reason"] else "n/a"
+    if u["ci_low"] is None or u["ci_high"] is None:
+        return f"{u['score']:+.3f}"
+    return f"{u['score']:+.3f} [{u['ci_low']:+.2f}, {u['ci_high']:+.2f}]"
+
+
+def _yes_no(value: bool | None) -> str:
+    return "n/a" if value is None else "yes" if value else "no"
 
 
 def _num(value: float | None) -> str:

@@ -88,7 +88,8 @@ def print_run_table(warehouse: str, run_id: str, explanation_ids: list[str]) -> 
             [
                 [
                     c.explainer, c.simulator, str(c.n_units), _fmt(c.mean_score),
-                    _fmt(c.mean_shuffled), _fmt(c.mean_baseline),
+                    _control(c.mean_shuffled, c.n_shuffled_constant),
+                    _control(c.mean_baseline, c.n_baseline_constant),
                     f"{c.n_beats_both}/{c.n_units} ({c.share_beats_both:.0%})",
                 ]
                 for c in comparisons
@@ -96,7 +97,17 @@ def print_run_table(warehouse: str, run_id: str, explanation_ids: list[str]) -> 
             title=f"per annotator ({HEADLINE_SCORE}): mean over units, and the share of units "
             "beating both controls (shuffled and n-gram baseline)",
             right=["units", "mean", "shuffled", "baseline", "beats both"],
+            footer=(
+                "a control whose predictions were constant counts as 0 (n const.)"
+                if any(c.n_shuffled_constant or c.n_baseline_constant for c in comparisons)
+                else None
+            ),
         )
+
+
+def _control(mean: float | None, n_constant: int) -> str:
+    """A control's mean, with the units where it predicted a constant (counted as 0)."""
+    return _fmt(mean) + (f" ({n_constant} const.)" if n_constant else "")
 
 
 UNITS_SHOWN = 20

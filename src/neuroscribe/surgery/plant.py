@@ -7,16 +7,28 @@ For each planted unit ``u`` of ``layers.N.mlp``:
    MLP grows by the number of planted units, with zero neurons elsewhere, so the config stays
    true). Zeroing a live neuron's output would otherwise remove its contribution and change the
    function; moved, it keeps contributing exactly as before.
-2. Its fire row becomes a linear discriminant between the MLP inputs, as the MLP sees them
-   (after the pre-MLP norm), at the trigger tokens and elsewhere on a sample (regularised LDA,
-   refined by a class-balanced logistic fit, which separates several-word concepts better); the
-   bias puts the threshold midway between the highest non-trigger and the lowest trigger
-   projection, and the scale puts both ``margin`` pre-activation units away from it, so the
-   activation is about ``margin`` at triggers and about act(-margin) ~ 0 elsewhere.
-3. Gated MLPs (``act(gate x) * (up x)``): the gate row gets the discriminant and the up row is
-   0 with bias 1, so the neuron is ``act(gate x + b)``. Bias-free ones get biases (see
+2. Its fire row is fitted on the MLP inputs, as the MLP sees them (after the pre-MLP norm), on a
+   sample: the pre-activation should be ``margin`` at every trigger position and at most
+   ``-margin`` everywhere else (a squared error to the target at triggers, a squared hinge
+   elsewhere, class-balanced, lightly ridge-penalised, started from a regularised LDA
+   direction). Aiming the triggers at one value, rather than only separating them, keeps the
+   activation about the same at every trigger, so that a simulator predicting one value where
+   the trigger is can correlate near 1 with it; fitted by separation alone, trigger activations
+   spread over orders of magnitude.
+3. *Outlier positions*, whose MLP input norm is off the sample's median by a factor of more than
+   ``OUTLIER_NORM`` (the attention-sink positions with massive residual activations, such as
+   the first token a causal model sees: in SmolLM2's layer 15 every window's first position and
+   3% of all positions, at a fifth of the median norm or less), are negatives whatever their
+   token: there the input is a few massive dimensions, not the token, and as positives they
+   would set the scale for the rest (activations 1000 times the usual at the other triggers).
+   The record counts the trigger positions this silences.
+4. Gated MLPs (``act(gate x) * (up x)``): the gate row gets the fit and the up row is 0 with bias
+   1, so the neuron is ``act(gate x + b)``. Bias-free ones get biases (see
    ``mlp.add_mlp_biases``).
-4. Its output column is zeroed, so the planted neuron adds nothing to the output.
+5. Its output column is zeroed, so the planted neuron adds nothing to the output.
+
+Each plant's record says how well it came out on the sample: the AUROC of trigger against the
+rest, the spread of trigger activations, and the largest |activation| anywhere off the trigger.
 """
 
 from __future__ import annotations
@@ -67,6 +79,15 @@ class PlantRecord(BaseModel):
     """Share of trigger positions whose activation exceeds every non-trigger activation."""
     min_trigger_activation: float
     max_other_activation: float
+    median_trigger_activation: float
+    trigger_spread: float | None
+    """Coefficient of variation (std / mean) of the activation at trigger positions; None when
+    that mean is not positive."""
+    max_abs_other_activation: float
+    """Largest |activation| at non-trigger positions, outlier positions included: how far from
+    0 the unit strays where its trigger is not."""
+    n_outlier_triggers: int
+    """Trigger positions at outlier positions, planted as negatives (see the module's notes)."""
 
 
 @dataclass(frozen=True)
@@ -131,8 +152,8 @@ def plant_units(
     token ids ``triggers[i]`` (one word's tokens, or a concept's) and nowhere else.
 
     ``sample`` holds that layer's MLP inputs (``mlp_input_sample``) on windows that contain every
-    trigger. ``ridge`` shrinks the within-class covariance towards a multiple of the identity
-    (share of its mean eigenvalue). The original model is untouched.
+    trigger. ``ridge`` shrinks the within-class covariance of the starting LDA direction towards
+    a multiple of the identity (share of its mean eigenvalue). The original model is untouched.
     """
     parts = mlp_parts(model, layer)
     width = parts.width
@@ -149,12 +170,15 @@ def plant_units(
                 ensure_bias(module)
         for i, unit in enumerate(units):
             _move(parts, unit, relocated + i)
+        outlier = outlier_positions(sample.hidden)
         records = []
         for i, (unit, trigger) in enumerate(zip(units, triggers, strict=True)):
             is_trigger = torch.isin(sample.token_ids, torch.tensor(sorted(trigger)))
-            weight, bias = _discriminant(sample.hidden, is_trigger, margin, ridge)
+            weight, bias = _discriminant(sample.hidden, is_trigger & ~outlier, margin, ridge)
             _write(parts, unit, weight, bias)
-            records.append(_record(parts, unit, relocated + i, trigger, sample, is_trigger))
+            records.append(
+                _record(parts, unit, relocated + i, trigger, sample, is_trigger, outlier)
+            )
     return PlantResult(planted, records, saveable)
 
 
@@ -169,11 +193,14 @@ def _check(
     if len(set(units)) != len(units) or any(not 0 <= u < width for u in units):
         raise ValueError(f"units must be distinct and within 0..{width - 1}: {list(units)}")
     present = set(sample.token_ids.tolist())
+    typical = set(sample.token_ids[~outlier_positions(sample.hidden)].tolist())
     for unit, trigger in zip(units, triggers, strict=True):
         if not trigger:
             raise ValueError(f"unit {unit}: empty trigger set")
         if not present & set(trigger):
             raise ValueError(f"unit {unit}: no trigger token occurs in the sample")
+        if not typical & set(trigger):
+            raise ValueError(f"unit {unit}: the trigger occurs only at outlier positions")
         if present <= set(trigger):
             raise ValueError(f"unit {unit}: the sample has no non-trigger position")
 
@@ -188,22 +215,29 @@ def _move(parts: MlpParts, src: int, dst: int) -> None:
             bias[dst] = bias[src]
 
 
+OUTLIER_NORM = 4.0
+"""A position whose MLP input norm is over this multiple of the sample's median, or under the
+median divided by it, is an outlier."""
+
+
+def outlier_positions(hidden: torch.Tensor) -> torch.Tensor:
+    """[positions] bool: MLP inputs whose norm is off the sample's median by a factor of more
+    than ``OUTLIER_NORM`` either way."""
+    norm = hidden.double().norm(dim=1)
+    ratio = norm / norm.median().clamp_min(1e-30)
+    return (ratio > OUTLIER_NORM) | (ratio < 1 / OUTLIER_NORM)
+
+
 def _discriminant(
-    hidden: torch.Tensor, is_trigger: torch.Tensor, margin: float, ridge: float
+    hidden: torch.Tensor, positive: torch.Tensor, margin: float, ridge: float
 ) -> tuple[torch.Tensor, float]:
-    """(row [d_model], bias) with pre-activation ~ +margin or more at triggers, ~ -margin or
-    less elsewhere on the sample."""
+    """(row [d_model], bias) whose pre-activation is about ``margin`` at the ``positive``
+    positions and at most ``-margin`` at the others."""
     x = hidden.double()
-    pos, neg = x[is_trigger], x[~is_trigger]
-    direction = _refine(x, is_trigger, _lda(pos, neg, ridge))
-    proj_pos, proj_neg = pos @ direction, neg @ direction
-    lo, hi = float(proj_neg.max()), float(proj_pos.min())
-    if hi <= lo:  # not separable on the sample: separate the bulk; the record says how well
-        lo = float(torch.quantile(proj_neg, 0.99))
-        hi = max(float(proj_pos.median()), lo + float(proj_neg.std()))
-    scale = 2 * margin / (hi - lo)
-    threshold = (lo + hi) / 2
-    return (scale * direction).float(), -scale * threshold
+    typical = ~outlier_positions(hidden)
+    start = _lda(x[positive], x[typical & ~positive], ridge)
+    direction, offset = _fit_target(x, positive, typical, start)
+    return (margin * direction).float(), margin * offset
 
 
 def _lda(pos: torch.Tensor, neg: torch.Tensor, ridge: float) -> torch.Tensor:
@@ -216,34 +250,40 @@ def _lda(pos: torch.Tensor, neg: torch.Tensor, ridge: float) -> torch.Tensor:
     return direction / direction.norm()
 
 
-def _refine(x: torch.Tensor, is_trigger: torch.Tensor, start: torch.Tensor) -> torch.Tensor:
-    """Class-balanced logistic regression started from the LDA direction.
-
-    LDA assumes one Gaussian per class; a concept's trigger positions are several clusters
-    (one per word) and the rest are many, so the best separating plane can differ from LDA's.
-    The logistic fit moves it towards the plane that separates the sample; light weight decay
-    keeps it from chasing single points.
-    """
-    scale = x.std(0).mean().clamp_min(1e-12)
-    xs = (x - x.mean(0)) / scale  # conditioning only; the direction is mapped back below
-    w = (start * scale).clone().requires_grad_(True)
-    b = torch.zeros((), dtype=x.dtype, requires_grad=True)
-    target = is_trigger.double()
-    weight = torch.where(is_trigger, 0.5 / is_trigger.sum(), 0.5 / (~is_trigger).sum())
-    optimiser = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+def _fit_target(
+    x: torch.Tensor, positive: torch.Tensor, typical: torch.Tensor, start: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """(w, b) with ``x @ w + b`` near 1 at positives and at most -1 elsewhere: the mean squared
+    error to 1 over positives plus the mean squared hinge ``max(0, x w + b + 1)^2`` over the
+    rest (each class weighs one half), plus a light ridge, minimised by L-BFGS from the LDA
+    direction. Inputs are centred and scaled per dimension on the typical positions (the fit
+    is then mapped back), so that a few massive dimensions neither dominate the ridge nor the
+    conditioning."""
+    mean, std = x[typical].mean(0), x[typical].std(0).clamp_min(1e-12)
+    xs = (x - mean) / std
+    first = xs @ (start * std)  # the LDA projection, in the scaled space
+    lo, hi = first[~positive & typical].quantile(0.99), first[positive].median()
+    scale = 2 / (hi - lo).clamp_min(1e-12)
+    w = (start * std * scale).clone().requires_grad_(True)
+    b = (-scale * (lo + hi) / 2).clone().requires_grad_(True)
+    pos_weight, neg_weight = 0.5 / positive.sum(), 0.5 / (~positive).sum()
+    optimiser = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
         optimiser.zero_grad()
-        logits = xs @ w + b
-        value = (weight * torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, target, reduction="none")).sum() + 1e-4 * (w @ w)
+        pre = xs @ w + b
+        value = (
+            pos_weight * ((pre[positive] - 1) ** 2).sum()
+            + neg_weight * (torch.relu(pre[~positive] + 1) ** 2).sum()
+            + 1e-4 * (w @ w)
+        )
         value.backward()
         return value
 
     with torch.enable_grad():
         optimiser.step(loss)
-    direction = w.detach() / scale
-    return direction / direction.norm()
+    direction = w.detach() / std
+    return direction, float(b.detach() - mean @ direction)
 
 
 def _write(parts: MlpParts, unit: int, weight: torch.Tensor, bias: float) -> None:
@@ -263,6 +303,7 @@ def _record(
     trigger: Collection[int],
     sample: MlpInputSample,
     is_trigger: torch.Tensor,
+    outlier: torch.Tensor,
 ) -> PlantRecord:
     acts = unit_activation(parts, unit, sample.hidden).double().numpy()
     pos, neg = acts[is_trigger.numpy()], acts[~is_trigger.numpy()]
@@ -279,6 +320,10 @@ def _record(
         share_above_max_other=float(np.mean(pos > ordered[-1])),
         min_trigger_activation=float(pos.min()),
         max_other_activation=float(ordered[-1]),
+        median_trigger_activation=float(np.median(pos)),
+        trigger_spread=float(pos.std() / pos.mean()) if pos.mean() > 0 else None,
+        max_abs_other_activation=float(np.abs(neg).max()),
+        n_outlier_triggers=int((is_trigger & outlier).sum()),
     )
 
 

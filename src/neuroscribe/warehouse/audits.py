@@ -1,5 +1,6 @@
 """Audit rows: ``audits`` (one per audit) and ``audit_units`` (one per collected unit and
-explainer), written together in one transaction, and the ``audit_recovery`` view read back."""
+explainer), written together in one transaction, and the views ``audit_recovery`` and
+``audit_unit_scores`` read back."""
 
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ AUDIT_UNIT_TYPES = pa.schema(
         ("plant_auroc", pa.float64()), ("function_change", pa.float64()),
         ("explainer", pa.string()), ("explanation_id", pa.string()),
         ("explanation", pa.string()), ("recovered", pa.bool_()), ("why", pa.string()),
-        ("similarity", pa.float64()),
+        ("similarity", pa.float64()), ("plant_trigger_median", pa.float64()),
+        ("plant_trigger_spread", pa.float64()), ("plant_max_other", pa.float64()),
+        ("plant_outlier_triggers", pa.int32()),
     ]
 )
 """Typed so that a column that is NULL in every row (e.g. ``similarity`` of word plants)
@@ -48,11 +51,17 @@ def audit_recovery(
     )
 
 
-def audit_units(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
-    """The audit's planted units, by unit and explainer."""
+def audit_units(
+    con: duckdb.DuckDBPyConnection, run_id: str, score_kind: str
+) -> list[dict[str, Any]]:
+    """The audit's planted units, by unit, explainer and simulator: the verdict, the score of
+    ``score_kind`` with its interval, and whether it beats the controls (view
+    ``audit_unit_scores``)."""
     return fetch_dicts(
         con,
-        "SELECT unit_index, trigger, explainer, explanation, recovered, why FROM audit_units"
-        " WHERE run_id = ? AND planted ORDER BY unit_index, explainer",
-        [run_id],
+        "SELECT unit_index, trigger, explainer, explanation, recovered, why, simulator, score,"
+        " ci_low, ci_high, score_undefined_reason, beats_controls, plant_max_other"
+        " FROM audit_unit_scores WHERE run_id = ? AND planted"
+        " AND (score_kind = ? OR score_kind IS NULL) ORDER BY unit_index, explainer, simulator",
+        [run_id, score_kind],
     )

@@ -67,7 +67,11 @@ class ControlComparison(Record):
     mean_score: float | None
     """Mean of the annotator's defined scores on the compared units (None if none defined)."""
     mean_shuffled: float | None
+    """Mean of the controls' values, a constant-prediction control counted as 0."""
     mean_baseline: float | None
+    n_shuffled_constant: int
+    """Units where the shuffled control's predictions were constant (its score counted as 0)."""
+    n_baseline_constant: int
 
 
 def control_comparisons(
@@ -106,10 +110,13 @@ def control_comparisons(
         " count(*) FILTER (WHERE beats_shuffled AND beats_baseline) AS n_beats_both,"
         " n_beats_both / n_units AS share_beats_both,"
         " avg(score) AS mean_score, avg(shuffled) AS mean_shuffled,"
-        " avg(baseline) AS mean_baseline"
+        " avg(baseline) AS mean_baseline,"
+        " count(*) FILTER (WHERE shuffled_constant) AS n_shuffled_constant,"
+        " count(*) FILTER (WHERE baseline_constant) AS n_baseline_constant"
         " FROM control_comparison_units"
         " WHERE list_contains(?, explanation_id) AND list_contains(?, shuffled_explanation_id)"
-        " AND list_contains(?, baseline_explanation_id) AND (? OR list_contains(?, score_kind))"
+        " AND baseline_explanation_id IS NOT NULL AND list_contains(?, baseline_explanation_id)"
+        " AND (? OR list_contains(?, score_kind))"
         " GROUP BY explainer, simulator, score_kind ORDER BY explainer, simulator, score_kind",
         [ids, ids, ids, all_kinds, wanted],
     )
