@@ -157,4 +157,5 @@ def test_audit_plants_runs_the_pipeline_and_stores_recovery(setup, monkeypatch):
         assert verdict["corr_top_random"] and verdict["auprc_tokens"], sanity
         assert not verdict["corr_ood"]  # no second corpus: NULL, never a pass
     assert "recovery (audit_recovery)" in result.output
+    assert "names 'rain'" in result.output  # the planted units' table (audit_unit_scores)
     assert "metric sanity" in result.output
