@@ -2,7 +2,8 @@
 
 The method is picked from the backend's capabilities, never from the model's name: next-token
 distributions inside the prompt -> all-at-once (exact, one forward pass per window); otherwise
-JSON answers. Its fuzz judge is ``simulate.fuzz_llm.LLMFuzzJudge``.
+JSON answers, in the annotator's ``simulate_format`` (dense by default). Its fuzz judge is
+``simulate.fuzz_llm.LLMFuzzJudge``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from neuroscribe.simulate.all_at_once import AllAtOnceSimulator
 from neuroscribe.simulate.base import Simulator
 from neuroscribe.simulate.fuzz_llm import PROMPT as FUZZ_PROMPT
 from neuroscribe.simulate.fuzz_llm import LLMFuzzJudge
-from neuroscribe.simulate.json_mode import JsonSimulator
+from neuroscribe.simulate.json_mode import FORMATS, JsonSimulator
 from neuroscribe.simulate.plugin import SimulatorPlugin
 
 
@@ -36,9 +37,12 @@ def make_llm_simulator(
         prompt = load_prompt("simulate_all_at_once")
         backend = make_backend(name, ledger, "simulate", prompt.sha, cfg.local_dtype, annotator)
         return AllAtOnceSimulator(name, backend, prompt)
-    prompt = load_prompt("simulate_json")
+    answer_format = (annotator.simulate_format if annotator else None) or "dense"
+    prompt = load_prompt(FORMATS[answer_format].prompt)
     backend = make_backend(name, ledger, "simulate", prompt.sha, cfg.local_dtype, annotator)
-    return JsonSimulator(name, backend, prompt, temperature=_temperature(annotator))
+    return JsonSimulator(
+        name, backend, prompt, temperature=_temperature(annotator), answer_format=answer_format
+    )
 
 
 def make_llm_fuzz_judge(
