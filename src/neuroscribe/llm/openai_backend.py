@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from neuroscribe.errors import BadInput
-from neuroscribe.llm.aio import LOOP
+from neuroscribe.llm.aio import LOOP, transport
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message
 from neuroscribe.llm.cache import CHAT
 from neuroscribe.llm.completion import ProtocolError, parse_completion
@@ -175,9 +175,12 @@ class OpenAIBackend:
 
 
 async def _post(base_url: str | None, body: dict[str, Any], timeout_s: float) -> Any:
-    """One chat-completions request on the process's client for ``base_url`` (on the loop): the
-    body of a 2xx answer as text (``llm.completion`` reads it); other statuses raise the
-    client's ``APIStatusError``."""
+    """One chat-completions request for ``base_url`` (on the loop): the body of a 2xx answer as
+    text (``llm.completion`` reads it); other statuses raise the client's ``APIStatusError``.
+    Posted by the process's ``llm.poster.JsonPoster`` where the transport is aiohttp, else by
+    its ``AsyncOpenAI`` client."""
+    if transport() == "aiohttp":
+        return await LOOP.poster(base_url).post("/chat/completions", body, timeout_s)
     return await LOOP.client(base_url).post(
         "/chat/completions", cast_to=str, body=body,
         options={"timeout": timeout_s, "security": {"bearer_auth": True}},
