@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from neuroscribe.config import RunConfig
 from neuroscribe.llm.base import Ledger
 from neuroscribe.llm.fanout import fan_out
-from neuroscribe.progress import task, track_chunks
+from neuroscribe.progress import track_chunks
 from neuroscribe.records import Explanation, Score, Simulation, Split, UnitExamples, Window
 from neuroscribe.score.fuzz import fuzz_scores
 from neuroscribe.simulate.base import Simulator
 from neuroscribe.simulate.fuzz import build_fuzz_items
+from neuroscribe.simulate.fuzz_llm import PooledFuzzJudge
 from neuroscribe.simulate.plugin import make_fuzz_judge, make_simulator
 
 SIMULATED_SPLITS = (Split.CALIBRATE, Split.SCORE_TOP, Split.SCORE_RANDOM, Split.SCORE_OOD)
@@ -103,10 +104,17 @@ def fuzz_units(
     out: list[Score] = []
     for name, mine in pending(explanations, by_key, cfg.simulate.simulators, done):
         judge = make_fuzz_judge(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
-        with task(f"fuzz     {name}", len(mine)) as advance:
-            for e in mine:
+        # An LLM judge gets the items of many explanations at once, in one pool of its
+        # concurrency (an endpoint would otherwise wait for each unit's few calls in turn).
+        pooled = judge if isinstance(judge, PooledFuzzJudge) else None
+        step = 2 * pooled.max_concurrency if pooled else 1
+        for chunk in track_chunks(mine, step, f"fuzz     {name}"):
+            jobs = [(e, items[e.unit_key]) for e in chunk]
+            results = pooled.judge_many(jobs, windows) if pooled else [
+                judge.judge(e, its, windows) for e, its in jobs
+            ]
+            for e, verdicts in zip(chunk, results, strict=True):
                 unit = by_key[e.unit_key]
-                verdicts = judge.judge(e, items[e.unit_key], windows)
                 no_items = (
                     "unit never fires" if unit.stats.max <= 0
                     else "no held-out window with firing tokens and at least as many silent ones"
@@ -117,5 +125,4 @@ def fuzz_units(
                         unavailable=judge.unavailable, no_items=no_items,
                     )
                 )
-                advance(1)
     return out
