@@ -33,6 +33,11 @@ from neuroscribe.simulate.fuzz_llm import (  # noqa: E402
 WORD = TRIGGER.strip()
 
 
+def marks_trigger(text: str) -> bool:
+    """Whether a marked run of ``text`` holds the trigger (adjacent marks make one run)."""
+    return any(WORD in run for run in re.findall(r"<<(.*?)>>", text))
+
+
 def explanation(eid: str = "E", unit_key: str = "u") -> Explanation:
     return Explanation(explanation_id=eid, unit_key=unit_key, explainer="x/y",
                        text=f'the word "{WORD}"')
@@ -44,7 +49,7 @@ def texts_of(request) -> list[str]:
 
 def judge_texts(request) -> str:
     """Yes for each text whose marks hold the trigger word."""
-    answers = ['"yes"' if f"<<{WORD}>>" in t else '"no"' for t in texts_of(request)]
+    answers = ['"yes"' if marks_trigger(t) else '"no"' for t in texts_of(request)]
     return '{"answers": [' + ", ".join(answers) + "]}"
 
 
@@ -88,7 +93,7 @@ def test_answer_confidences_are_read_at_the_answer_tokens():
 def test_a_batched_judge_gives_the_verdicts_of_one_call_per_item_in_fewer_calls():
     unit, windows = planted_unit(n_validate=4, length=12)
     items = build_fuzz_items(unit, 10, seed=0)
-    single = register_fake("fake/fuzz-one", lambda r: '{"answer": "yes"}' if f"<<{WORD}>>" in (
+    single = register_fake("fake/fuzz-one", lambda r: '{"answer": "yes"}' if marks_trigger(
         r.messages[-1].content) else '{"answer": "no"}')
     batched = register_fake("fake/fuzz-many", judge_texts)
     try:
@@ -163,7 +168,7 @@ def test_the_fuzz_stage_pools_the_calls_of_many_units():
 
     def wait_then_answer(request):
         barrier.wait()
-        return '{"answer": "yes"}' if f"<<{WORD}>>" in request.messages[-1].content else (
+        return '{"answer": "yes"}' if marks_trigger(request.messages[-1].content) else (
             '{"answer": "no"}')
 
     name = "fake/fuzz-pooled"
