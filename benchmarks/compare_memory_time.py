@@ -1,11 +1,12 @@
 """Memory and time of ``neuroscribe compare``, measured in one run.
 
 (a) Memory: the comparison pass over N and over 10 N tokens, each under ``tracemalloc``, which
-sees the accumulators (numpy float64 sums, squares and cross-products, one ``LinearCKA`` per
-site pair) and every other Python/numpy allocation of the pass, but not torch's tensors (the
-model and its activations, the same at any corpus size). Printed: both peaks, their ratio (the
-issue wants at most 1.1) and the accumulators' own size, units_A x units_B per pair, for
-comparison; plus the process's peak RSS.
+sees the accumulators (numpy-allocated: float64 totals and their float32 buffers; one
+``Moments`` per subject and site, its sums and Gram matrix; one ``CrossProducts`` per site pair)
+and every other Python/numpy allocation of the pass, but not torch's own tensors (the model, its
+activations and each batch's products, the same at any corpus size). Printed: both peaks, their
+ratio (the issue wants at most 1.1) and the accumulators' own size, for comparison; plus the
+process's peak RSS.
 
 (b) Time: the compare pass (``compare_subjects``: windows cut, each subject's forward pass to its
 last compared site, the accumulators updated, units matched) on the 10 N run, untraced, over the
@@ -105,9 +106,12 @@ def matching_seconds(result: Comparison) -> float:
     return time.perf_counter() - start
 
 
-def accumulator_bytes(result: Comparison) -> int:
-    return sum(8 * (p.n_a * p.n_b + p.n_a**2 + p.n_b**2 + 3 * (p.n_a + p.n_b))
-               for p in result.pairs)
+def accumulator_bytes(result: Comparison, subjects: list[LoadedSubject]) -> int:
+    """The totals (float64) and their float32 buffers (``stats.FLUSH_TOKENS``): each pair's
+    cross-products, each subject's sites' Gram matrices; sums and squares."""
+    widths = [site.width for s in subjects for site in s.sites]
+    matrices = sum(p.n_a * p.n_b for p in result.pairs) + sum(w * w for w in widths)
+    return (8 + 4) * matrices + 8 * 2 * sum(widths)
 
 
 def main() -> None:
@@ -142,8 +146,8 @@ def main() -> None:
     print(f"subjects: {', '.join(args.model)}; sites {args.site}; {len(r_large.pairs)} site "
           f"pairs ({'all' if r_large.all_site_pairs else 'same-site only'}); "
           f"torch threads {torch.get_num_threads()}")
-    print(f"accumulators (units_A x units_B per pair, float64): "
-          f"{accumulator_bytes(r_large) / mib:.1f} MiB")
+    print(f"accumulators (cross-products per pair, Gram per site; float64 + float32 buffers): "
+          f"{accumulator_bytes(r_large, subjects) / mib:.1f} MiB")
     print(f"(a) tracemalloc peak of the compare pass: {n_small} tokens {peak_small / mib:.1f} MiB, "
           f"{n_large} tokens {peak_large / mib:.1f} MiB; ratio {peak_large / peak_small:.3f} "
           "(issue: <= 1.1)")

@@ -1,6 +1,9 @@
 """The comparison flow: two or more subjects through the same corpus windows, unit matches and
 CKA stored in the warehouse (``site_comparisons``, ``unit_matches``; views ``universality`` and
-``model_diff``). Recorded as a run like the pipeline's flows."""
+``model_diff``), then the top of the diff (``compare.explain`` units) explained and scored by
+the pipeline (``flows.pipeline.run_flow``, one subflow per subject and site, each recorded in
+``runs`` as usual), reusing units already explained. Recorded as a run like the pipeline's
+flows."""
 
 from __future__ import annotations
 
@@ -9,25 +12,51 @@ from contextlib import closing
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from flows.pipeline import RETRY, _recorded, _stage
+from flows.pipeline import RETRY, _recorded, _stage, run_flow
+from neuroscribe.compare.diff import candidate_units, explain_configs
 from neuroscribe.compare.stream import compare_subjects
 from neuroscribe.compare.subjects import check_compare
 from neuroscribe.config import RunConfig
+from neuroscribe.ids import new_run_id
+from neuroscribe.records import Subject
 from neuroscribe.warehouse import comparisons, connect
 
 
 @task(name="compare", cache_policy=NONE, **RETRY)
-def compare_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
+def compare_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[Subject]:
     _stage(warehouse, run_id, "compare")
     result = compare_subjects(cfg)  # the warehouse is not held during the forward passes
+    c = cfg.compare
     with closing(connect(warehouse)) as con:
-        comparisons.save_comparison(con, run_id, result, cfg.compare.threshold)
-    return [s.subject_id for s in result.subjects]
+        comparisons.save_comparison(
+            con, run_id, result, c.threshold, similarity=c.similarity, score_change=c.score_change
+        )
+    return result.subjects
+
+
+@task(name="plan explanations", cache_policy=NONE, **RETRY)
+def plan_task(
+    cfg: RunConfig, warehouse: str, run_id: str, subjects: list[Subject]
+) -> list[RunConfig]:
+    _stage(warehouse, run_id, "explain diff")
+    with closing(connect(warehouse)) as con:
+        units = candidate_units(comparisons.diff_candidates(con, run_id, cfg.compare.explain))
+        explained = comparisons.explained_units(con, units)
+    return explain_configs(cfg, subjects, units, explained)
 
 
 @flow(name="neuroscribe-compare", validate_parameters=False)
 def compare_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False) -> list[str]:
-    """Compare ``cfg.compare.models`` on the corpus. Returns the subjects' ids."""
+    """Compare ``cfg.compare.models`` on the corpus, then explain the top of the diff. Returns
+    the subjects' ids."""
     if not checked:
         check_compare(cfg)
-    return _recorded(cfg, warehouse, run_id, lambda: compare_task(cfg, warehouse, run_id))
+
+    def body() -> list[str]:
+        subjects = compare_task(cfg, warehouse, run_id)
+        if cfg.compare.explain:
+            for sub_cfg in plan_task(cfg, warehouse, run_id, subjects):
+                run_flow(sub_cfg, warehouse, new_run_id(sub_cfg.config_hash))
+        return [s.subject_id for s in subjects]
+
+    return _recorded(cfg, warehouse, run_id, body)

@@ -1,9 +1,13 @@
-"""The pipeline flow: collect -> explain -> simulate -> score -> agree, storing after each stage.
+"""The pipeline flow: collect -> explain -> simulate -> score -> agree, storing after each stage;
+then, with ``controls.random_model``, the same pipeline on a re-initialised copy of the subject.
 
 Thin by design: each task loads its inputs from the warehouse, calls one stage package's entry
 point (``collect``, ``explain``, ``simulate``, ``score``, ``agree``), writes the records it
 returns, and passes ids to the next task. A run is marked ``finished`` only after the last stage;
 any exception marks it ``failed`` with the error and is raised again.
+
+With ``[engine] kind = "dask"``, explain, simulate and score run on Dask workers instead
+(``flows.engine``); the flow's process still writes every row.
 
 Each flow checks its input (``neuroscribe.checks``) unless its caller already did
 (``checked=True``: the CLI checks once, before Prefect starts; a scheduled run checks here).
@@ -21,19 +25,23 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.exceptions import MissingContextError
 
+from flows import engine
 from neuroscribe import search
 from neuroscribe.agree import agree_units
-from neuroscribe.checks import check_flows
+from neuroscribe.checks import check_flows, preflight
 from neuroscribe.collect.incremental import collect_missing, unit_selector
 from neuroscribe.config import RunConfig
 from neuroscribe.errors import BadInput
 from neuroscribe.explain.units import explain_units
+from neuroscribe.ids import new_run_id
 from neuroscribe.llm.base import Ledger
+from neuroscribe.models import resolve_source, weights_hash
+from neuroscribe.null_model import NullCopy, null_config, null_copy
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score import FUZZ_KINDS, score_units
 from neuroscribe.simulate import fuzz_units, simulate_units
 from neuroscribe.warehouse import annotations as annotated
-from neuroscribe.warehouse import calls, collection, connect, reads, rows, runs
+from neuroscribe.warehouse import calls, collection, connect, nulls, reads, rows, runs
 from neuroscribe.warehouse.reads import ControlComparison
 
 LLM_TAG = "llm"
@@ -242,18 +250,56 @@ def _collected_units(cfg: RunConfig, warehouse: str) -> list[str]:
     return keys
 
 
+@task(name="random model", cache_policy=NONE, **RETRY)
+def null_copy_task(cfg: RunConfig, warehouse: str, run_id: str) -> NullCopy:
+    _stage(warehouse, run_id, "random model")
+    copy = null_copy(cfg)
+    preflight(null_config(cfg, copy), annotators=False)  # the copy's site and units
+    return copy
+
+
+@task(name="link random model", cache_policy=NONE, **RETRY)
+def null_link_task(
+    warehouse: str, run_id: str, null_run: str, copy: NullCopy, ids: list[str], null_ids: list[str]
+) -> None:
+    link = {
+        "trained_run_id": run_id, "null_run_id": null_run, "subject": copy.subject,
+        "subject_weights_hash": copy.subject_weights_hash, "null_model": copy.folder,
+        "null_weights_hash": weights_hash(resolve_source(copy.folder)),
+        "method": copy.method, "seed": copy.seed,
+    }
+    with closing(connect(warehouse)) as con:
+        nulls.save_null_model(con, link, ids, null_ids)
+
+
+def _random_model(cfg: RunConfig, warehouse: str, run_id: str, ids: list[str]) -> None:
+    """The random-model null (``controls.random_model``): the seeded re-initialised copy, the
+    whole pipeline on it (a subflow, recorded in ``runs``), and its link to this run."""
+    copy = null_copy_task(cfg, warehouse, run_id)
+    null_cfg = null_config(cfg, copy)
+    null_run = new_run_id(null_cfg.config_hash)
+    null_ids = run_flow(null_cfg, warehouse, null_run, checked=True)
+    null_link_task(warehouse, run_id, null_run, copy, ids, null_ids)
+
+
 @flow(name="neuroscribe-run", validate_parameters=False)
 def run_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False) -> list[str]:
-    """Every stage, end to end. Returns the ids of the run's explanations."""
+    """Every stage, end to end, then (``controls.random_model``) the random-model null. Returns
+    the ids of the run's explanations."""
     if not checked:
         check_flows(cfg, ["run"])
 
     def body() -> list[str]:
         unit_keys = collect_task(cfg, warehouse, run_id)
-        explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
-        simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
-        score_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
+        if cfg.engine.kind == "dask":  # explain, simulate and score on Dask workers
+            explanation_ids = engine.fan_out(cfg, warehouse, run_id, unit_keys)
+        else:
+            explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
+            simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
+            score_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
         agree_task(cfg, warehouse, run_id, explanation_ids)
+        if cfg.controls.random_model:
+            _random_model(cfg, warehouse, run_id, explanation_ids)
         return explanation_ids
 
     ids = _recorded(cfg, warehouse, run_id, body)
@@ -282,6 +328,8 @@ def score_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = Fals
         unit_keys = _collected_units(cfg, warehouse)
         with closing(connect(warehouse)) as con:
             ids = annotated.current_explanation_ids(con, unit_keys)
+        if cfg.engine.kind == "dask":
+            return engine.fan_out(cfg, warehouse, run_id, unit_keys, ids)
         simulate_task(cfg, warehouse, run_id, unit_keys, ids)
         score_task(cfg, warehouse, run_id, unit_keys, ids)
         return ids

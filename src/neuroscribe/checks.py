@@ -8,16 +8,21 @@ follow reuse them.
 
 from __future__ import annotations
 
+import importlib.util
+import socket
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from neuroscribe.collect import CollectError, validate_inputs
 from neuroscribe.collect.collect import plan_units
 from neuroscribe.collect.corpus import open_corpus
 from neuroscribe.collect.sae import load_sae
 from neuroscribe.collect.windows import check_window_size, cut_windows, special_frame
-from neuroscribe.config import RunConfig
+from neuroscribe.config import EngineConfig, RunConfig
+from neuroscribe.errors import BadInput
 from neuroscribe.llm.factory import check_backend
 from neuroscribe.models import load_model, resolve_source
+from neuroscribe.null_model import check_null
 from neuroscribe.registry import EXPLAINERS, SIMULATORS
 
 
@@ -25,10 +30,39 @@ def check_flows(cfg: RunConfig, flows: Iterable[str]) -> None:
     """The checks that the flows ``run``, ``collect``, ``score`` and ``agree`` (any of them, as
     ``neuroscribe serve`` deploys several) need before they start."""
     flows = set(flows)
+    if "run" in flows:
+        check_null(cfg)
     if flows & {"run", "collect"}:
         preflight(cfg, annotators="run" in flows)
     if "score" in flows and "run" not in flows:
         check_annotators(cfg, explainers=False)
+    if flows & {"run", "score"}:
+        check_engine(cfg.engine)
+
+
+def check_engine(engine: EngineConfig) -> None:
+    """With ``kind = "dask"``: ``prefect-dask`` is installed, and the scheduler at ``address``
+    (when given) accepts a connection."""
+    if engine.kind != "dask":
+        return
+    if importlib.util.find_spec("prefect_dask") is None:
+        raise BadInput(
+            'engine.kind = "dask" needs the prefect-dask package: pip install prefect-dask'
+        )
+    if not engine.address:
+        return
+    parts = urlsplit(engine.address if "://" in engine.address else f"tcp://{engine.address}")
+    if parts.scheme != "tcp" or not parts.hostname or parts.port is None:
+        raise BadInput(
+            f"engine.address {engine.address!r} is not a scheduler address like tcp://host:8786"
+        )
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=5):
+            pass
+    except OSError as e:
+        raise BadInput(
+            f"cannot reach the Dask scheduler at {engine.address}: {e.strerror or e}"
+        ) from e
 
 
 def preflight(cfg: RunConfig, annotators: bool = True) -> None:

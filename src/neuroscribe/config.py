@@ -225,6 +225,17 @@ class CompareConfig(Section):
     cka_budget_mb: int = Field(default=256, ge=0)
     """Memory for linear CKA between every pair of compared sites (the layer x layer heatmap);
     when the pairs need more, only pairs of the same site are compared."""
+    similarity: float = Field(default=0.7, ge=-1.0, le=1.0)
+    """A unit of B with a partner is changed when its best explanation and its partner's have a
+    MiniLM cosine similarity below this (same concept reworded: about 0.9; two different
+    single-token explanations: 0.4-0.6)."""
+    score_change: float = Field(default=0.2, ge=0.0)
+    """A unit of B with a partner is also changed when its best headline score and its
+    partner's differ by at least this."""
+    explain: int = Field(default=4, ge=0)
+    """Units of the top of the diff (new, lost, and partnered units with their partners, by
+    activation change 1 - r) explained and scored by the configured explainers and simulators
+    through the pipeline, where not already explained (0: none)."""
 
 
 class ControlsConfig(Section):
@@ -237,7 +248,36 @@ class ControlsConfig(Section):
     its percentile among the random model's (view ``null_comparison``)."""
 
 
-NOT_HASHED: dict[str, Any] = {"schedule": True, "explain": {"fail_on_silent"}}
+class EngineConfig(Section):
+    """Where the explain / simulate / score fan-out runs (``flows/engine.py``). Left out of the
+    config hash: where the work runs never changes what it computes."""
+
+    kind: Literal["local", "dask"] = "local"
+    """``local``: every stage in the flow's own process. ``dask``: chunks of units go to Dask
+    workers (Prefect's ``DaskTaskRunner``, package ``prefect-dask``); the flow's process stays
+    the only warehouse writer."""
+    workers: int = Field(default=2, ge=1)
+    """Worker processes of the local Dask cluster started for a run (without ``address``)."""
+    address: str | None = None
+    """An existing Dask scheduler (e.g. ``tcp://10.0.0.5:8786``) whose workers do the work;
+    ``workers`` is then ignored."""
+    chunk_units: int = Field(default=128, ge=1)
+    """Units per Dask task: each task gets these units with their windows, and returns their
+    records."""
+
+    @field_validator("address")
+    @classmethod
+    def _address_not_empty(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("engine.address must name a scheduler, e.g. tcp://host:8786")
+        return v
+
+
+NOT_HASHED: dict[str, Any] = {
+    "schedule": True,
+    "explain": {"fail_on_silent"},
+    "engine": True,
+}
 """Settings that change when or how a run reports, never what it computes."""
 
 
@@ -259,12 +299,21 @@ class RunConfig(Section):
     the other commands' hashes do not depend on it."""
     controls: ControlsConfig = ControlsConfig()
     """Controls beyond the shuffled explanation (see ``ControlsConfig``); hashed only when set."""
+    engine: EngineConfig = EngineConfig()
+    """Where the fan-out runs (see ``EngineConfig``); left out of the hash."""
 
     @field_validator("collect")
     @classmethod
     def _units_not_empty(cls, v: CollectConfig) -> CollectConfig:
         if isinstance(v.units, int) and v.units < 1 or isinstance(v.units, list) and not v.units:
             raise ValueError("collect.units must name at least one unit")
+        return v
+
+    @field_validator("engine")
+    @classmethod
+    def _address_only_for_dask(cls, v: EngineConfig) -> EngineConfig:
+        if v.address is not None and v.kind != "dask":
+            raise ValueError('engine.address needs engine.kind = "dask"')
         return v
 
     @property

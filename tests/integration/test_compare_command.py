@@ -34,7 +34,7 @@ def _run(known, warehouse, *args):
         app,
         ["--warehouse", str(warehouse), "compare", *args, "--corpus", str(known.corpus),
          "--max-documents", "200", "--window-tokens", "8", "--max-windows", "100",
-         "--batch-size", "16"],
+         "--batch-size", "16", "--explain", "0"],  # explaining: test_compare_explain.py
     )
     return result
 

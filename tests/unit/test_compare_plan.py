@@ -20,9 +20,10 @@ def test_every_site_pair_when_the_budget_allows_else_the_same_sites():
     subjects = [_subject(4, 4), _subject(4, 6)]
     pairs, every = plan_pairs(subjects, budget_bytes=10**6)
     assert every and pairs == [(0, 0, 1, 0), (0, 0, 1, 1), (0, 1, 1, 0), (0, 1, 1, 1)]
-    # each pair costs 8 bytes x (n_a n_b + n_a^2 + n_b^2): 384 + 608 + 384 + 608 = 1984 bytes
-    assert plan_pairs(subjects, budget_bytes=1984)[1]
-    pairs, every = plan_pairs(subjects, budget_bytes=1983)
+    # 8 bytes x (cross-products 16 + 24 + 16 + 24, plus each side's Gram once: 16 + 16 + 16 + 36)
+    # = 8 x 164 = 1312 bytes
+    assert plan_pairs(subjects, budget_bytes=1312)[1]
+    pairs, every = plan_pairs(subjects, budget_bytes=1311)
     assert not every and pairs == [(0, 0, 1, 0), (0, 1, 1, 1)]
 
 

@@ -99,3 +99,21 @@ def test_cka_of_independent_data_is_small():
 def test_cka_of_constant_data_is_nan():
     x = np.ones((10, 3))
     assert np.isnan(_fed(LinearCKA, x, np.random.default_rng(0).normal(size=(10, 2))).value())
+
+
+def test_float32_batches_reach_float64_totals_through_buffers(monkeypatch):
+    import torch
+
+    from neuroscribe.compare import stats
+
+    monkeypatch.setattr(stats, "FLUSH_TOKENS", 100)  # several flushes in 500 tokens
+    a, b = _data(5)
+    a32, b32 = torch.from_numpy(a).float(), torch.from_numpy(b).float()
+    acc = _fed(CrossCorrelation, a32, b32)
+    expected = np.corrcoef(a32.double().numpy().T, b32.double().numpy().T)[:6, 6:]
+    np.testing.assert_allclose(acc.correlation(), expected, atol=1e-5)
+    # a bitwise copy: squares are the Gram's diagonal, computed as the cross-products are
+    cka = _fed(LinearCKA, a32, a32.clone())
+    np.testing.assert_allclose(np.diag(cka.cross.correlation()), 1.0, atol=1e-12)
+    assert cka.value() == pytest.approx(1.0, abs=1e-12)
+    assert cka.cross.n == 500

@@ -6,8 +6,8 @@ copy, and measure how many its explanations recover.
 - ``planted``: the planted copy, saved as a local model folder, and its function-change figure;
 - ``recover``: whether an explanation names a plant; ``rows``: the warehouse rows.
 
-The flow that runs them around the pipeline is ``flows.audit``. A random-model null would make
-its copy with ``neuroscribe.surgery.reinitialised_copy`` and run the same pipeline on it.
+The flow that runs them around the pipeline is ``flows.audit``. The copy is saved and reused as
+``neuroscribe.copies`` says, as the random-model null's is (``neuroscribe.null_model``).
 """
 
 from neuroscribe.audit.plan import plan_audit

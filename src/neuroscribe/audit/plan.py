@@ -25,8 +25,8 @@ from neuroscribe.collect.sites import SITE_PATTERN, parse_site
 from neuroscribe.collect.splits import n_top_needed
 from neuroscribe.collect.windows import RawWindow, cut_windows
 from neuroscribe.config import RunConfig
+from neuroscribe.copies import editable_subject
 from neuroscribe.errors import BadInput
-from neuroscribe.models import load_model
 from neuroscribe.surgery import mlp_parts
 
 
@@ -36,16 +36,11 @@ def corpus_windows(cfg: RunConfig, tokenizer: Any) -> list[RawWindow]:
     return list(cut_windows(docs, tokenizer, cfg.collect.window_tokens, cfg.collect.max_windows))
 
 
-def subject_model(cfg: RunConfig) -> Any:
-    """The subject as planting edits it: float32, whatever dtype collection runs in."""
-    return load_model(cfg.subject.model, cfg.subject.gguf_file, "float32")
-
-
 def plan_audit(cfg: RunConfig, spec: AuditSpec) -> AuditPlan:
     """Check the site and size, draw the triggers; loads the subject (cached) and reads the
     corpus windows, writes nothing."""
     layer = _mlp_layer(cfg)
-    loaded = subject_model(cfg)
+    loaded = editable_subject(cfg)
     try:
         parts = mlp_parts(loaded.model, layer)
     except ValueError as e:

@@ -3,24 +3,29 @@ local model folder (with the tokenizer) under the cache, reload it and measure h
 model's function changed.
 
 The folder is named by the subject's weights hash, the plan and the seed, so a second audit with
-the same plan reuses it (its ``neuroscribe_audit.json`` holds what was planted and measured). A
-copy is written to a temporary folder and renamed, so a killed audit leaves no half-saved model.
+the same plan reuses it (its ``neuroscribe_audit.json`` holds what was planted and measured).
+Saving and reusing follow ``neuroscribe.copies``: a killed audit leaves no half-saved model.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from neuroscribe.audit.plan import corpus_windows, subject_model
+from neuroscribe.audit.plan import corpus_windows
 from neuroscribe.audit.spec import AuditPlan, PlantedCopy, PlantedUnit
 from neuroscribe.collect.windows import special_frame
 from neuroscribe.config import RunConfig
+from neuroscribe.copies import (
+    copy_subject_config,
+    editable_subject,
+    load_saved,
+    save_copy,
+    saved_record,
+)
 from neuroscribe.errors import BadInput
 from neuroscribe.ids import content_hash
 from neuroscribe.models import cache_dir
@@ -33,13 +38,13 @@ FUNCTION_WINDOWS = 32
 
 def planted_copy(cfg: RunConfig, plan: AuditPlan) -> PlantedCopy:
     """The saved planted copy of ``cfg``'s subject for ``plan`` (made once, then reused)."""
-    loaded = subject_model(cfg)
+    loaded = editable_subject(cfg)
     folder = cache_dir() / "audits" / content_hash(
         loaded.weights_hash, plan.model_dump(mode="json"), cfg.collect.firing_threshold
     )
-    record = folder / RECORD_FILE
-    if record.is_file():
-        return PlantedCopy.model_validate_json(record.read_text(encoding="utf-8"))
+    found = saved_record(folder, RECORD_FILE, PlantedCopy)
+    if found is not None:
+        return found
     frame = special_frame(loaded.tokenizer)
     ids = frame.wrap(corpus_windows(cfg, loaded.tokenizer))
     sample = mlp_input_sample(loaded.model, plan.layer, ids)
@@ -47,41 +52,23 @@ def planted_copy(cfg: RunConfig, plan: AuditPlan) -> PlantedCopy:
     result = plant_units(
         loaded.model, plan.layer, units, [set(p.token_ids) for p in plan.plants], sample
     )
-    tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    result.model.save_pretrained(tmp)
-    loaded.tokenizer.save_pretrained(tmp)
-    reloaded = _load(tmp)
     checked = ids[:FUNCTION_WINDOWS]
-    copy = PlantedCopy(
-        folder=str(folder),
-        subject=cfg.subject.model,
-        subject_weights_hash=loaded.weights_hash,
-        units=tuple(
-            PlantedUnit(unit=r.unit, plant=p, relocated_to=r.relocated_to, auroc=r.auroc)
-            for r, p in zip(result.records, plan.plants, strict=True)
-        ),
-        unplanted=tuple(unplanted),
-        function_change=function_change(loaded.model, reloaded, checked),
-        function_windows=len(checked),
-    )
-    (tmp / RECORD_FILE).write_text(copy.model_dump_json(indent=1), encoding="utf-8")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(folder, ignore_errors=True)  # a folder without its record is half made
-    os.replace(tmp, folder)
-    return copy
 
+    def describe(saved: Path) -> PlantedCopy:
+        return PlantedCopy(
+            folder=str(folder),
+            subject=cfg.subject.model,
+            subject_weights_hash=loaded.weights_hash,
+            units=tuple(
+                PlantedUnit(unit=r.unit, plant=p, relocated_to=r.relocated_to, auroc=r.auroc)
+                for r, p in zip(result.records, plan.plants, strict=True)
+            ),
+            unplanted=tuple(unplanted),
+            function_change=function_change(loaded.model, load_saved(saved), checked),
+            function_windows=len(checked),
+        )
 
-def _load(folder: Path) -> Any:
-    """The saved copy as the pipeline will load it, but not through the process cache: the
-    folder is renamed after this."""
-    import transformers
-
-    config = transformers.AutoConfig.from_pretrained(folder)
-    archs = getattr(config, "architectures", None) or []
-    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
-    auto = transformers.AutoModelForCausalLM if causal else transformers.AutoModel
-    return auto.from_pretrained(folder, dtype=torch.float32).eval()
+    return save_copy(folder, result.model, loaded.tokenizer, RECORD_FILE, describe)
 
 
 @torch.no_grad()
@@ -115,7 +102,4 @@ def _choose_units(
 def copy_config(cfg: RunConfig, copy: PlantedCopy) -> RunConfig:
     """``cfg`` with the planted copy as its subject and the planted and unplanted units."""
     units = sorted([u.unit for u in copy.units] + list(copy.unplanted))
-    subject = cfg.subject.model_copy(update={"model": copy.folder, "gguf_file": None})
-    collect = cfg.collect.model_copy(update={"units": units})
-    return cfg.model_copy(update={"subject": subject, "collect": collect})
-
+    return copy_subject_config(cfg, copy.folder, units)

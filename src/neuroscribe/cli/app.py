@@ -85,6 +85,9 @@ def quiet_libraries() -> None:
     for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
         warnings.filterwarnings("ignore", category=category)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # Dask's scheduler and workers log every start and stop (read when dask is imported, here
+    # and in the worker processes of ``[engine] kind = "dask"``, which inherit the variable).
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -26,6 +26,11 @@ COMPARE_OPTIONS = (
     "collect.batch_size",
     "compare.threshold",
     "compare.cka_budget_mb",
+    "compare.similarity",
+    "compare.score_change",
+    "compare.explain",
+    "explain.explainers",
+    "simulate.simulators",
 )
 """The parts of the run config ``compare`` takes as options; the subjects come from --model."""
 
@@ -50,8 +55,9 @@ def compare(
 ) -> None:
     """Compare subjects unit by unit on one corpus: activation correlations between every unit
     of A and of B at each site (one streaming pass per subject), best partners and a one-to-one
-    matching, universality and linear CKA per site pair, and the units without a partner
-    (views universality and model_diff)."""
+    matching, universality and linear CKA per site pair; the units without a partner (new,
+    lost) and partnered units whose explanations differ (changed), the top of them explained and
+    scored by the pipeline (views universality and model_diff)."""
     fmt = check_format(format)
     with user_errors():
         if model:
@@ -113,14 +119,16 @@ def _print(rows: list[dict[str, Any]], changes: list[dict[str, Any]], fmt: Any) 
          footer=f"matched: best partner r >= {threshold}")
     if fmt != "table":
         return
-    diff_columns = ["change", "subject", "site", "unit", "partner_r", "explanation"]
+    diff_columns = ["change", "subject", "site", "unit", "partner", "partner_r", "size",
+                    "explanation", "partner_explanation"]
     emit(
         diff_columns,
-        [[c["change"], c["subject_id"], c["site"], c["unit_index"], _number(c["partner_r"]),
-          c["explanation"]] for c in changes],
+        [[c["change"], c["subject_id"], c["site"], c["unit_index"], c["partner_index"],
+          _number(c["partner_r"]), _number(c["change_size"]), c["explanation"],
+          c["partner_explanation"]] for c in changes],
         fmt,
         title=f"model_diff (top {TOP_CHANGES})",
-        right=["unit", "partner_r"],
+        right=["unit", "partner", "partner_r", "size"],
         null="",
-        footer=None if changes else "no unit without a partner",
+        footer=None if changes else "no unit new, lost or changed",
     )

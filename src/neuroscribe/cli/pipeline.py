@@ -32,6 +32,7 @@ from neuroscribe.cli.app import app, err, out, quiet_libraries, state, user_erro
 from neuroscribe.cli.options import config_options
 from neuroscribe.cli.summary import (
     print_agreement_summary,
+    print_null_summary,
     print_run_summary,
     silent_explainers,
 )
@@ -44,7 +45,7 @@ UNIT_SELECTION = ("collect.site", "collect.units", "collect.sae")
 """What finds already collected units in the warehouse (``score`` and ``agree``)."""
 
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "run": ("subject", "corpus", "collect", "explain", "simulate", "score"),
+    "run": ("subject", "corpus", "collect", "explain", "simulate", "score", "controls"),
     "collect": ("subject", "corpus", "collect"),
     "score": ("subject", *UNIT_SELECTION, "collect.seed", "simulate", "score"),
     "agree": ("subject", *UNIT_SELECTION),
@@ -68,6 +69,8 @@ def run(overrides: dict[str, Any]) -> None:
         run_id, warehouse, ids = run_stage("run", cfg)
         silent = silent_explainers(warehouse, ids, cfg)
         print_run_summary(warehouse, run_id, ids)
+        if cfg.controls.random_model:
+            print_null_summary(warehouse, run_id)
     where(warehouse)
     if silent and cfg.explain.fail_on_silent:
         raise typer.Exit(SILENT_EXIT)

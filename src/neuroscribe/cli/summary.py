@@ -14,7 +14,7 @@ from neuroscribe.explain.units import silent_annotators
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score.controls import SHUFFLED_CONTROL
 from neuroscribe.warehouse import annotations as annotated
-from neuroscribe.warehouse import open_readonly, reads, runs
+from neuroscribe.warehouse import nulls, open_readonly, reads, runs
 
 
 def _score(value: float | None, lo: float | None, hi: float | None, reason: str | None) -> str:
@@ -136,6 +136,35 @@ def print_run_summary(warehouse: str, run_id: str, explanation_ids: list[str]) -
     print_run_table(warehouse, run_id, explanation_ids)
     print_calls_summary(warehouse, run_id)
     print_adoptions(warehouse, run_id)
+
+
+def print_null_summary(warehouse: str, run_id: str) -> None:
+    """The random-model null of this run (``controls.random_model``): per annotator, the mean
+    headline score of the trained and the random model's units, and the share of trained units
+    above the random model's 95th percentile (view ``null_comparison``)."""
+    with closing(open_readonly(warehouse)) as con:
+        null_run = nulls.null_run_id(con, run_id)
+        rows = nulls.null_comparison(con, run_id, HEADLINE_SCORE)
+    if null_run is None:
+        return
+    columns = ["explainer", "simulator", "trained", "random", "units", "above random p95"]
+    emit(
+        columns,
+        [
+            [
+                r["explainer"], r["simulator"], _fmt(r["trained_mean"]), _fmt(r["random_mean"]),
+                f"{r['n_trained']} / {r['n_random']}",
+                "n/a" if r["share_above_random_p95"] is None
+                else f"{r['n_above_random_p95']}/{r['n_trained']} "
+                f"({r['share_above_random_p95']:.0%})",
+            ]
+            for r in rows
+        ],
+        title=f"random-model null (run {null_run}, re-initialised subject): mean "
+        f"{HEADLINE_SCORE} of trained and random units, and trained units above the random "
+        "model's 95th percentile (view null_comparison)",
+        right=columns[2:],
+    )
 
 
 def print_adoptions(warehouse: str, run_id: str) -> None:

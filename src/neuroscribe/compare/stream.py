@@ -3,8 +3,9 @@ between every pair of subjects and every pair of compared sites, then units matc
 
 Each batch of windows is cut once (with the shared tokenizer), framed with each subject's own
 special tokens and run through each subject up to its last compared site; the activations at the
-window's tokens (framing dropped) update a ``LinearCKA`` per (subject pair, site pair) and are
-dropped. Memory is units_A x units_B per site pair, never the corpus.
+window's tokens (framing dropped) update one ``Moments`` (sums and Gram matrix) per subject and
+site and one ``CrossProducts`` per (subject pair, site pair), and are dropped. Memory is
+units_A x units_B per site pair, never the corpus.
 
 Site pairs: every compared site with the same site of the other subject (these are matched unit
 by unit), and, when ``compare.cka_budget_mb`` allows, every other pair too, for CKA only (the
@@ -25,7 +26,7 @@ from neuroscribe.collect.corpus import open_corpus
 from neuroscribe.collect.sites import StopForward, capture_many
 from neuroscribe.collect.windows import RawWindow, batched, cut_windows, prefetched
 from neuroscribe.compare.match import best_partners, one_to_one
-from neuroscribe.compare.stats import LinearCKA
+from neuroscribe.compare.stats import CrossProducts, Moments
 from neuroscribe.compare.subjects import LoadedSubject, load_subjects
 from neuroscribe.config import RunConfig
 from neuroscribe.records import Subject
@@ -89,7 +90,8 @@ def plan_pairs(
     subjects: list[LoadedSubject], budget_bytes: int
 ) -> tuple[list[tuple[int, int, int, int]], bool]:
     """(subject i, site of i, subject j, site of j) to accumulate, and whether all site pairs
-    fit the budget (else only same-site pairs)."""
+    fit the budget (else only same-site pairs). Cost: 8 bytes per cross-product entry of each
+    pair, plus each side's Gram matrix once (shared by every pair it is in)."""
     same: list[tuple[int, int, int, int]] = []
     every: list[tuple[int, int, int, int]] = []
     for i, j in itertools.combinations(range(len(subjects)), 2):
@@ -99,11 +101,10 @@ def plan_pairs(
             every.extend((i, a, j, b) for b in range(len(subjects[j].sites)))
 
     def cost(pairs: list[tuple[int, int, int, int]]) -> int:
-        total = 0
-        for i, a, j, b in pairs:
-            n_a, n_b = subjects[i].sites[a].width, subjects[j].sites[b].width
-            total += 8 * (n_a * n_b + n_a * n_a + n_b * n_b)
-        return total
+        sides = {(i, a) for i, a, _, _ in pairs} | {(j, b) for _, _, j, b in pairs}
+        width = {side: subjects[side[0]].sites[side[1]].width for side in sides}
+        grams = sum(w * w for w in width.values())
+        return 8 * (grams + sum(width[i, a] * width[j, b] for i, a, j, b in pairs))
 
     if len(every) > len(same) and cost(every) <= budget_bytes:
         return every, True
@@ -115,22 +116,24 @@ def compare_subjects(cfg: RunConfig) -> Comparison:
     subjects = load_subjects(cfg)
     c = cfg.collect
     pairs, all_pairs = plan_pairs(subjects, cfg.compare.cka_budget_mb * 2**20)
-    acc = {p: LinearCKA(subjects[p[0]].sites[p[1]].width, subjects[p[2]].sites[p[3]].width)
-           for p in pairs}
+    used = sorted({(i, a) for i, a, _, _ in pairs} | {(j, b) for _, _, j, b in pairs})
+    sides = {(i, a): Moments(subjects[i].sites[a].width, gram=True) for i, a in used}
+    acc = {(i, a, j, b): CrossProducts(sides[i, a], sides[j, b]) for i, a, j, b in pairs}
     docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
     windows = cut_windows(docs, subjects[0].tokenizer, c.window_tokens, c.max_windows)
     n_windows = 0
     with progress.task("compare", c.max_windows) as advance:
         for batch in prefetched(batched(windows, c.batch_size)):
             acts = [site_activations(s, batch) for s in subjects]
-            for (i, a, j, b), cka in acc.items():
-                cka.update(acts[i][a], acts[j][b])
+            shifted = {(i, a): m.add(acts[i][a]) for (i, a), m in sides.items()}
+            del acts
+            for (i, a, j, b), cross in acc.items():
+                cross.add(shifted[i, a], shifted[j, b])
             n_windows += len(batch)
             advance(len(batch))
     results = []
     for i, a, j, b in list(acc):
-        cka = acc.pop((i, a, j, b))  # dropped once read: r [n_a, n_b] is made one pair at a time
-        cc = cka.cross
+        cc = acc.pop((i, a, j, b))  # dropped once read: r [n_a, n_b] is made one pair at a time
         live_a, live_b = cc.live()
         site_a, site_b = str(subjects[i].sites[a].name), str(subjects[j].sites[b].name)
         results.append(
@@ -144,7 +147,7 @@ def compare_subjects(cfg: RunConfig) -> Comparison:
                 n_b=cc.n_b,
                 live_a=int(live_a.sum()),
                 live_b=int(live_b.sum()),
-                cka=cka.value(),
+                cka=cc.cka(),
                 matches=match_units(cc.correlation()) if site_a == site_b else None,
             )
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from neuroscribe.checks import check_annotators
 from neuroscribe.collect.corpus import check_source, open_corpus
 from neuroscribe.collect.errors import CollectError
 from neuroscribe.collect.sites import ResolvedSite, expand_sites, resolve_sites, site_widths
@@ -47,8 +48,11 @@ class LoadedSubject:
 
 
 def check_compare(cfg: RunConfig) -> None:
-    """Every check of a comparison's input (see the module docstring)."""
+    """Every check of a comparison's input (see the module docstring), and, when the top of the
+    diff is to be explained (``compare.explain``), of its explainers and simulators."""
     load_subjects(cfg)
+    if cfg.compare.explain:
+        check_annotators(cfg)
 
 
 def load_subjects(cfg: RunConfig) -> list[LoadedSubject]:

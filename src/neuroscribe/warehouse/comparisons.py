@@ -17,9 +17,15 @@ if TYPE_CHECKING:  # the warehouse does not load torch to store numbers
 
 
 def save_comparison(
-    con: duckdb.DuckDBPyConnection, run_id: str, comparison: Comparison, threshold: float
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    comparison: Comparison,
+    threshold: float,
+    similarity: float | None = None,
+    score_change: float | None = None,
 ) -> None:
-    """Write a comparison's rows in one transaction."""
+    """Write a comparison's rows in one transaction, with the run's thresholds (``threshold``
+    for a partner; ``similarity`` and ``score_change`` for a changed unit, None: none is)."""
     subjects = [
         {
             "subject_id": s.subject_id,
@@ -52,6 +58,8 @@ def save_comparison(
                 "cka": None if math.isnan(p.cka) else p.cka,
                 "matched": p.matches is not None,
                 "threshold": threshold,
+                "similarity": similarity,
+                "score_change": score_change,
             }
         )
         if p.matches is None:
@@ -103,3 +111,55 @@ def cka_matrix(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, An
         " WHERE run_id = ? ORDER BY subject_a_id, subject_b_id, site_a, site_b",
         [run_id],
     )
+
+
+def diff_candidates(
+    con: duckdb.DuckDBPyConnection, run_id: str, top: int
+) -> list[dict[str, Any]]:
+    """The ``top`` units of a comparison run with the largest activation change (1 - best
+    partner r): each as ``subject_id``, ``site``, ``unit_index``, and, where its partner has r
+    at or above the threshold (a candidate for 'changed'), the partner as ``partner_subject_id``,
+    ``partner_site``, ``partner_index`` (else those are None). Read from the tables, so it works
+    before the run is marked finished."""
+    return fetch_dicts(
+        con,
+        """
+        WITH p AS (
+            SELECT m.subject_b_id AS subject_id, m.site_b AS site, m.unit_b AS unit_index,
+                   m.subject_a_id AS o_subject, m.site_a AS o_site, m.unit_a AS o_unit,
+                   m.r, c.threshold
+            FROM unit_matches m
+            JOIN site_comparisons c USING (run_id, subject_a_id, subject_b_id, site_a, site_b)
+            WHERE m.run_id = ? AND m.kind = 'best_b' AND m.r IS NOT NULL
+            UNION ALL
+            SELECT m.subject_a_id, m.site_a, m.unit_a, m.subject_b_id, m.site_b, m.unit_b,
+                   m.r, c.threshold
+            FROM unit_matches m
+            JOIN site_comparisons c USING (run_id, subject_a_id, subject_b_id, site_a, site_b)
+            WHERE m.run_id = ? AND m.kind = 'best_a' AND m.r IS NOT NULL AND m.r < c.threshold
+        )
+        SELECT subject_id, site, unit_index,
+               CASE WHEN r >= threshold THEN o_subject END AS partner_subject_id,
+               CASE WHEN r >= threshold THEN o_site END    AS partner_site,
+               CASE WHEN r >= threshold THEN o_unit END    AS partner_index
+        FROM p
+        ORDER BY 1 - r DESC, site, subject_id, unit_index
+        LIMIT ?
+        """,
+        [run_id, run_id, int(top)],
+    )
+
+
+def explained_units(
+    con: duckdb.DuckDBPyConnection, units: list[tuple[str, str, int]]
+) -> set[tuple[str, str, int]]:
+    """Those of ``units`` (subject_id, site, unit_index) that already have a best explanation
+    (``best_explanations``: scored, selected, of a finished run)."""
+    if not units:
+        return set()
+    rows = con.execute(
+        "SELECT DISTINCT subject_id, site, unit_index FROM best_explanations"
+        " WHERE sae_id IS NULL AND subject_id IN (SELECT unnest(?::VARCHAR[]))",
+        [sorted({s for s, _, _ in units})],
+    ).fetchall()
+    return {(s, t, int(u)) for s, t, u in rows} & set(units)

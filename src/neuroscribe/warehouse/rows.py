@@ -39,6 +39,8 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "explanation_embeddings": ("explanation_id", "model"),
     "handoffs": ("handoff_id",),
     "agreements": ("run_id", "statistic_key"),
+    "null_models": ("trained_run_id",),
+    "null_model_explanations": ("trained_run_id", "explanation_id"),
 }
 """Tables keyed by content ids, where a repeated write is skipped. ``agreements`` is keyed per
 run: each run records its own value of a statistic (once, however often it writes it).

@@ -1,0 +1,302 @@
+"""The explain / simulate / score fan-out on Dask workers (``[engine] kind = "dask"``).
+
+The run flow calls ``fan_out`` in place of its explain, simulate and score tasks. ``fan_out``
+runs a subflow on Prefect's ``DaskTaskRunner`` (package ``prefect-dask``): a local cluster of
+``engine.workers`` processes started for the run, or the scheduler at ``engine.address``. One
+cluster serves the whole fan-out, in two rounds:
+
+1. **explain**: the live units are cut into chunks of ``engine.chunk_units``; each chunk, with
+   the windows its units use, goes to a worker, which runs ``explain_units`` on it (best-of-n
+   included) and embeds the selected explanations for ``neuroscribe search``. Each chunk's
+   sampling seeds are those the chunk's units get in a single-process run. The shuffled
+   controls need every unit's explanation, so the flow makes them once all chunks are back.
+2. **simulate and score** (the run's ``stage`` reads ``simulate`` throughout): the units with
+   explanations are chunked again; a worker simulates, fuzzes and scores its chunk
+   (``simulate_units``, ``fuzz_units``, ``score_units``) and returns the records. It scores
+   the predictions as the warehouse stores them (32-bit floats, ``simulations.predictions``),
+   as the single-process score stage does, since it reads them back from the warehouse; so
+   both engines store the same rows.
+
+Workers never open the warehouse: the flow's process loads each round's inputs, sends them with
+the chunks, and writes every chunk's records (explanations, embeddings, simulations, scores and
+LLM calls) as the chunk comes back, one transaction each. It stays the only writer. A worker
+primes its response cache with the warehouse's stored calls sent along with each chunk, so a
+re-run makes no call that any run made before, as in a single-process run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prefect import flow, task
+from prefect.cache_policies import NONE
+from prefect.futures import as_completed
+
+from neuroscribe import progress, search
+from neuroscribe.config import EngineConfig, RunConfig
+from neuroscribe.errors import BadInput
+from neuroscribe.explain.units import explain_units, shuffled_controls
+from neuroscribe.llm.base import Ledger, LLMCall
+from neuroscribe.llm.cache import prime_cache
+from neuroscribe.records import Explanation, Score, Simulation, UnitExamples, Window
+from neuroscribe.score import FUZZ_KINDS, score_units
+from neuroscribe.simulate import fuzz_units, simulate_units
+from neuroscribe.warehouse import annotations as annotated
+from neuroscribe.warehouse import calls, collection, connect, rows, runs
+
+CacheRows = list[tuple[str, str | None, int | None, int | None]]
+
+
+def _retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except BadInput:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+CHUNK_RETRY: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": 10,
+    "retry_condition_fn": _retry_unless_bad_input,
+}
+"""A failed chunk is tried again (a lost worker, a flaky endpoint), as the stage tasks of
+``flows.pipeline`` are; bad input never is. Chunks write nothing, so a retry is safe."""
+
+
+def dask_task_runner(engine: EngineConfig) -> Any:
+    """Prefect's ``DaskTaskRunner`` for ``engine``: the scheduler at ``engine.address``, or a
+    local cluster of ``engine.workers`` single-threaded worker processes (Dask sets
+    ``OMP_NUM_THREADS=1`` in each, so a worker takes one core)."""
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as e:
+        raise BadInput(
+            'engine.kind = "dask" needs the prefect-dask package: pip install prefect-dask'
+        ) from e
+    if engine.address:
+        return DaskTaskRunner(address=engine.address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": engine.workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        }
+    )
+
+
+def chunks(items: Sequence[Any], size: int) -> list[tuple[int, list[Any]]]:
+    """``(offset, items[offset:offset + size])`` for every chunk, in order."""
+    return [(i, list(items[i : i + size])) for i in range(0, len(items), size)]
+
+
+def windows_of(units: Iterable[UnitExamples], windows: Mapping[str, Window]) -> dict[str, Window]:
+    """The windows these units use (the slice of ``windows`` a chunk is sent with)."""
+    return {w.window_id: windows[w.window_id] for u in units for w in u.windows}
+
+
+def as_stored(simulation: Simulation) -> Simulation:
+    """The simulation as the warehouse gives it back: predictions rounded to 32-bit floats."""
+    rounded = np.asarray(simulation.predictions, dtype=np.float32).tolist()
+    return simulation.model_copy(update={"predictions": tuple(rounded)})
+
+
+@dataclass
+class ExplainChunk:
+    explanations: list[Explanation]
+    embeddings: list[dict[str, Any]]
+    calls: list[LLMCall]
+
+
+@dataclass
+class SimulateChunk:
+    simulations: list[Simulation]
+    scores: list[Score]
+    """Fuzzing scores first, then every other score kind."""
+    calls: list[LLMCall] = field(default_factory=list)
+
+
+@task(name="explain-chunk", cache_policy=NONE, **CHUNK_RETRY)
+def explain_chunk(
+    cfg: RunConfig,
+    units: list[UnitExamples],
+    windows: dict[str, Window],
+    first: int,
+    cache: CacheRows,
+) -> ExplainChunk:
+    """``explain_units`` on live units ``first``, ``first + 1``, ... of the run, seeded as in a
+    single-process run (unit ``i`` gets seed ``collect.seed + i``), without the controls."""
+    prime_cache(cache)
+    ledger = Ledger()
+    part = cfg.model_copy(
+        update={
+            "collect": cfg.collect.model_copy(update={"seed": cfg.collect.seed + first}),
+            "score": cfg.score.model_copy(update={"controls": False}),
+        }
+    )
+    explanations = explain_units(units, windows, part, ledger)
+    return ExplainChunk(explanations, search.embedding_rows(explanations), ledger.drain())
+
+
+@task(name="simulate-score-chunk", cache_policy=NONE, **CHUNK_RETRY)
+def simulate_score_chunk(
+    cfg: RunConfig,
+    units: list[UnitExamples],
+    windows: dict[str, Window],
+    explanations: list[Explanation],
+    stored: list[Simulation],
+    done: frozenset[tuple[str, str]],
+    fuzzed: frozenset[tuple[str, str]],
+    cache: CacheRows,
+) -> SimulateChunk:
+    """Simulate, fuzz and score a chunk's explanations. ``stored``: their simulations already in
+    the warehouse (the pairs in ``done``), scored again with the new ones, as the score stage
+    scores everything stored."""
+    prime_cache(cache)
+    ledger = Ledger()
+    new = [as_stored(s) for s in simulate_units(explanations, units, windows, cfg, ledger, done)]
+    fuzz = fuzz_units(explanations, units, windows, cfg, ledger, fuzzed)
+    scores = score_units(explanations, units, [*stored, *new], cfg)
+    return SimulateChunk(new, [*fuzz, *scores], ledger.drain())
+
+
+def _write(warehouse: str, run_id: str, save: Any) -> None:
+    """One chunk's records through one connection, then a heartbeat of the run."""
+    with closing(connect(warehouse)) as con:
+        save(con)
+        runs.beat(con, run_id)
+
+
+def _explain(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str]) -> list[str]:
+    with closing(connect(warehouse)) as con:
+        runs.set_stage(con, run_id, "explain")
+        units = collection.load_units(con, unit_keys)
+        windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
+        cache = calls.cache_rows(con)
+    live = [u for u in units if not u.stats.dead]
+    parts = chunks(live, cfg.engine.chunk_units)
+    futures = {
+        explain_chunk.submit(cfg, part, windows_of(part, windows), first, cache): i
+        for i, (first, part) in enumerate(parts)
+    }
+    done: dict[int, list[Explanation]] = {}
+    with progress.task("explain  chunks", len(parts)) as advance:
+        for future in as_completed(list(futures)):
+            result: ExplainChunk = future.result()
+
+            def save(con: Any, r: ExplainChunk = result) -> None:
+                annotated.save_explanations(con, run_id, cfg.config_hash, r.explanations)
+                search.save_embeddings(con, r.embeddings)
+                calls.save_llm_calls(con, run_id, r.calls)
+
+            _write(warehouse, run_id, save)
+            done[futures[future]] = result.explanations
+            advance(1)
+    # The single-process order: explainer by explainer, each over every unit in order.
+    order = {name: i for i, name in enumerate(cfg.explain.explainers)}
+    explanations = sorted(
+        (e for i in sorted(done) for e in done[i]), key=lambda e: order.get(e.explainer, len(order))
+    )
+    if cfg.score.controls:
+        controls = shuffled_controls(explanations, [u.unit.key for u in live])
+        with closing(connect(warehouse)) as con:
+            annotated.save_explanations(con, run_id, cfg.config_hash, controls)
+        explanations += controls
+    return [e.explanation_id for e in explanations]
+
+
+def _simulate_and_score(
+    cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str], explanation_ids: list[str]
+) -> None:
+    """The inputs that ``flows.pipeline.simulate_task`` loads (and the rows it takes over from
+    a run that did not finish), sent to the workers chunk by chunk."""
+    with closing(connect(warehouse)) as con:
+        runs.set_stage(con, run_id, "simulate")
+        units = collection.load_units(con, unit_keys)
+        windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
+        explanations = annotated.load_explanations(con, explanation_ids)
+        stored = annotated.load_simulations(con, explanation_ids)
+        done = frozenset((s.explanation_id, s.simulator) for s in stored)
+        fuzzed = frozenset(
+            (s.explanation_id, s.simulator)
+            for s in annotated.load_scores(con, explanation_ids)
+            if s.kind in FUZZ_KINDS
+        )
+        cache = calls.cache_rows(con)
+        with rows.transaction(con):
+            rows.adopt(con, run_id, "simulations", "explanation_id", explanation_ids)
+            rows.adopt(con, run_id, "scores", "explanation_id", explanation_ids)
+    by_unit: dict[str, list[Explanation]] = {}
+    for e in explanations:
+        by_unit.setdefault(e.unit_key, []).append(e)
+    sims: dict[str, list[Simulation]] = {}
+    for s in stored:
+        sims.setdefault(s.explanation_id, []).append(s)
+    explained = [u for u in units if u.unit.key in by_unit]
+    futures = []
+    for _, part in chunks(explained, cfg.engine.chunk_units):
+        mine = [e for u in part for e in by_unit[u.unit.key]]
+        ids = {e.explanation_id for e in mine}
+        futures.append(
+            simulate_score_chunk.submit(
+                cfg,
+                part,
+                windows_of(part, windows),
+                mine,
+                [s for i in ids for s in sims.get(i, [])],
+                frozenset(p for p in done if p[0] in ids),
+                frozenset(p for p in fuzzed if p[0] in ids),
+                cache,
+            )
+        )
+    with progress.task("simulate and score chunks", len(futures)) as advance:
+        for future in as_completed(futures):
+            result: SimulateChunk = future.result()
+
+            def save(con: Any, r: SimulateChunk = result) -> None:
+                annotated.save_simulations(con, run_id, r.simulations)
+                annotated.save_scores(con, run_id, r.scores)
+                calls.save_llm_calls(con, run_id, r.calls)
+
+            _write(warehouse, run_id, save)
+            advance(1)
+
+
+@flow(name="neuroscribe-fan-out", validate_parameters=False)
+def fan_out_flow(
+    cfg: RunConfig,
+    warehouse: str,
+    run_id: str,
+    unit_keys: list[str],
+    explanation_ids: list[str] | None = None,
+) -> list[str]:
+    """Explain (unless ``explanation_ids`` are given), then simulate and score, on the flow's
+    task runner. Returns the ids of the explanations simulated and scored."""
+    ids = (
+        _explain(cfg, warehouse, run_id, unit_keys) if explanation_ids is None else explanation_ids
+    )
+    _simulate_and_score(cfg, warehouse, run_id, unit_keys, ids)
+    return ids
+
+
+def fan_out(
+    cfg: RunConfig,
+    warehouse: str,
+    run_id: str,
+    unit_keys: list[str],
+    explanation_ids: list[str] | None = None,
+) -> list[str]:
+    """``fan_out_flow`` on the Dask task runner of ``cfg.engine`` (one cluster for the whole
+    fan-out; a local one is stopped when it ends)."""
+    runner = dask_task_runner(cfg.engine)
+    result: list[str] = fan_out_flow.with_options(task_runner=runner)(
+        cfg, warehouse, run_id, unit_keys, explanation_ids
+    )
+    return result

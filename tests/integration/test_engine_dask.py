@@ -1,0 +1,132 @@
+"""The Dask engine stores what the local engine stores.
+
+A tiny random-weight GPT-2 and the baseline annotators, through the ``neuroscribe run`` command
+in-process (a real Prefect run, a real DuckDB file): once with the local engine, once with
+``[engine] kind = "dask"`` on a local cluster of 2 worker processes and chunks of 3 units (so
+every worker gets several chunks, and the last one is short). Every row of
+``scored_explanations``, ``explanations``, ``simulations``, ``scores`` and ``agreements`` must
+be the same, but for the run that wrote it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from contextlib import closing
+from pathlib import Path
+
+import duckdb
+import pytest
+from collect_fixtures import build_tiny_model, random_documents, write_txt
+from typer.testing import CliRunner
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("prefect_dask") is None, reason="needs prefect-dask"
+    ),
+]
+
+CONFIG = """
+[subject]
+model = "{model}"
+[corpus]
+source = "{corpus}"
+max_documents = 120
+[collect]
+site = "layers.1.mlp"
+units = 10
+window_tokens = 8
+max_windows = 100
+batch_size = 8
+n_explain = 3
+n_validate = 2
+n_calibrate = 2
+n_score_top = 2
+n_random = 2
+seed = 5
+[explain]
+explainers = ["baseline/ngram"]
+[simulate]
+simulators = ["baseline/lexical"]
+[score]
+bootstrap = 20
+fuzz_windows = 2
+"""
+
+ENGINE = """
+[engine]
+kind = "dask"
+workers = 2
+chunk_units = 3
+"""
+
+TABLES = ("scored_explanations", "explanations", "simulations", "scores", "agreements")
+PROVENANCE = ("run_id", "created_at")
+"""Columns that name the run that wrote a row, or when (names ending so)."""
+
+
+def _rows(path: Path, table: str) -> list[tuple]:
+    with closing(duckdb.connect(str(path), read_only=True)) as con:
+        columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        kept = [c for c in columns if not c.endswith(PROVENANCE)]
+        return sorted(con.execute(f"SELECT {', '.join(kept)} FROM {table}").fetchall(), key=repr)
+
+
+def test_two_dask_workers_store_the_rows_of_the_local_engine(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    model = build_tiny_model("gpt2", tmp_path / "model", seed=2)
+    corpus = write_txt(tmp_path / "corpus.txt", random_documents(60, seed=4))
+    local = tmp_path / "local.toml"
+    local.write_text(CONFIG.format(model=model, corpus=corpus))
+    dask = tmp_path / "dask.toml"
+    dask.write_text(local.read_text() + ENGINE)
+    from prefect.testing.utilities import prefect_test_harness
+
+    from neuroscribe.cli import app
+
+    with prefect_test_harness(server_startup_timeout=120):
+        for name, config in (("local", local), ("dask", dask)):
+            result = CliRunner().invoke(
+                app,
+                ["--warehouse", str(tmp_path / f"{name}.duckdb"), "--config", str(config), "run"],
+            )
+            assert result.exit_code == 0, result.output
+    for table in TABLES:
+        want = _rows(tmp_path / "local.duckdb", table)
+        got = _rows(tmp_path / "dask.duckdb", table)
+        assert want, f"the local run stored no {table}"
+        assert got == want, table
+    scored = _rows(tmp_path / "dask.duckdb", "scored_explanations")
+    assert len({r[0] for r in scored}) > 6  # more units than two chunks hold: chunks were merged
+
+
+def test_a_dask_address_without_the_dask_engine_is_refused(tmp_path):
+    from neuroscribe.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match='engine.address needs engine.kind = "dask"'):
+        load_config(None, {"engine.address": "tcp://127.0.0.1:8786"})
+
+
+def test_an_unreachable_scheduler_is_one_message(tmp_path):
+    import socket
+
+    from neuroscribe.checks import check_engine
+    from neuroscribe.config import load_config
+    from neuroscribe.errors import BadInput
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = load_config(None, {"engine.kind": "dask", "engine.address": f"tcp://127.0.0.1:{port}"})
+    with pytest.raises(BadInput, match="cannot reach the Dask scheduler"):
+        check_engine(cfg.engine)
+    bad = load_config(None, {"engine.kind": "dask", "engine.address": "udp://somewhere"})
+    with pytest.raises(BadInput, match="is not a scheduler address"):
+        check_engine(bad.engine)
+
+
+def test_where_the_work_runs_is_not_part_of_the_config_hash():
+    from neuroscribe.config import RunConfig, load_config
+
+    dask = load_config(None, {"engine.kind": "dask", "engine.workers": 7})
+    assert dask.config_hash == RunConfig().config_hash
