@@ -101,6 +101,9 @@ def main() -> None:
             start = time.perf_counter()
             sims = simulate_many(sim, jobs)
             results[fmt] = (sims, ledger.drain(), time.perf_counter() - start)
+            calls = results[fmt][1]
+            print(f"{fmt}: {sum(c.completion_tokens for c in calls)} tokens generated in "
+                  f"{len(calls)} calls for {sum(len(ws) for _, ws in jobs)} windows", flush=True)
     finally:
         proc.terminate()
         proc.wait(10)
