@@ -207,6 +207,13 @@ class AnnotatorConfig(Section):
     """The endpoint returns ``top_logprobs`` (``openai``: default off)."""
     json_schema: bool | None = None
     """The endpoint enforces JSON-schema structured output (``openai``: default on)."""
+    simulate_format: Literal["dense", "sparse"] | None = None
+    """The JSON simulator's answer format (``simulate.json_mode.FORMATS``): ``dense``, one value
+    per token (the default), or ``sparse``, only the tokens predicted to fire (about a tenth of
+    the generated tokens)."""
+    fuzz_batch: int | None = Field(default=None, ge=1)
+    """Marked windows the fuzz judge judges in one call (``openai`` with JSON schemas; default
+    1, one call per window); no call holds two markings of one window."""
 
     @field_serializer("base_url", when_used="json")
     def _url_without_credentials(self, url: str | None) -> str | None:

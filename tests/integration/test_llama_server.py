@@ -35,7 +35,7 @@ from neuroscribe.explain import make_explainer  # noqa: E402
 from neuroscribe.llm.base import ChatRequest, Ledger, Message  # noqa: E402
 from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
 from neuroscribe.llm.factory import check_backend, make_backend  # noqa: E402
-from neuroscribe.records import Split  # noqa: E402
+from neuroscribe.records import Explanation, Split  # noqa: E402
 from neuroscribe.simulate import make_simulator  # noqa: E402
 from neuroscribe.simulate.json_mode import JsonSimulator  # noqa: E402
 
@@ -173,3 +173,21 @@ def test_chat_logprobs_arrive_as_top_logprobs(endpoint):
         assert 1 <= len(step.top) <= 5
         assert all(lp <= 0.0 for _, lp in step.top)
         assert [lp for _, lp in step.top] == sorted((lp for _, lp in step.top), reverse=True)
+
+
+def test_sparse_simulation_against_llama_server_generates_fewer_tokens(endpoint):
+    # Same explanation and windows, both formats: the sparse answers parse (or fail typed: a weak
+    # model may name a token the window lacks) and cost fewer generated tokens.
+    unit, windows = planted_unit(length=16)
+    explanation = Explanation(explanation_id="e", unit_key=unit.unit.key, explainer="x",
+                              text='the word "zebra"')
+    top = [windows[uw.window_id] for uw in unit.in_splits(Split.SCORE_TOP)][:2]
+    generated = {}
+    for fmt in ("dense", "sparse"):
+        ledger = Ledger()
+        ann = AnnotatorConfig(concurrency=2, timeout_s=300, max_retries=1, simulate_format=fmt)
+        sims = make_simulator(MODEL, SimulateConfig(), ledger, ann).simulate(explanation, top)
+        assert all(s.status == "ok" or s.failure == "bad_position" for s in sims), sims
+        generated[fmt] = sum(c.completion_tokens for c in ledger.calls)
+        assert all(c.status == "ok" for c in ledger.calls)
+    assert generated["sparse"] < generated["dense"]

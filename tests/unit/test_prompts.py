@@ -38,6 +38,8 @@ ALL = (
     "simulate_all_at_once",
     "simulate_json",
     "simulate_json_repair",
+    "simulate_sparse",
+    "simulate_sparse_repair",
 )
 
 
@@ -148,6 +150,21 @@ def test_json_simulator_prompt_matches_expected():
     sim = JsonSimulator("fake/golden-json", make_backend("fake/golden-json"))
     window = make_window(["A", " zebra", ' "quoted"', "\n"])
     check_golden("simulate_json.txt", as_text(sim.messages(_explanation().text, window.tokens)))
+
+
+def test_sparse_simulator_prompt_matches_expected():
+    from neuroscribe.llm.factory import make_backend
+    from neuroscribe.llm.fake import register_fake
+
+    register_fake("fake/golden-sparse", ["{}"])
+    sim = JsonSimulator(
+        "fake/golden-sparse", make_backend("fake/golden-sparse"), answer_format="sparse"
+    )
+    window = make_window(["A", " zebra", ' "quoted"', "\n"])
+    messages = sim.messages(_explanation().text, window.tokens)
+    check_golden("simulate_sparse.txt", as_text(messages))
+    repair = sim.repair.render_messages(error="entry 0: bad", n_tokens="4")
+    assert "the text has 4 tokens, numbered from 0" in repair[0].content
 
 
 # --- a hostile corpus: forged marks and instructions stay data ---------------------------------

@@ -111,3 +111,24 @@ def test_the_ledger_stores_errors_and_responses_redacted():
     assert got.texts == (f"use the key {REDACTED} here",)  # what a cache hit would give
     assert rec.run("h2", chat_params(request), lambda: answer, CHAT) == got
     assert ledger.calls[-1].cache_hit
+
+
+def test_the_prefilter_never_skips_a_pattern_that_would_match():
+    # Every pattern run on every text (no prefilter) must give what redact gives.
+    import random
+
+    from neuroscribe.redact import _PATTERNS
+
+    def unfiltered(text: str) -> str:
+        for pattern, replacement in _PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    rng = random.Random(0)
+    pieces = ["Authorization: ", "PROXY-AUTHORIZATION=", "Bearer ", "BEARER ", KEY, "SK-abcdefghij",
+              "rk-12345678x", "x-API-KEY: ", "Access_Token=", "client-secret: ", "PASSWD=",
+              "?KEY=", "&Sig=", "https://u:", "p4ss@", "host/", '"', " ", "abc", "{", "}", "\n",
+              "pa\u017f\u017fword=", "AUTHOR\u0130ZATION: ", "Bear\u0131r ", "\u212a"]
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        assert redact(text) == unfiltered(text), text

@@ -8,7 +8,8 @@ fewer calls per second than one; on one loop, concurrency raises throughput.
 
 Clients are shared by every backend of the process that talks to the same endpoint with the
 same key (connections are reused across explain, select and simulate). The key is used only to
-tell clients apart in memory, through its hash.
+tell clients apart in memory, through its hash. Where the transport is aiohttp, requests are
+posted by a ``llm.poster.JsonPoster`` made from the client (``poster``), one per client.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._clients: dict[tuple[str | None, str], Any] = {}
+        self._posters: dict[tuple[str | None, str], Any] = {}
         self._limits: dict[str, tuple[int, asyncio.Semaphore]] = {}
 
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -40,7 +42,8 @@ class LoopThread:
             alive = self._thread is not None and self._thread.is_alive()
             if self._loop is None or self._pid != os.getpid() or not alive:
                 self._loop = asyncio.new_event_loop()
-                self._clients, self._limits = {}, {}  # bound to the loop that ran them
+                # bound to the loop that ran them
+                self._clients, self._posters, self._limits = {}, {}, {}
                 self._thread = threading.Thread(
                     target=self._loop.run_forever, name="neuroscribe-llm-loop", daemon=True
                 )
@@ -74,6 +77,20 @@ class LoopThread:
                 self._clients[ident] = client
             return client
 
+    def poster(self, base_url: str | None) -> Any:
+        """The process's ``llm.poster.JsonPoster`` for ``base_url`` and ``OPENAI_API_KEY`` (made
+        from ``client``, whose headers it sends). Call it on the loop."""
+        from neuroscribe.llm.poster import JsonPoster
+
+        client = self.client(base_url)
+        ident = (base_url, hashlib.sha256(client.api_key.encode()).hexdigest())
+        with self._lock:
+            poster = self._posters.get(ident)
+            if poster is None:
+                poster = JsonPoster(client)
+                self._posters[ident] = poster
+            return poster
+
     def semaphore(self, annotator: str, concurrency: int) -> asyncio.Semaphore:
         """The semaphore that caps requests in flight for one annotator, shared by all its
         bound backends (explain, select, simulate). Used on the loop only."""
@@ -87,8 +104,9 @@ class LoopThread:
     def close(self) -> None:
         """Close every client and stop the loop (at exit; a later call starts a new one)."""
         with self._lock:
-            loop, thread, clients = self._loop, self._thread, list(self._clients.values())
-            self._loop, self._thread, self._clients = None, None, {}
+            loop, thread = self._loop, self._thread
+            clients = [*self._posters.values(), *self._clients.values()]
+            self._loop, self._thread, self._clients, self._posters = None, None, {}, {}
         if loop is None or thread is None or not thread.is_alive() or self._pid != os.getpid():
             return
 

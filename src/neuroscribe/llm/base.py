@@ -8,6 +8,7 @@ request hash is the cache key.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -102,6 +103,10 @@ class Ledger:
     in the last ``flush_seconds`` (at most ``flush_every - 1``): the flow's sink writes them to
     the warehouse, whose rows prime the response cache of the next run.
 
+    A call added on an event loop (the endpoint backends' thread) that makes a batch due wakes
+    the background thread to hand it over, rather than blocking the loop, and every request in
+    flight on it, for the sink's write; other threads hand it over themselves.
+
     The sink is called by one thread at a time. A sink error never reaches the backend thread
     that added the call (its result is good): the batch is kept, and the error is raised by the
     next ``flush`` or ``close`` from the caller's thread.
@@ -126,6 +131,7 @@ class Ledger:
         self._lock = threading.Lock()
         self._sink_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._timer: threading.Thread | None = None
 
     def add(self, call: LLMCall) -> None:
@@ -137,7 +143,11 @@ class Ledger:
                 self._oldest = time.monotonic()
             self._pending.append(call)
             due = self._due()
-        if due:
+        if not due:
+            return
+        if self._timer is not None and _on_event_loop():
+            self._wake.set()  # the sink's write must not stall every request on the loop
+        else:
             self._flush_quietly()
 
     def drain(self) -> list[LLMCall]:
@@ -171,6 +181,7 @@ class Ledger:
     def close(self) -> None:
         """Stop the background thread, then hand over what is pending (raising a sink error)."""
         self._stop.set()
+        self._wake.set()
         if self._timer is not None and self._timer is not threading.current_thread():
             self._timer.join()
         self._timer = None
@@ -179,6 +190,7 @@ class Ledger:
     def __enter__(self) -> Ledger:
         if self.sink is not None and self._timer is None:
             self._stop.clear()
+            self._wake.clear()
             self._timer = threading.Thread(target=self._tick, name="ledger-flush", daemon=True)
             self._timer.start()
         return self
@@ -193,7 +205,11 @@ class Ledger:
         )
 
     def _tick(self) -> None:
-        while not self._stop.wait(self.flush_seconds / 4):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds / 4)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             with self._lock:
                 due = self._due()
             if due:
@@ -205,6 +221,15 @@ class Ledger:
         except BaseException as e:  # kept for the caller's next flush or close
             with self._lock:
                 self._error = e
+
+
+def _on_event_loop() -> bool:
+    """Whether the calling thread is running an asyncio event loop (the endpoint backends')."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 class Backend(Protocol):

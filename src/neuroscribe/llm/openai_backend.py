@@ -7,13 +7,15 @@ Settings come from the environment, overridden per annotator by the run config
 ``NEUROSCRIBE_OPENAI_{TIMEOUT,MAX_RETRIES,LOGPROBS,JSON_SCHEMA,CONCURRENCY}``, and
 ``NEUROSCRIBE_OPENAI_AIOHTTP=0`` to keep the client's default transport (``neuroscribe.llm.aio``).
 
-Requests go through the ``openai`` package's ``AsyncOpenAI`` client (``base_url``), run on the
-process's one event loop (``neuroscribe.llm.aio``); callers stay synchronous and wait for their
-own request. The body is posted as JSON with ``client.post`` and the answer taken as text and
+Requests run on the process's one event loop (``neuroscribe.llm.aio``); callers stay
+synchronous and wait for their own request. The body is posted as JSON by the process's
+``llm.poster.JsonPoster`` (aiohttp, with the ``AsyncOpenAI`` client's headers and exceptions),
+or by the client's ``post`` where aiohttp is not installed, and the answer taken as text and
 read by ``neuroscribe.llm.completion`` (an unreadable 200 is a retried ``protocol`` failure,
 never an exception of the stage): the typed ``chat.completions.create`` walks every message
 through its parameter transform first, which cost about 2.5 ms of the 5 ms a call took
-(``benchmarks/llm_throughput.py``), and the body it would send is the same.
+(``benchmarks/llm_throughput.py``), and the body it would send is the same; the client's own
+request building then took about 60% of what was left.
 
 Robustness is ours, not the client's (``max_retries=0`` on the client): at most ``concurrency``
 requests of one annotator in flight (a process-wide semaphore on the loop, shared by all the
@@ -33,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from neuroscribe.errors import BadInput
-from neuroscribe.llm.aio import LOOP
+from neuroscribe.llm.aio import LOOP, transport
 from neuroscribe.llm.base import Capabilities, ChatRequest, ChatResponse, Message
 from neuroscribe.llm.cache import CHAT
 from neuroscribe.llm.completion import ProtocolError, parse_completion
@@ -175,9 +177,12 @@ class OpenAIBackend:
 
 
 async def _post(base_url: str | None, body: dict[str, Any], timeout_s: float) -> Any:
-    """One chat-completions request on the process's client for ``base_url`` (on the loop): the
-    body of a 2xx answer as text (``llm.completion`` reads it); other statuses raise the
-    client's ``APIStatusError``."""
+    """One chat-completions request for ``base_url`` (on the loop): the body of a 2xx answer as
+    text (``llm.completion`` reads it); other statuses raise the client's ``APIStatusError``.
+    Posted by the process's ``llm.poster.JsonPoster`` where the transport is aiohttp, else by
+    its ``AsyncOpenAI`` client."""
+    if transport() == "aiohttp":
+        return await LOOP.poster(base_url).post("/chat/completions", body, timeout_s)
     return await LOOP.client(base_url).post(
         "/chat/completions", cast_to=str, body=body,
         options={"timeout": timeout_s, "security": {"bearer_auth": True}},

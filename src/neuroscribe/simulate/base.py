@@ -24,6 +24,8 @@ class SimulateFailure(StrEnum):
     """The answer was not JSON of the required shape (after one repair turn)."""
     WRONG_LENGTH = "wrong_length"
     """The answer had a different number of values than the window has tokens."""
+    BAD_POSITION = "bad_position"
+    """A sparse answer listed a token that is not in the window (``simulate.sparse``)."""
     ALIGNMENT = "alignment"
     """Prompt positions could not be matched to model tokens (all-at-once)."""
     NO_DIGIT_MASS = "no_digit_mass"

@@ -1,18 +1,25 @@
 """Simulation by a chat model answering JSON (OpenAI-compatible endpoints).
 
-The model gets the explanation and the window's tokens as a JSON list and answers
-``{"activations": [{"token": ..., "activation": 0-10}, ...]}``. With the ``json_schema``
-capability the schema (exact item count included) is sent as structured output; without it the
-prompt alone asks for JSON. The answer is validated with pydantic and must have one value per
-token; a bad answer gets one repair turn, then becomes a typed failure (never zeros).
+Two answer formats (``FORMATS``, chosen per annotator with ``simulate_format``):
+
+- ``dense`` (the default): the model gets the window's tokens as a JSON list and answers
+  ``{"activations": [{"token": ..., "activation": 0-10}, ...]}``, one entry per token;
+- ``sparse`` (``simulate.sparse``): the tokens are numbered and the model lists only those it
+  predicts to fire, ``{"fires": [{"index": ..., "token": ..., "activation": ...}]}``, every other
+  token 0: about a tenth of the generated tokens for a window where few tokens fire.
+
+With the ``json_schema`` capability the format's schema is sent as structured output; without
+it the prompt alone asks for JSON. The answer is validated with pydantic; a bad answer gets one
+repair turn, then becomes a typed failure (never zeros).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,7 +28,9 @@ from neuroscribe.llm.fanout import fan_out, map_bounded
 from neuroscribe.llm.recorder import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, Simulation, Window
+from neuroscribe.simulate import sparse as sparse_format
 from neuroscribe.simulate.base import SimulateFailure, failed_simulation, ok_simulation
+from neuroscribe.simulate.sparse import AnswerError
 
 PROMPT = "simulate_json"
 REPAIR_PROMPT = "simulate_json_repair"
@@ -37,12 +46,6 @@ class TokenActivation(BaseModel):
 class SimulationAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     activations: list[TokenActivation]
-
-
-class AnswerError(ValueError):
-    def __init__(self, kind: SimulateFailure, detail: str) -> None:
-        super().__init__(detail)
-        self.kind = kind
 
 
 def answer_schema(n_tokens: int) -> dict[str, Any]:
@@ -88,25 +91,60 @@ def parse_answer(text: str, n_tokens: int) -> list[float]:
     return [a.activation for a in answer.activations]
 
 
+@dataclass(frozen=True)
+class AnswerFormat:
+    """What one answer format asks for and how its answer is read."""
+
+    prompt: str
+    repair_prompt: str
+    tokens: Callable[[Sequence[str]], dict[str, str]]
+    """The prompt's variables that show the window's tokens."""
+    schema: Callable[[int], dict[str, Any]]
+    max_tokens: Callable[[int], int]
+    parse: Callable[[str, Sequence[str]], list[float]]
+    """Answer text, window tokens -> one value per token; raises ``AnswerError``."""
+
+
+FormatName = Literal["dense", "sparse"]
+
+FORMATS: dict[str, AnswerFormat] = {
+    "dense": AnswerFormat(
+        PROMPT, REPAIR_PROMPT,
+        lambda tokens: {"tokens_json": json.dumps(list(tokens), ensure_ascii=False)},
+        answer_schema, lambda n: 64 + 24 * n, lambda text, tokens: parse_answer(text, len(tokens)),
+    ),
+    "sparse": AnswerFormat(
+        sparse_format.PROMPT, sparse_format.REPAIR_PROMPT,
+        lambda tokens: {"tokens_numbered": sparse_format.numbered_tokens(tokens)},
+        sparse_format.sparse_schema, sparse_format.max_answer_tokens, sparse_format.parse_sparse,
+    ),
+}
+"""Answer formats by name (``AnnotatorConfig.simulate_format``); ``dense`` is the default."""
+
+
 class JsonSimulator:
     """``openai/...`` (or a ``fake/...`` without distributions)."""
 
     def __init__(
-        self, name: str, backend: Backend, prompt: Prompt | None = None, temperature: float = 0.0
+        self,
+        name: str,
+        backend: Backend,
+        prompt: Prompt | None = None,
+        temperature: float = 0.0,
+        answer_format: FormatName = "dense",
     ) -> None:
         self.name = name
         self.backend = backend
-        self.prompt = prompt or load_prompt(PROMPT)
-        self.repair = load_prompt(REPAIR_PROMPT)
+        self.format = FORMATS[answer_format]
+        self.prompt = prompt or load_prompt(self.format.prompt)
+        self.repair = load_prompt(self.format.repair_prompt)
         self.temperature = temperature
         self.max_concurrency = backend.max_concurrency
         """Windows in flight at once (the backend's per-annotator limit)."""
 
     def messages(self, explanation: str, tokens: Sequence[str]) -> tuple[Message, ...]:
         return self.prompt.render_messages(
-            explanation=explanation,
-            n_tokens=str(len(tokens)),
-            tokens_json=json.dumps(list(tokens), ensure_ascii=False),
+            explanation=explanation, n_tokens=str(len(tokens)), **self.format.tokens(tokens)
         )
 
     def simulate(self, explanation: Explanation, windows: Sequence[Window]) -> list[Simulation]:
@@ -120,10 +158,10 @@ class JsonSimulator:
         )
 
     def _request(self, messages: tuple[Message, ...], n_tokens: int) -> ChatRequest:
-        schema = answer_schema(n_tokens) if self.backend.capabilities.json_schema else None
+        schema = self.format.schema(n_tokens) if self.backend.capabilities.json_schema else None
         return ChatRequest(
-            messages=messages, temperature=self.temperature, max_tokens=64 + 24 * n_tokens,
-            json_schema=schema,
+            messages=messages, temperature=self.temperature,
+            max_tokens=self.format.max_tokens(n_tokens), json_schema=schema,
         )
 
     async def simulate_one(self, explanation: Explanation, window: Window) -> Simulation:
@@ -146,7 +184,8 @@ class JsonSimulator:
                     explanation, self.name, window, ref, SimulateFailure.BACKEND_ERROR
                 )
             try:
-                return ok_simulation(explanation, self.name, window, ref, parse_answer(text, n))
+                values = self.format.parse(text, window.tokens)
+                return ok_simulation(explanation, self.name, window, ref, values)
             except AnswerError as e:
                 error = e
                 repair = self.repair.render_messages(error=str(e), n_tokens=str(n))

@@ -2,7 +2,8 @@
 
 The method is picked from the backend's capabilities, never from the model's name: next-token
 distributions inside the prompt -> all-at-once (exact, one forward pass per window); otherwise
-JSON answers. Its fuzz judge is ``simulate.fuzz_llm.LLMFuzzJudge``.
+JSON answers, in the annotator's ``simulate_format`` (dense by default). Its fuzz judge is
+``simulate.fuzz_llm.LLMFuzzJudge``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from neuroscribe.llm.factory import make_backend
 from neuroscribe.prompts import load_prompt
 from neuroscribe.simulate.all_at_once import AllAtOnceSimulator
 from neuroscribe.simulate.base import Simulator
+from neuroscribe.simulate.fuzz_llm import BATCH_PROMPT as FUZZ_BATCH_PROMPT
 from neuroscribe.simulate.fuzz_llm import PROMPT as FUZZ_PROMPT
 from neuroscribe.simulate.fuzz_llm import LLMFuzzJudge
-from neuroscribe.simulate.json_mode import JsonSimulator
+from neuroscribe.simulate.json_mode import FORMATS, JsonSimulator
 from neuroscribe.simulate.plugin import SimulatorPlugin
 
 
@@ -36,9 +38,12 @@ def make_llm_simulator(
         prompt = load_prompt("simulate_all_at_once")
         backend = make_backend(name, ledger, "simulate", prompt.sha, cfg.local_dtype, annotator)
         return AllAtOnceSimulator(name, backend, prompt)
-    prompt = load_prompt("simulate_json")
+    answer_format = (annotator.simulate_format if annotator else None) or "dense"
+    prompt = load_prompt(FORMATS[answer_format].prompt)
     backend = make_backend(name, ledger, "simulate", prompt.sha, cfg.local_dtype, annotator)
-    return JsonSimulator(name, backend, prompt, temperature=_temperature(annotator))
+    return JsonSimulator(
+        name, backend, prompt, temperature=_temperature(annotator), answer_format=answer_format
+    )
 
 
 def make_llm_fuzz_judge(
@@ -47,9 +52,14 @@ def make_llm_fuzz_judge(
     ledger: Ledger | None = None,
     annotator: AnnotatorConfig | None = None,
 ) -> LLMFuzzJudge:
-    prompt = load_prompt(FUZZ_PROMPT)
+    batch = (annotator.fuzz_batch if annotator else None) or 1
+    if batch > 1:  # only where the backend can answer a batch in a schema (see LLMFuzzJudge)
+        caps = make_backend(name, None, "fuzz", local_dtype=cfg.local_dtype,
+                            annotator=annotator).capabilities
+        batch = batch if caps.json_schema and not caps.prompt_distributions else 1
+    prompt = load_prompt(FUZZ_BATCH_PROMPT if batch > 1 else FUZZ_PROMPT)
     llm = make_backend(name, ledger, "fuzz", prompt.sha, cfg.local_dtype, annotator)
-    return LLMFuzzJudge(name, llm, prompt, _temperature(annotator))
+    return LLMFuzzJudge(name, llm, prompt, _temperature(annotator), batch=batch)
 
 
 PLUGIN = SimulatorPlugin(make=make_llm_simulator, fuzz_judge=make_llm_fuzz_judge)

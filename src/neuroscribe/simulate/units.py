@@ -17,6 +17,7 @@ from neuroscribe.records import Explanation, Score, Simulation, Split, UnitExamp
 from neuroscribe.score.fuzz import FuzzPair, fuzz_scores_many
 from neuroscribe.simulate.base import Simulator
 from neuroscribe.simulate.fuzz import build_fuzz_items
+from neuroscribe.simulate.fuzz_llm import LLMFuzzJudge
 from neuroscribe.simulate.plugin import make_fuzz_judge, make_simulator
 
 BATCH_JOBS = 512
@@ -109,8 +110,13 @@ def fuzz_units(
     pairs: list[FuzzPair] = []
     for name, mine in pending(explanations, by_key, cfg.simulate.simulators, done):
         judge = make_fuzz_judge(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
+        # A judge working across units (``judge_many``) gets many explanations at once: the
+        # in-process baselines batch them; an LLM judge puts their calls in one pool of its
+        # concurrency (an endpoint would otherwise wait for each unit's few calls in turn).
         many = getattr(judge, "judge_many", None)
-        step = BATCH_JOBS if many else 1
+        step = 2 * judge.max_concurrency if isinstance(judge, LLMFuzzJudge) else (
+            BATCH_JOBS if many else 1
+        )
         for chunk in track_chunks(mine, step, f"fuzz     {name}"):
             jobs = [(e, items[e.unit_key]) for e in chunk]
             if many:
