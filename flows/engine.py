@@ -36,6 +36,7 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.futures import as_completed
 
+from flows.retry import retry_unless_bad_input
 from neuroscribe import progress, search
 from neuroscribe.config import EngineConfig, RunConfig
 from neuroscribe.errors import BadInput
@@ -51,20 +52,10 @@ from neuroscribe.warehouse import calls, collection, connect, rows, runs
 CacheRows = list[tuple[str, str | None, int | None, int | None]]
 
 
-def _retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except BadInput:
-        return False
-    except Exception:
-        return True
-    return True
-
-
 CHUNK_RETRY: dict[str, Any] = {
     "retries": 2,
     "retry_delay_seconds": 10,
-    "retry_condition_fn": _retry_unless_bad_input,
+    "retry_condition_fn": retry_unless_bad_input,
 }
 """A failed chunk is tried again (a lost worker, a flaky endpoint), as the stage tasks of
 ``flows.pipeline`` are; bad input never is. Chunks write nothing, so a retry is safe."""

@@ -26,6 +26,7 @@ from prefect.cache_policies import NONE
 from prefect.exceptions import MissingContextError
 
 from flows import engine
+from flows.retry import retry_unless_bad_input
 from neuroscribe import search
 from neuroscribe.agree import agree_units
 from neuroscribe.checks import check_flows, preflight
@@ -56,20 +57,10 @@ cache. Bad input (``neuroscribe.errors.BadInput``: config, corpus, model, endpoi
 never retried; any other failure is (a garbled response's ValueError included)."""
 
 
-def _retry_unless_bad_input(task: Any, task_run: Any, state: Any) -> bool:
-    try:
-        state.result()
-    except BadInput:
-        return False
-    except Exception:
-        return True
-    return True
-
-
 RETRY: dict[str, Any] = {
     "retries": TASK_RETRIES,
     "retry_delay_seconds": 10,
-    "retry_condition_fn": _retry_unless_bad_input,
+    "retry_condition_fn": retry_unless_bad_input,
 }
 
 

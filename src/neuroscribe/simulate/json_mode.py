@@ -16,12 +16,11 @@ repair turn, then becomes a typed failure (never zeros).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from neuroscribe.llm.base import Backend, ChatRequest, Message
 from neuroscribe.llm.fanout import fan_out, map_bounded
@@ -30,11 +29,10 @@ from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, Simulation, Window
 from neuroscribe.simulate import sparse as sparse_format
 from neuroscribe.simulate.base import SimulateFailure, failed_simulation, ok_simulation
-from neuroscribe.simulate.sparse import AnswerError
+from neuroscribe.simulate.sparse import AnswerError, read_json_answer
 
 PROMPT = "simulate_json"
 REPAIR_PROMPT = "simulate_json_repair"
-_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
 
 
 class TokenActivation(BaseModel):
@@ -70,19 +68,7 @@ def answer_schema(n_tokens: int) -> dict[str, Any]:
 
 def parse_answer(text: str, n_tokens: int) -> list[float]:
     """Values from a JSON answer; AnswerError (unparseable or wrong_length) otherwise."""
-    body = _FENCE.sub("", text.strip())
-    start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end < start:
-        raise AnswerError(SimulateFailure.UNPARSEABLE, "no JSON object in the answer")
-    try:
-        answer = SimulationAnswer.model_validate(json.loads(body[start : end + 1]))
-    except (json.JSONDecodeError, ValidationError) as e:
-        first = str(e).splitlines()[0] if isinstance(e, json.JSONDecodeError) else (
-            f"{e.error_count()} invalid field(s), first: {e.errors()[0]['msg']}"
-        )
-        raise AnswerError(
-            SimulateFailure.UNPARSEABLE, f"not valid JSON of the schema: {first}"
-        ) from e
+    answer = read_json_answer(text, SimulationAnswer)
     if len(answer.activations) != n_tokens:
         raise AnswerError(
             SimulateFailure.WRONG_LENGTH,

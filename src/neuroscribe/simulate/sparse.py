@@ -18,8 +18,9 @@ Pure: no I/O, tested on hand-written answers.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -47,6 +48,28 @@ class Firing(BaseModel):
 class SparseAnswer(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fires: list[Firing]
+
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$")
+Answer = TypeVar("Answer", bound=BaseModel)
+
+
+def read_json_answer(text: str, schema: type[Answer]) -> Answer:
+    """The JSON object of an answer (code fences stripped; from its first ``{`` to its last
+    ``}``) validated as ``schema``; ``AnswerError`` (``unparseable``) otherwise."""
+    body = _FENCE.sub("", text.strip())
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0 or end < start:
+        raise AnswerError(SimulateFailure.UNPARSEABLE, "no JSON object in the answer")
+    try:
+        return schema.model_validate(json.loads(body[start : end + 1]))
+    except (json.JSONDecodeError, ValidationError) as e:
+        first = str(e).splitlines()[0] if isinstance(e, json.JSONDecodeError) else (
+            f"{e.error_count()} invalid field(s), first: {e.errors()[0]['msg']}"
+        )
+        raise AnswerError(
+            SimulateFailure.UNPARSEABLE, f"not valid JSON of the schema: {first}"
+        ) from e
 
 
 def numbered_tokens(tokens: Sequence[str]) -> str:
@@ -99,19 +122,7 @@ def parse_sparse(text: str, tokens: Sequence[str]) -> list[float]:
     """One value per token from a sparse answer (0 where nothing is listed). Raises
     ``AnswerError`` (``unparseable``: not JSON of the schema; ``bad_position``: an entry whose
     token is not in the window)."""
-    body = text.strip()
-    start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end < start:
-        raise AnswerError(SimulateFailure.UNPARSEABLE, "no JSON object in the answer")
-    try:
-        answer = SparseAnswer.model_validate(json.loads(body[start : end + 1]))
-    except (json.JSONDecodeError, ValidationError) as e:
-        first = str(e).splitlines()[0] if isinstance(e, json.JSONDecodeError) else (
-            f"{e.error_count()} invalid field(s), first: {e.errors()[0]['msg']}"
-        )
-        raise AnswerError(
-            SimulateFailure.UNPARSEABLE, f"not valid JSON of the schema: {first}"
-        ) from e
+    answer = read_json_answer(text, SparseAnswer)
     values = [0.0] * len(tokens)
     for k, entry in enumerate(answer.fires):
         at = locate(tokens, entry.index, entry.token)
