@@ -14,6 +14,9 @@ stage's time from its progress lines. Three parts, each optional:
 - ``--project N``: every MLP neuron of the subject (N of them) on ``--tokens`` tokens, projected
   from the two sizes of ``--units`` run on that many tokens: time = a + b x units fitted through
   the two runs (a: what does not grow with units). Printed as projected, never as run.
+  Collection runs the model only up to the last collected site, so for a projection to every
+  layer ``--sites`` must be the model's number of layers (30 for SmolLM2-135M): with fewer, the
+  fixed part leaves out most of the forward pass and the projection is far too low.
 
 ``--annotators`` names the annotators: each is an explainer, a simulator or both, as the
 registries say (``local/...`` and ``openai/...`` are both). Timings on a shared machine are
