@@ -142,16 +142,16 @@ def test_deployments_carry_the_schedule_and_json_parameters(tmp_path):
 def test_retries_skip_bad_input():
     from prefect.states import Failed
 
-    from flows.pipeline import _retry_unless_bad_input
+    from flows.retry import retry_unless_bad_input
     from neuroscribe.collect import CollectError
 
-    assert not _retry_unless_bad_input(None, None, Failed(data=CollectError("no such corpus")))
-    assert not _retry_unless_bad_input(None, None, Failed(data=ConfigError("bad key")))
+    assert not retry_unless_bad_input(None, None, Failed(data=CollectError("no such corpus")))
+    assert not retry_unless_bad_input(None, None, Failed(data=ConfigError("bad key")))
     # A ValueError is not bad input by itself: a garbled response's JSONDecodeError is retried.
     garbled = json.JSONDecodeError("Expecting value", "{", 1)
-    assert _retry_unless_bad_input(None, None, Failed(data=garbled))
-    assert _retry_unless_bad_input(None, None, Failed(data=RuntimeError("warehouse locked")))
-    assert _retry_unless_bad_input(None, None, Failed(data=OSError("connection reset")))
+    assert retry_unless_bad_input(None, None, Failed(data=garbled))
+    assert retry_unless_bad_input(None, None, Failed(data=RuntimeError("warehouse locked")))
+    assert retry_unless_bad_input(None, None, Failed(data=OSError("connection reset")))
 
 
 def test_summary_markdown_table():
