@@ -5,7 +5,10 @@ Each batch of windows is cut once (with the shared tokenizer), framed with each 
 special tokens and run through each subject up to its last compared site; the activations at the
 window's tokens (framing dropped) update one ``Moments`` (sums and Gram matrix) per subject and
 site and one ``CrossProducts`` per (subject pair, site pair), and are dropped. Memory is
-units_A x units_B per site pair, never the corpus.
+units_A x units_B per site pair, never the corpus. On a corpus longer than
+``compare.max_stat_tokens`` the statistics read every k-th position of each window (the offset
+turning from window to window), so their cost, which per token is about that of the forward
+pass itself, stops growing with the corpus; every window still goes through every subject.
 
 Site pairs: every compared site with the same site of the other subject (these are matched unit
 by unit), and, when ``compare.cka_budget_mb`` allows, every other pair too, for CKA only (the
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -121,10 +126,12 @@ def compare_subjects(cfg: RunConfig) -> Comparison:
     acc = {(i, a, j, b): CrossProducts(sides[i, a], sides[j, b]) for i, a, j, b in pairs}
     docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
     windows = cut_windows(docs, subjects[0].tokenizer, c.window_tokens, c.max_windows)
+    stride = position_stride(cfg, lambda: _count_windows(cfg, subjects[0].tokenizer))
     n_windows = 0
     with progress.task("compare", c.max_windows) as advance:
         for batch in prefetched(batched(windows, c.batch_size)):
-            acts = [site_activations(s, batch) for s in subjects]
+            keep = sampled_positions(n_windows, len(batch), len(batch[0].token_ids), stride)
+            acts = [site_activations(s, batch, keep) for s in subjects]
             shifted = {(i, a): m.add(acts[i][a]) for (i, a), m in sides.items()}
             del acts
             for (i, a, j, b), cross in acc.items():
@@ -154,9 +161,39 @@ def compare_subjects(cfg: RunConfig) -> Comparison:
     return Comparison([s.subject for s in subjects], docs.corpus_id, n_windows, results, all_pairs)
 
 
-def site_activations(subject: LoadedSubject, batch: list[RawWindow]) -> list[torch.Tensor]:
-    """Per compared site of ``subject``: float32 [windows * tokens, width] on ``batch``, the
-    framing tokens dropped; the forward pass stops after the last site."""
+def position_stride(cfg: RunConfig, count_windows: Callable[[], int]) -> int:
+    """k: the statistics read every k-th token position (``compare.max_stat_tokens``), from the
+    corpus's windows (``count_windows``, called only when ``collect.max_windows`` could pass the
+    cap: the corpus may hold fewer); 1 when every position is read."""
+    cap, tokens = cfg.compare.max_stat_tokens, cfg.collect.window_tokens
+    if not cap or cfg.collect.max_windows * tokens <= cap:
+        return 1
+    return max(1, count_windows() * tokens // cap)
+
+
+def _count_windows(cfg: RunConfig, tokenizer: Any) -> int:
+    """The windows the comparison will read: the corpus cut once ahead (tokenizing only)."""
+    docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
+    c = cfg.collect
+    return sum(1 for _ in cut_windows(docs, tokenizer, c.window_tokens, c.max_windows))
+
+
+def sampled_positions(first: int, n_windows: int, width: int, stride: int) -> torch.Tensor | None:
+    """Boolean [n_windows, width] mask of the positions read in windows ``first`` ... of the
+    corpus: position p of window w when (p + w) % stride == 0, so the offset turns with each
+    window; None when every position is read."""
+    if stride == 1:
+        return None
+    w = torch.arange(first, first + n_windows)[:, None]
+    return (torch.arange(width)[None, :] + w) % stride == 0
+
+
+def site_activations(
+    subject: LoadedSubject, batch: list[RawWindow], keep: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Per compared site of ``subject``: float32 [positions, width] on ``batch``, the framing
+    tokens dropped, at the window positions where ``keep`` [windows, tokens] is true (all when
+    None); the forward pass stops after the last site."""
     model = subject.model
     ids = subject.frame.wrap(batch).to(model.device)
     with (
@@ -166,4 +203,6 @@ def site_activations(subject: LoadedSubject, batch: list[RawWindow]) -> list[tor
     ):
         model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids))
     start, width = len(subject.frame.prefix), len(batch[0].token_ids)
-    return [t[:, start : start + width].reshape(-1, t.shape[-1]) for t in captured]
+    if keep is None:
+        return [t[:, start : start + width].reshape(-1, t.shape[-1]) for t in captured]
+    return [t[:, start : start + width][keep] for t in captured]
