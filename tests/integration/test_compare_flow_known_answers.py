@@ -161,3 +161,26 @@ def test_sampled_positions_keep_the_known_answers(known):
     expected = torch.argsort(known.perm).numpy()
     a, b = pair.matches.unit_a[one], pair.matches.unit_b[one]
     assert np.mean(b == expected[a]) >= 0.95
+
+
+def test_pairs_over_the_budget_get_the_minibatch_cka(known, warehouse_path):
+    """With no CKA budget, the same-site pairs keep their whole-corpus statistics and every
+    other pair of the heatmap gets the minibatch estimate, stored as such and near the
+    whole-corpus CKA of the same pair (from a run with the budget)."""
+    cfg = compare_cfg([known.original, known.original], known.corpus, cka_budget_mb=0)
+    run_id, comparison = _stored(warehouse_path, cfg)
+    assert not comparison.all_site_pairs
+    exact = compare_subjects(compare_cfg([known.original, known.original], known.corpus))
+    corpus_cka = {(p.site_a, p.site_b): p.cka for p in exact.pairs}
+    with closing(open_readonly(warehouse_path)) as con:
+        cells = cka_matrix(con, run_id)
+    assert len(cells) == 4
+    for c in cells:
+        if c["site_a"] == c["site_b"]:
+            assert c["matched"] and c["cka_method"] == "corpus"
+            assert c["cka"] == pytest.approx(1.0, abs=1e-9)
+        else:
+            assert not c["matched"] and c["cka_method"] == "minibatch"
+            print(c["site_a"], c["site_b"], c["cka"], corpus_cka[c["site_a"], c["site_b"]])
+            assert 0 < c["cka"] < 1
+            assert c["cka"] == pytest.approx(corpus_cka[c["site_a"], c["site_b"]], abs=0.05)
