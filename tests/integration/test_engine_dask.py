@@ -5,7 +5,8 @@ in-process (a real Prefect run, a real DuckDB file): once with the local engine,
 ``[engine] kind = "dask"`` on a local cluster of 2 worker processes and chunks of 3 units (so
 every worker gets several chunks, and the last one is short). Every row of
 ``scored_explanations``, ``explanations``, ``simulations``, ``scores`` and ``agreements`` must
-be the same, but for the run that wrote it.
+be the same, but for the run that wrote it; and the run passes through the same stages
+(``runs.stage``) on both engines.
 """
 
 from __future__ import annotations
@@ -63,14 +64,28 @@ def test_two_dask_workers_store_the_rows_of_the_local_engine(
     from prefect.testing.utilities import prefect_test_harness
 
     from neuroscribe.cli import app
+    from neuroscribe.warehouse import runs
+
+    stages: dict[str, list[str]] = {"local": [], "dask": []}
+    set_stage = runs.set_stage
+
+    def recorded(name: str):
+        def record(con, run_id: str, stage: str) -> None:
+            stages[name].append(stage)
+            set_stage(con, run_id, stage)
+
+        return record
 
     with prefect_test_harness(server_startup_timeout=120):
         for name, config in (("local", local), ("dask", dask)):
+            monkeypatch.setattr(runs, "set_stage", recorded(name))
             result = CliRunner().invoke(
                 app,
                 ["--warehouse", str(tmp_path / f"{name}.duckdb"), "--config", str(config), "run"],
             )
             assert result.exit_code == 0, result.output
+    assert stages["local"] == ["collect", "explain", "simulate", "score", "agree"]
+    assert stages["dask"] == stages["local"]
     for table in TABLES:
         want = _rows(tmp_path / "local.duckdb", table)
         got = _rows(tmp_path / "dask.duckdb", table)
