@@ -31,6 +31,7 @@ from neuroscribe.simulate.fuzz import (
     ANSWERS,
     FuzzFailure,
     FuzzItem,
+    FuzzJudgeBase,
     FuzzVerdict,
     failed_verdict,
     marked_text,
@@ -103,7 +104,7 @@ def answer_confidences(steps: Sequence[TokenLogprobs], n: int) -> list[float] | 
     return found if len(found) == n else None
 
 
-class LLMFuzzJudge:
+class LLMFuzzJudge(FuzzJudgeBase):
     """``local/...``, ``openai/...`` and ``fake/...``: the ``fuzz`` prompt, one call per item, or
     the ``fuzz_batch`` prompt, up to ``batch`` items per call, where the backend enforces JSON
     schemas and has no next-token distributions."""
@@ -129,6 +130,11 @@ class LLMFuzzJudge:
             self.unavailable["fuzz_auroc"] = (
                 f"no probabilities: {name} answers yes or no without logprobs"
             )
+
+    @property
+    def batch_jobs(self) -> int:
+        """Explanations per ``judge_many`` call: twice the concurrency, their calls pooled."""
+        return 2 * self.max_concurrency
 
     def judge(
         self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
