@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -61,7 +61,13 @@ class SitePair:
     live_b: int
     cka: float
     matches: UnitMatches | None
-    """Unit matches for a pair of the same site; None for a CKA-only pair."""
+    """Unit matches for a pair of the same site, by activation (Pearson r); None for a CKA-only
+    pair."""
+    sae_a: str | None = None
+    """The SAE whose latents are A's units (``sae_id``); None: the subject's own units."""
+    sae_b: str | None = None
+    by_decoder: UnitMatches | None = None
+    """For a pair of SAEs: the matches by the cosine of their decoder directions."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ class Comparison:
     pairs: list[SitePair]
     all_site_pairs: bool
     """False when the CKA budget allowed only pairs of the same site."""
+    saes: dict[str, str] = field(default_factory=dict)
+    """For a comparison of SAEs: each SAE's folder, by ``sae_id``."""
 
 
 def match_units(r: Array) -> UnitMatches:
