@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from collect_fixtures import build_tiny_model, random_documents, write_sae, write_txt
+from compare_fixtures import permuted_sae
 
 from neuroscribe.compare.saes import compare_sae_set, compare_saes
 from neuroscribe.compare.subjects import CompareError
@@ -27,19 +28,6 @@ from neuroscribe.warehouse.rows import fetch_dicts
 D_SAE = 48
 
 
-def permuted_copy(source, target, perm: torch.Tensor):
-    """The SAE at ``source`` with latent j of the copy = latent perm[j] of the original."""
-    from safetensors.torch import load_file, save_file
-
-    w = load_file(str(source / "sae_weights.safetensors"))
-    w = {"W_enc": w["W_enc"][:, perm], "b_enc": w["b_enc"][perm], "W_dec": w["W_dec"][perm],
-         "b_dec": w["b_dec"]}
-    target.mkdir()
-    save_file({k: v.contiguous() for k, v in w.items()}, str(target / "sae_weights.safetensors"))
-    (target / "cfg.json").write_text((source / "cfg.json").read_text())
-    return target
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("saes")
@@ -47,7 +35,7 @@ def setup(tmp_path_factory):
     corpus = write_txt(root / "corpus.txt", random_documents(60, seed=2))
     sae = write_sae(root / "sae", d_sae=D_SAE, seed=4)
     perm = torch.randperm(D_SAE, generator=torch.Generator().manual_seed(5))
-    copy = permuted_copy(sae, root / "sae_permuted", perm)
+    copy = permuted_sae(sae, root / "sae_permuted", perm)
     return model, corpus, sae, copy, perm
 
 
