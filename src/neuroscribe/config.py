@@ -228,16 +228,12 @@ class CompareConfig(Section):
 
     models: list[str] = Field(default_factory=list)
     """The subjects compared (two or more): hub names, local folders, GGUF files or the embedded
-    alias. They must share a tokenizer. The sites are ``collect.site``, every unit of each.
-    With ``saes``: at most one, the model the SAEs read (none: ``subject.model``)."""
+    alias, sharing a tokenizer; sites: ``collect.site``. With ``saes``: the one model they read."""
     saes: list[str] = Field(default_factory=list)
-    """SAE folders in the SAELens layout (as ``collect.sae`` takes), two or more, of one site and
-    read by one model: compared latent by latent instead of models unit by unit, by activation
-    and by decoder cosine."""
+    """SAE folders (SAELens layout), two or more of one site: compared latent by latent."""
     threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
     """A unit has a partner in the other subject when its best partner's activation correlation
-    is at least this; units without one are new (in B) or lost (from A). SAE latents matched by
-    decoder direction use it for the decoder cosine."""
+    (for SAE latents by decoder: cosine) is at least this; else new (in B) or lost (from A)."""
     cka_budget_mb: int = Field(default=256, ge=0)
     """Memory for linear CKA between every pair of compared sites (the layer x layer heatmap);
     when the pairs need more, only pairs of the same site are compared."""

@@ -111,11 +111,13 @@ def model_diff_rows(
 
 
 def cka_matrix(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
-    """Every site pair's CKA in one comparison run (matched or CKA-only): the heatmap's cells."""
+    """Every site pair's CKA in one comparison run (matched or CKA-only), with the SAEs of SAE
+    pairs: the heatmap's cells."""
     return fetch_dicts(
         con,
-        "SELECT subject_a_id, subject_b_id, site_a, site_b, cka, matched FROM site_comparisons"
-        " WHERE run_id = ? ORDER BY subject_a_id, subject_b_id, site_a, site_b",
+        "SELECT subject_a_id, subject_b_id, site_a, site_b, cka, matched, sae_a_id, sae_b_id"
+        " FROM site_comparisons WHERE run_id = ? ORDER BY subject_a_id, subject_b_id,"
+        " sae_a_id NULLS FIRST, sae_b_id NULLS FIRST, site_a, site_b",
         [run_id],
     )
 
