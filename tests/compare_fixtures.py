@@ -1,5 +1,6 @@
 """Helpers for the compare tests: a tiny model saved with copies whose answer is known (its MLP
-neurons of one layer permuted; K units planted), a corpus, and a config comparing two of them."""
+neurons of one layer permuted; K units planted), a corpus, a config comparing two of them, and an
+SAE's copy with its latents permuted."""
 
 from __future__ import annotations
 
@@ -66,3 +67,16 @@ def compare_cfg(models: list[Path | str], corpus: Path, **compare: Any) -> RunCo
             "compare": {"models": [str(m) for m in models], **compare},
         }
     )
+
+
+def permuted_sae(source: Path, target: Path, perm: torch.Tensor) -> Path:
+    """The SAE at ``source`` with latent j of the copy = latent perm[j] of the original."""
+    from safetensors.torch import load_file, save_file
+
+    w = load_file(str(source / "sae_weights.safetensors"))
+    w = {"W_enc": w["W_enc"][:, perm], "b_enc": w["b_enc"][perm], "W_dec": w["W_dec"][perm],
+         "b_dec": w["b_dec"]}
+    target.mkdir()
+    save_file({k: v.contiguous() for k, v in w.items()}, str(target / "sae_weights.safetensors"))
+    (target / "cfg.json").write_text((source / "cfg.json").read_text())
+    return target

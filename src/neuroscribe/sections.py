@@ -17,13 +17,16 @@ class CompareConfig(Section):
 
     models: list[str] = Field(default_factory=list)
     """The subjects compared (two or more): hub names, local folders, GGUF files or the embedded
-    alias. They must share a tokenizer. The sites are ``collect.site``, every unit of each."""
+    alias, sharing a tokenizer; sites: ``collect.site``. With ``saes``: the one model they read."""
+    saes: list[str] = Field(default_factory=list)
+    """SAE folders (SAELens layout), two or more of one site: compared latent by latent."""
     threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
     """A unit has a partner in the other subject when its best partner's activation correlation
-    is at least this; units without one are new (in B) or lost (from A)."""
+    (for SAE latents by decoder: cosine) is at least this; else new (in B) or lost (from A)."""
     cka_budget_mb: int = Field(default=256, ge=0)
-    """Memory for linear CKA between every pair of compared sites (the layer x layer heatmap);
-    when the pairs need more, only pairs of the same site are compared."""
+    """Memory for the whole-corpus statistics of linear CKA between every pair of compared sites
+    (the layer x layer heatmap); when the pairs need more, pairs of other sites get the
+    minibatch estimate instead (``site_comparisons.cka_method``)."""
     similarity: float = Field(default=0.7, ge=-1.0, le=1.0)
     """A unit of B with a partner is changed when its best explanation and its partner's have a
     MiniLM cosine similarity below this (same concept reworded: about 0.9; two different

@@ -51,3 +51,28 @@ def test_the_compare_section_changes_no_other_hash():
     assert plain.config_hash == RunConfig.model_validate({"compare": {}}).config_hash
     compared = RunConfig.model_validate({"compare": {"models": ["a", "b"]}})
     assert compared.config_hash != plain.config_hash
+
+
+def test_sae_latents_of_the_diff_are_explained_with_their_sae():
+    from neuroscribe.compare.diff import candidate_units, explain_configs
+    from neuroscribe.records import Subject
+
+    subject = Subject(name="m", weights_hash="0123456789abcdef", architecture="gpt2",
+                      n_layers=2)
+    s, site = subject.subject_id, "layers.1.resid"
+    candidates = [  # a new latent of SAE b; a latent of b matched one to one with a's latent 3
+        {"subject_id": s, "site": site, "unit_index": 7, "sae_id": "b@1",
+         "partner_index": None},
+        {"subject_id": s, "site": site, "unit_index": 2, "sae_id": "b@1",
+         "partner_subject_id": s, "partner_site": site, "partner_index": 3,
+         "partner_sae_id": "a@1"},
+    ]
+    units = candidate_units(candidates)
+    assert units == [(s, site, 7, "b@1"), (s, site, 2, "b@1"), (s, site, 3, "a@1")]
+    cfg = RunConfig.model_validate({"compare": {"saes": ["/x/a", "/x/b"]}})
+    configs = explain_configs(cfg, [subject], units, {(s, site, 2, "b@1")},
+                              {"a@1": "/x/a", "b@1": "/x/b"})
+    assert [(c.collect.sae, c.collect.units, c.subject.model) for c in configs] == [
+        ("/x/a", [3], "m"), ("/x/b", [7], "m")  # latent 2 of b already explained
+    ]
+    assert all(c.compare == type(cfg.compare)() for c in configs)

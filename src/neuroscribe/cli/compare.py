@@ -1,4 +1,5 @@
-"""The ``compare`` command: two or more subjects through the same corpus, unit by unit."""
+"""The ``compare`` command: two or more subjects (or SAEs of one site) through the same corpus,
+unit by unit."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ COMPARE_OPTIONS = (
     "explain.explainers",
     "simulate.simulators",
 )
-"""The parts of the run config ``compare`` takes as options; the subjects come from --model."""
+"""The parts of the run config ``compare`` takes as options; the subjects come from --model, the
+SAEs from --sae."""
 
 TOP_CHANGES = 10
 """Rows of ``model_diff`` printed after a comparison."""
@@ -48,8 +50,17 @@ def compare(
         typer.Option(
             "--model",
             help="A subject to compare (repeat: --model A --model B): hub name, local folder, "
-            "GGUF file or the embedded alias. Two or more, sharing a tokenizer. "
-            "(compare.models)",
+            "GGUF file or the embedded alias. Two or more, sharing a tokenizer; with --sae, at "
+            "most one: the model the SAEs read (else subject.model). (compare.models)",
+        ),
+    ] = None,
+    sae: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--sae",
+            help="An SAE folder in the SAELens layout (repeat: --sae A --sae B): two or more SAEs "
+            "of one site, compared latent by latent by activation and by decoder cosine instead "
+            "of models unit by unit. (compare.saes)",
         ),
     ] = None,
     format: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
@@ -57,12 +68,15 @@ def compare(
     """Compare subjects unit by unit on one corpus: activation correlations between every unit
     of A and of B at each site (one streaming pass per subject), best partners and a one-to-one
     matching, universality and linear CKA per site pair; the units without a partner (new,
-    lost) and partnered units whose explanations differ (changed), the top of them explained and
-    scored by the pipeline (views universality and model_diff)."""
+    lost) and units matched one to one whose explanations differ (changed), the top of them
+    explained and scored by the pipeline (views universality and model_diff). With --sae: the
+    latents of two or more SAEs of one site, matched by activation and by decoder cosine."""
     fmt = check_format(format)
     with user_errors():
         if model:
             overrides["compare.models"] = list(model)
+        if sae:
+            overrides["compare.saes"] = list(sae)
         cfg = load_config(state.config, overrides)
         run_id, warehouse = _run(cfg)
         rows, changes = _read(warehouse, run_id)
@@ -73,7 +87,7 @@ def compare(
 
 def _run(cfg: Any) -> tuple[str, str]:
     """Check the input (nothing is recorded before), then run the comparison flow."""
-    from neuroscribe.compare.subjects import check_compare
+    from neuroscribe.compare.run import check_compare
     from neuroscribe.ids import new_run_id
     from neuroscribe.warehouse import check_writable
 
@@ -107,26 +121,42 @@ def _number(value: float | None, digits: int = 3) -> float | None:
 
 
 def _print(rows: list[dict[str, Any]], changes: list[dict[str, Any]], fmt: Any) -> None:
-    columns = ["subject_a", "subject_b", "site", "units_a", "units_b", "share_a_matched",
-               "share_b_matched", "mean_r_a", "cka"]
-    table = [
-        [r["subject_a_id"], r["subject_b_id"], r["site_a"], r["n_a"], r["n_b"],
-         _number(r["share_a_matched"]), _number(r["share_b_matched"]), _number(r["mean_r_a"]),
-         _number(r["cka"], 6)]
-        for r in rows
-    ]
+    saes = any(r["sae_a_id"] is not None for r in rows)
+    if saes:  # one subject: the SAEs name the sides; two bases of matching
+        columns = ["sae_a", "sae_b", "site", "basis", "units_a", "units_b", "share_a_matched",
+                   "share_b_matched", "mean_r_a", "agreement", "cka"]
+        table = [
+            [r["sae_a_id"], r["sae_b_id"], r["site_a"], r["basis"], r["n_a"], r["n_b"],
+             _number(r["share_a_matched"]), _number(r["share_b_matched"]),
+             _number(r["mean_r_a"]), _number(r["one_to_one_agreement"]), _number(r["cka"], 6)]
+            for r in rows
+        ]
+        right = columns[4:]
+        footer = ("matched: best partner r (activation) or decoder cosine (decoder) >= {t}; "
+                  "agreement: share of the one-to-one pairs the other basis also makes")
+    else:
+        columns = ["subject_a", "subject_b", "site", "units_a", "units_b", "share_a_matched",
+                   "share_b_matched", "mean_r_a", "cka"]
+        table = [
+            [r["subject_a_id"], r["subject_b_id"], r["site_a"], r["n_a"], r["n_b"],
+             _number(r["share_a_matched"]), _number(r["share_b_matched"]),
+             _number(r["mean_r_a"]), _number(r["cka"], 6)]
+            for r in rows
+        ]
+        right = columns[3:]
+        footer = "matched: best partner r >= {t}"
     threshold = rows[0]["threshold"] if rows else None
-    emit(columns, table, fmt, title="universality", right=columns[3:],
-         footer=f"matched: best partner r >= {threshold}")
+    emit(columns, table, fmt, title="universality", right=right,
+         footer=footer.format(t=threshold))
     if fmt != "table":
         return
     diff_columns = ["change", "subject", "site", "unit", "partner", "partner_r", "size",
                     "explanation", "partner_explanation"]
     emit(
         diff_columns,
-        [[c["change"], c["subject_id"], c["site"], c["unit_index"], c["partner_index"],
-          _number(c["partner_r"]), _number(c["change_size"]), c["explanation"],
-          c["partner_explanation"]] for c in changes],
+        [[c["change"], c["sae_id"] or c["subject_id"], c["site"], c["unit_index"],
+          c["partner_index"], _number(c["partner_r"]), _number(c["change_size"]),
+          c["explanation"], c["partner_explanation"]] for c in changes],
         fmt,
         title=f"model_diff (top {TOP_CHANGES})",
         right=["unit", "partner", "partner_r", "size"],

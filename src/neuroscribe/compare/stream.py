@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -73,10 +73,16 @@ class SitePair:
     live_b: int
     cka: float
     matches: UnitMatches | None
-    """Unit matches for a pair of the same site; None for a CKA-only pair."""
+    """Unit matches for a pair of the same site, by activation (Pearson r); None for a CKA-only
+    pair."""
     cka_method: str = "corpus"
     """``corpus``: CKA from the whole-corpus covariances (``stats``); ``minibatch``: the
     minibatch estimator (``minibatch``), for pairs over ``compare.cka_budget_mb``."""
+    sae_a: str | None = None
+    """The SAE whose latents are A's units (``sae_id``); None: the subject's own units."""
+    sae_b: str | None = None
+    by_decoder: UnitMatches | None = None
+    """For a pair of SAEs: the matches by the cosine of their decoder directions."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,8 @@ class Comparison:
     all_site_pairs: bool
     """False when the CKA budget allowed the whole-corpus statistics for pairs of the same site
     only (the other pairs then get the minibatch CKA)."""
+    saes: dict[str, str] = field(default_factory=dict)
+    """For a comparison of SAEs: each SAE's folder, by ``sae_id``."""
 
 
 def match_units(r: Array) -> UnitMatches:

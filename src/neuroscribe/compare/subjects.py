@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from neuroscribe.checks import check_annotators
 from neuroscribe.collect.corpus import check_source, open_corpus
 from neuroscribe.collect.errors import CollectError
 from neuroscribe.collect.sites import ResolvedSite, expand_sites, resolve_sites, site_widths
@@ -45,14 +44,6 @@ class LoadedSubject:
     tokenizer: Any
     frame: Frame
     sites: list[ResolvedSite]
-
-
-def check_compare(cfg: RunConfig) -> None:
-    """Every check of a comparison's input (see the module docstring), and, when the top of the
-    diff is to be explained (``compare.explain``), of its explainers and simulators."""
-    load_subjects(cfg)
-    if cfg.compare.explain:
-        check_annotators(cfg)
 
 
 def load_subjects(cfg: RunConfig) -> list[LoadedSubject]:
@@ -105,8 +96,13 @@ def check_same_tokenizer(names: list[str], loaded: list[LoadedModel], cfg: RunCo
                     "differently (same vocabulary, other rules); compare needs subjects that "
                     "share a tokenizer"
                 )
+    check_corpus_window(cfg, loaded[0].tokenizer)
+
+
+def check_corpus_window(cfg: RunConfig, tokenizer: Any) -> None:
+    """CollectError when the corpus yields no window of ``collect.window_tokens`` tokens."""
     docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
-    window = next(iter(cut_windows(docs, loaded[0].tokenizer, cfg.collect.window_tokens, 1)), None)
+    window = next(iter(cut_windows(docs, tokenizer, cfg.collect.window_tokens, 1)), None)
     if window is None:
         raise CollectError(
             f"corpus '{cfg.corpus.source}' yields no window of {cfg.collect.window_tokens} "
@@ -123,14 +119,14 @@ def _subject(name: str, lm: LoadedModel, cfg: RunConfig) -> LoadedSubject:
         raise CompareError(f"subject '{name}' lacks a compared site: {e}") from e
     frame = special_frame(lm.tokenizer)
     check_window_size(model, cfg.collect.window_tokens, frame)
-    subject = Subject(
+    return LoadedSubject(subject_record(name, lm), model, lm.tokenizer, frame, sites)
+
+
+def subject_record(name: str, lm: LoadedModel) -> Subject:
+    """The ``Subject`` record of a loaded model, as the warehouse stores it."""
+    return Subject(
         name=name,
         weights_hash=lm.weights_hash,
-        architecture=model.config.model_type,
-        n_layers=_n_layers(model),
+        architecture=lm.model.config.model_type,
+        n_layers=site_widths(lm.model)[0],
     )
-    return LoadedSubject(subject, model, lm.tokenizer, frame, sites)
-
-
-def _n_layers(model: Any) -> int:
-    return site_widths(model)[0]

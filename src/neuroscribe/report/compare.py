@@ -98,16 +98,28 @@ def _share(value: float | None) -> str:
 
 
 def universality_table(rows: list[dict[str, Any]], subjects: dict[str, str]) -> str:
-    """One row per matched site pair: widths, live units, shares matched, mean r, CKA."""
+    """One row per matched site pair (and basis of matching): widths, live units, shares
+    matched, mean r, CKA; for SAE pairs the SAEs name the sides, and the agreement of the
+    activation and decoder matchings is shown."""
     if not rows:
         return "<p>No matched site pairs.</p>"
-    head = ("<tr><th>subject A</th><th>subject B</th><th>site</th><th>units A / B</th>"
+    saes = any(r["sae_a_id"] is not None for r in rows)
+    extra = "<th>basis</th><th>agreement</th>" if saes else ""
+    head = (f"<tr><th>{'SAE' if saes else 'subject'} A</th><th>{'SAE' if saes else 'subject'} B"
+            f"</th><th>site</th>{extra}<th>units A / B</th>"
             "<th>live A / B</th><th>A matched</th><th>B matched</th><th>one-to-one</th>"
             "<th>mean r A</th><th>mean r B</th><th>CKA</th><th>tokens</th></tr>")
+
+    def side(r: dict[str, Any], s: str) -> str:
+        return r[f"sae_{s}_id"] or subjects.get(r[f"subject_{s}_id"], r[f"subject_{s}_id"])
+
+    def basis(r: dict[str, Any]) -> str:
+        agreement = _share(r["one_to_one_agreement"])
+        return f"<td>{esc(r['basis'])}</td><td class=\"num\">{agreement}</td>" if saes else ""
+
     body = "".join(
-        f"<tr><td>{esc(subjects.get(r['subject_a_id'], r['subject_a_id']))}</td>"
-        f"<td>{esc(subjects.get(r['subject_b_id'], r['subject_b_id']))}</td>"
-        f"<td>{esc(r['site_a'])}</td><td class=\"num\">{r['n_a']} / {r['n_b']}</td>"
+        f"<tr><td>{esc(side(r, 'a'))}</td><td>{esc(side(r, 'b'))}</td>"
+        f"<td>{esc(r['site_a'])}</td>{basis(r)}<td class=\"num\">{r['n_a']} / {r['n_b']}</td>"
         f"<td class=\"num\">{r['live_a']} / {r['live_b']}</td>"
         f"<td class=\"num\">{_share(r['share_a_matched'])}</td>"
         f"<td class=\"num\">{_share(r['share_b_matched'])}</td>"
@@ -118,8 +130,9 @@ def universality_table(rows: list[dict[str, Any]], subjects: dict[str, str]) -> 
         for r in rows
     )
     threshold = rows[0]["threshold"]
+    what = "best partner r (or decoder cosine)" if saes else "best partner r"
     return (f'<table class="universality"><thead>{head}</thead><tbody>{body}</tbody></table>'
-            f'<p class="meta">matched: best partner r \u2265 {esc(threshold)}</p>')
+            f'<p class="meta">matched: {what} \u2265 {esc(threshold)}</p>')
 
 
 def changes_table(view: ComparisonView) -> str:
@@ -129,7 +142,8 @@ def changes_table(view: ComparisonView) -> str:
     names = view.subjects
     body = "".join(
         f'<tr class="change {esc(c["change"])}"><td>{esc(c["change"])}</td>'
-        f"<td>{esc(names.get(c['subject_id'], c['subject_id']))}</td><td>{esc(c['site'])}</td>"
+        f"<td>{esc(c['sae_id'] or names.get(c['subject_id'], c['subject_id']))}</td>"
+        f"<td>{esc(c['site'])}</td>"
         f"<td class=\"num\">{esc(c['unit_index'])}</td>"
         f"<td class=\"num\">{fmt(c['partner_r'])}</td>"
         f"<td class=\"num\">{fmt(c['change_size'], signed=False)}</td>"
@@ -159,8 +173,8 @@ def comparison_section(view: ComparisonView) -> str:
     )
     heat = "".join(
         '<div class="heat">'
-        + heatmap_svg(g, f"{names.get(g.subject_a_id, g.subject_a_id)} (rows) vs "
-                         f"{names.get(g.subject_b_id, g.subject_b_id)} (columns)")
+        + heatmap_svg(g, f"{g.sae_a_id or names.get(g.subject_a_id, g.subject_a_id)} (rows) vs "
+                         f"{g.sae_b_id or names.get(g.subject_b_id, g.subject_b_id)} (columns)")
         + "</div>"
         for g in view.grids
     )

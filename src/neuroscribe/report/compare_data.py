@@ -29,9 +29,12 @@ class CkaGrid:
     sites_b: tuple[str, ...]
     values: dict[tuple[str, str], float | None]
     matched: frozenset[tuple[str, str]]
+    """Site pairs whose units were matched (the same site in both)."""
+    sae_a_id: str | None = None
+    """For a pair of SAEs: the SAE whose latents are A's units (and B's: ``sae_b_id``)."""
+    sae_b_id: str | None = None
     minibatch: frozenset[tuple[str, str]] = frozenset()
     """Cells whose CKA is the minibatch estimate (pairs over ``compare.cka_budget_mb``)."""
-    """Site pairs whose units were matched (the same site in both)."""
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,14 @@ def site_order(site: str) -> tuple[Any, ...]:
 
 
 def cka_grids(cells: list[dict[str, Any]]) -> list[CkaGrid]:
-    """The cells of ``report_rows.cka_cells`` grouped by subject pair, sites in layer order."""
-    by_pair: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    """The cells of ``report_rows.cka_cells`` grouped by subject pair (and SAE pair), sites in
+    layer order."""
+    by_pair: dict[tuple[str, str, str | None, str | None], list[dict[str, Any]]] = {}
     for c in cells:
-        by_pair.setdefault((c["subject_a_id"], c["subject_b_id"]), []).append(c)
+        key = (c["subject_a_id"], c["subject_b_id"], c.get("sae_a_id"), c.get("sae_b_id"))
+        by_pair.setdefault(key, []).append(c)
     grids = []
-    for (a, b), pair_cells in by_pair.items():
+    for (a, b, sae_a, sae_b), pair_cells in by_pair.items():
         grids.append(
             CkaGrid(
                 a,
@@ -70,6 +75,8 @@ def cka_grids(cells: list[dict[str, Any]]) -> list[CkaGrid]:
                 tuple(sorted({c["site_b"] for c in pair_cells}, key=site_order)),
                 {(c["site_a"], c["site_b"]): c["cka"] for c in pair_cells},
                 frozenset((c["site_a"], c["site_b"]) for c in pair_cells if c["matched"]),
+                sae_a,
+                sae_b,
                 frozenset(
                     (c["site_a"], c["site_b"])
                     for c in pair_cells

@@ -13,7 +13,7 @@ import pyarrow as pa
 from neuroscribe.warehouse.rows import fetch_dicts, insert_arrow, insert_rows, transaction
 
 if TYPE_CHECKING:  # the warehouse does not load torch to store numbers
-    from neuroscribe.compare.stream import Comparison
+    from neuroscribe.compare.stream import Comparison, UnitMatches
 
 
 def save_comparison(
@@ -45,6 +45,8 @@ def save_comparison(
             "subject_b_id": p.subject_b.subject_id,
             "site_a": p.site_a,
             "site_b": p.site_b,
+            "sae_a_id": p.sae_a,
+            "sae_b_id": p.sae_b,
         }
         pairs.append(
             {
@@ -63,17 +65,9 @@ def save_comparison(
                 "cka_method": p.cka_method,
             }
         )
-        if p.matches is None:
-            continue
-        m = p.matches
-        n = len(m.kind)
-        columns = {k: pa.array([v] * n, pa.string()) for k, v in key.items()}
-        columns["kind"] = pa.array(m.kind, pa.string())
-        # -1 (no partner) and NaN (undefined r) are stored as NULL
-        columns["unit_a"] = pa.array(m.unit_a, pa.int32(), mask=m.unit_a < 0)
-        columns["unit_b"] = pa.array(m.unit_b, pa.int32(), mask=m.unit_b < 0)
-        columns["r"] = pa.array(m.r, pa.float64(), mask=np.isnan(m.r))
-        matches.append(pa.table(columns))
+        for basis, m in (("activation", p.matches), ("decoder", p.by_decoder)):
+            if m is not None:
+                matches.append(_match_rows(key, basis, m))
     with transaction(con):
         insert_rows(con, "subjects", subjects)
         insert_rows(con, "site_comparisons", pairs)
@@ -81,12 +75,25 @@ def save_comparison(
             insert_arrow(con, "unit_matches", table)
 
 
+def _match_rows(key: dict[str, Any], basis: str, m: UnitMatches) -> pa.Table:
+    """``unit_matches`` rows of one site pair and basis; -1 (no partner) and NaN (undefined r)
+    are stored as NULL."""
+    n = len(m.kind)
+    columns = {k: pa.array([v] * n, pa.string()) for k, v in {**key, "basis": basis}.items()}
+    columns["kind"] = pa.array(m.kind, pa.string())
+    columns["unit_a"] = pa.array(m.unit_a, pa.int32(), mask=m.unit_a < 0)
+    columns["unit_b"] = pa.array(m.unit_b, pa.int32(), mask=m.unit_b < 0)
+    columns["r"] = pa.array(m.r, pa.float64(), mask=np.isnan(m.r))
+    return pa.table(columns)
+
+
 def universality_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
     """The ``universality`` rows of one comparison run, by subject pair and site."""
     return fetch_dicts(
         con,
         "SELECT * FROM universality WHERE run_id = ?"
-        " ORDER BY subject_a_id, subject_b_id, site_a, site_b",
+        " ORDER BY subject_a_id, subject_b_id, site_a, site_b, sae_a_id NULLS FIRST,"
+        " sae_b_id NULLS FIRST, basis",
         [run_id],
     )
 
@@ -105,12 +112,14 @@ def model_diff_rows(
 
 
 def cka_matrix(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, Any]]:
-    """Every site pair's CKA in one comparison run (matched or CKA-only): the heatmap's cells."""
+    """Every site pair's CKA in one comparison run (matched or CKA-only), with the SAEs of SAE
+    pairs: the heatmap's cells."""
     return fetch_dicts(
         con,
-        "SELECT subject_a_id, subject_b_id, site_a, site_b, cka, cka_method, matched"
-        " FROM site_comparisons"
-        " WHERE run_id = ? ORDER BY subject_a_id, subject_b_id, site_a, site_b",
+        "SELECT subject_a_id, subject_b_id, site_a, site_b, cka, cka_method, matched,"
+        " sae_a_id, sae_b_id FROM site_comparisons WHERE run_id = ?"
+        " ORDER BY subject_a_id, subject_b_id, sae_a_id NULLS FIRST, sae_b_id NULLS FIRST,"
+        " site_a, site_b",
         [run_id],
     )
 
@@ -119,49 +128,61 @@ def diff_candidates(
     con: duckdb.DuckDBPyConnection, run_id: str, top: int
 ) -> list[dict[str, Any]]:
     """The ``top`` units of a comparison run with the largest activation change (1 - best
-    partner r): each as ``subject_id``, ``site``, ``unit_index``, and, where its partner has r
-    at or above the threshold (a candidate for 'changed'), the partner as ``partner_subject_id``,
-    ``partner_site``, ``partner_index`` (else those are None). Read from the tables, so it works
-    before the run is marked finished."""
+    partner r, matches by activation): each as ``subject_id``, ``site``, ``unit_index``,
+    ``sae_id`` (None: the subject's own unit), and, where its one-to-one partner has r at or
+    above the threshold (a candidate for 'changed' in ``model_diff``), that partner as
+    ``partner_subject_id``, ``partner_site``, ``partner_index``, ``partner_sae_id`` (else
+    those are None). Read from the tables, so it works before the run is marked finished."""
     return fetch_dicts(
         con,
         """
-        WITH p AS (
-            SELECT m.subject_b_id AS subject_id, m.site_b AS site, m.unit_b AS unit_index,
-                   m.subject_a_id AS o_subject, m.site_a AS o_site, m.unit_a AS o_unit,
-                   m.r, c.threshold
+        WITH m AS (
+            SELECT m.*, c.threshold
             FROM unit_matches m
-            JOIN site_comparisons c USING (run_id, subject_a_id, subject_b_id, site_a, site_b)
-            WHERE m.run_id = ? AND m.kind = 'best_b' AND m.r IS NOT NULL
+            JOIN site_comparisons c
+                ON c.run_id = m.run_id AND c.subject_a_id = m.subject_a_id
+               AND c.subject_b_id = m.subject_b_id AND c.site_a = m.site_a
+               AND c.site_b = m.site_b AND c.sae_a_id IS NOT DISTINCT FROM m.sae_a_id
+               AND c.sae_b_id IS NOT DISTINCT FROM m.sae_b_id
+            WHERE m.run_id = ? AND m.basis = 'activation' AND m.r IS NOT NULL
+        ),
+        p AS (
+            SELECT b.subject_b_id AS subject_id, b.site_b AS site, b.unit_b AS unit_index,
+                   b.sae_b_id AS sae_id, b.r,
+                   o.subject_a_id AS o_subject, o.site_a AS o_site, o.unit_a AS o_unit,
+                   o.sae_a_id AS o_sae
+            FROM m b
+            LEFT JOIN m o
+                ON o.kind = 'one_to_one' AND o.r >= o.threshold
+               AND o.subject_a_id = b.subject_a_id AND o.subject_b_id = b.subject_b_id
+               AND o.site_a = b.site_a AND o.site_b = b.site_b
+               AND o.sae_a_id IS NOT DISTINCT FROM b.sae_a_id
+               AND o.sae_b_id IS NOT DISTINCT FROM b.sae_b_id AND o.unit_b = b.unit_b
+            WHERE b.kind = 'best_b'
             UNION ALL
-            SELECT m.subject_a_id, m.site_a, m.unit_a, m.subject_b_id, m.site_b, m.unit_b,
-                   m.r, c.threshold
-            FROM unit_matches m
-            JOIN site_comparisons c USING (run_id, subject_a_id, subject_b_id, site_a, site_b)
-            WHERE m.run_id = ? AND m.kind = 'best_a' AND m.r IS NOT NULL AND m.r < c.threshold
+            SELECT subject_a_id, site_a, unit_a, sae_a_id, r, NULL, NULL, NULL, NULL
+            FROM m WHERE kind = 'best_a' AND r < threshold
         )
-        SELECT subject_id, site, unit_index,
-               CASE WHEN r >= threshold THEN o_subject END AS partner_subject_id,
-               CASE WHEN r >= threshold THEN o_site END    AS partner_site,
-               CASE WHEN r >= threshold THEN o_unit END    AS partner_index
+        SELECT subject_id, site, unit_index, sae_id, o_subject AS partner_subject_id,
+               o_site AS partner_site, o_unit AS partner_index, o_sae AS partner_sae_id
         FROM p
-        ORDER BY 1 - r DESC, site, subject_id, unit_index
+        ORDER BY 1 - r DESC, site, subject_id, sae_id NULLS FIRST, unit_index
         LIMIT ?
         """,
-        [run_id, run_id, int(top)],
+        [run_id, int(top)],
     )
 
 
 def explained_units(
-    con: duckdb.DuckDBPyConnection, units: list[tuple[str, str, int]]
-) -> set[tuple[str, str, int]]:
-    """Those of ``units`` (subject_id, site, unit_index) that already have a best explanation
-    (``best_explanations``: scored, selected, of a finished run)."""
+    con: duckdb.DuckDBPyConnection, units: list[tuple[str, str, int, str | None]]
+) -> set[tuple[str, str, int, str | None]]:
+    """Those of ``units`` (subject_id, site, unit_index, sae_id or None) that already have a best
+    explanation (``best_explanations``: scored, selected, of a finished run)."""
     if not units:
         return set()
     rows = con.execute(
-        "SELECT DISTINCT subject_id, site, unit_index FROM best_explanations"
-        " WHERE sae_id IS NULL AND subject_id IN (SELECT unnest(?::VARCHAR[]))",
-        [sorted({s for s, _, _ in units})],
+        "SELECT DISTINCT subject_id, site, unit_index, sae_id FROM best_explanations"
+        " WHERE subject_id IN (SELECT unnest(?::VARCHAR[]))",
+        [sorted({u[0] for u in units})],
     ).fetchall()
-    return {(s, t, int(u)) for s, t, u in rows} & set(units)
+    return {(s, t, int(u), e) for s, t, u, e in rows} & set(units)

@@ -126,7 +126,8 @@ def model_diff_provenance(
         " list(DISTINCT b.prompt_sha ORDER BY b.prompt_sha) FILTER (b.prompt_sha IS NOT NULL)"
         "   AS prompt_shas"
         f" FROM ({sql}) AS d JOIN best_explanations b"  # noqa: S608
-        " ON b.sae_id IS NULL AND b.subject_id = d.subject_id AND b.site = d.site"
+        " ON b.sae_id IS NOT DISTINCT FROM d.sae_id AND b.subject_id = d.subject_id"
+        " AND b.site = d.site"
         " AND b.unit_index = d.unit_index AND b.explainer = d.explainer"
         " AND b.explanation = d.explanation",
         params,
