@@ -205,9 +205,9 @@ class AnnotatorConfig(Section):
     json_schema: bool | None = None
     """The endpoint enforces JSON-schema structured output (``openai``: default on)."""
     simulate_format: Literal["dense", "sparse"] | None = None
-    """The JSON simulator's answer format (``simulate.json_mode.FORMATS``): ``dense``, one value
-    per token (the default), or ``sparse``, only the tokens predicted to fire (about a tenth of
-    the generated tokens)."""
+    """The JSON simulator's answer format (``simulate.json_mode.FORMATS``): ``sparse``, only the
+    tokens predicted to fire (the default: about a twentieth of the generated tokens, and on a
+    1.5B model the better predictions), or ``dense``, one value per token."""
     fuzz_batch: int | None = Field(default=None, ge=1)
     """Marked windows the fuzz judge judges in one call (``openai`` with JSON schemas; default
     1, one call per window); no call holds two markings of one window."""

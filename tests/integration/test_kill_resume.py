@@ -71,6 +71,7 @@ simulators = ["{llm}", "baseline/lexical"]
 bootstrap = 20
 fuzz_windows = 2
 [annotators."{llm}"]
+simulate_format = "dense"
 concurrency = 2
 max_retries = 0
 """

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from annotator_fixtures import ChatServer, planted_unit  # noqa: E402
 
-from neuroscribe.config import ExplainConfig, SimulateConfig  # noqa: E402
+from neuroscribe.config import AnnotatorConfig, ExplainConfig, SimulateConfig  # noqa: E402
 from neuroscribe.explain import make_explainer, select_best  # noqa: E402
 from neuroscribe.llm.base import Ledger  # noqa: E402
 from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
@@ -22,6 +22,9 @@ from neuroscribe.simulate import make_simulator  # noqa: E402
 from neuroscribe.simulate.json_mode import JsonSimulator  # noqa: E402
 
 MODEL = "openai/scripted-model"
+
+DENSE = AnnotatorConfig(simulate_format="dense")
+"""The dense answer format, the one this file's server reads (the default is sparse)."""
 
 
 def sim_answer(body: dict) -> str:
@@ -60,7 +63,7 @@ def test_explainer_and_json_simulator_end_to_end(server):
     assert (request["model"], request["n"], request["seed"]) == ("scripted-model", 3, 4)
     assert request["messages"][0]["role"] == "system"
 
-    sim = make_simulator(MODEL, SimulateConfig(), ledger)
+    sim = make_simulator(MODEL, SimulateConfig(), ledger, DENSE)
     assert isinstance(sim, JsonSimulator)
     chosen = select_best(samples, unit, windows, sim, score=_pooled_corr)
     assert [s.selected for s in chosen] == [True, False, False]  # a tie goes to sample 0
@@ -95,7 +98,7 @@ def test_malformed_json_is_repaired_once_then_a_typed_failure(server):
 
     server.responder = lambda body: '{"activations": [{"token": "x", "activation": '
     ledger = Ledger()
-    [s] = make_simulator(MODEL, SimulateConfig(), ledger).simulate(explanation, [window])
+    [s] = make_simulator(MODEL, SimulateConfig(), ledger, DENSE).simulate(explanation, [window])
     assert (s.status, s.failure, s.predictions) == ("failed", "unparseable", ())
     assert len(ledger.calls) == 2  # the answer and one repair, no more
     assert server.requests[-1]["messages"][-2]["role"] == "assistant"
@@ -108,7 +111,7 @@ def test_malformed_json_is_repaired_once_then_a_typed_failure(server):
         if body["messages"][-1]["content"].startswith("That answer")
         else "[1, 2, 3]"
     )
-    [s] = make_simulator(MODEL, SimulateConfig()).simulate(explanation, [window])
+    [s] = make_simulator(MODEL, SimulateConfig(), None, DENSE).simulate(explanation, [window])
     assert s.status == "ok" and len(s.predictions) == len(window.tokens)
 
 

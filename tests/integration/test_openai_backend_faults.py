@@ -77,20 +77,33 @@ class Hostile:
         if "response_format" in body:  # the JSON simulator: 10 on tokens holding "zebra"
             user = next(m["content"] for m in body["messages"] if m["role"] == "user")
             tokens = json.loads(re.search(r"Tokens \(\d+\): (.*)$", user, re.S).group(1))
-            return json.dumps({"activations": [
-                {"token": t, "activation": 10 if "zebra" in t else 0} for t in tokens
-            ]})
+            return json.dumps(
+                {
+                    "activations": [
+                        {"token": t, "activation": 10 if "zebra" in t else 0} for t in tokens
+                    ]
+                }
+            )
         return ['The word "zebra".', "Striped animals such as zebras."][: body.get("n", 1)]
 
 
 def test_a_hostile_endpoint_loses_no_unit_and_every_failure_is_a_row(monkeypatch, capsys):
     units, windows = planted_units(12)
-    cfg = RunConfig.model_validate({
-        "explain": {"explainers": [MODEL], "samples": 2},
-        "simulate": {"simulators": [MODEL]},
-        "score": {"controls": False},
-        "annotators": {MODEL: {"timeout_s": TIMEOUT_S, "max_retries": 1, "concurrency": 4}},
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "explain": {"explainers": [MODEL], "samples": 2},
+            "simulate": {"simulators": [MODEL]},
+            "score": {"controls": False},
+            "annotators": {
+                MODEL: {
+                    "timeout_s": TIMEOUT_S,
+                    "max_retries": 1,
+                    "concurrency": 4,
+                    "simulate_format": "dense",
+                }
+            },
+        }
+    )
     hostile = Hostile()
     with ChatServer(hostile) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
@@ -111,7 +124,8 @@ def test_a_hostile_endpoint_loses_no_unit_and_every_failure_is_a_row(monkeypatch
     by_key = {u.unit.key: u for u in units}
     expected = {
         (e.explanation_id, w.window_id)
-        for e in selected for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)
+        for e in selected
+        for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)
     }
     assert {(s.explanation_id, s.window_id) for s in simulations} == expected
     assert all(s.status == "ok" or s.failure == "backend_error" for s in simulations)
@@ -148,7 +162,7 @@ def test_a_truncated_200_is_retried_and_then_a_protocol_failure(monkeypatch):
     with ChatServer(respond) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
         ledger = Ledger()
-        ann = AnnotatorConfig(max_retries=2)
+        ann = AnnotatorConfig(max_retries=2, simulate_format="dense")
         [ok] = make_explainer(MODEL, ExplainConfig(), ledger, ann).explain(unit, windows, 1, 0)
         assert (ok.status, ledger.calls[-1].retries) == ("ok", 2)
         bodies.extend([b'{"choices": [{"index": 0, "message": {"content": "cut'] * 3)
@@ -166,17 +180,24 @@ def test_an_endpoint_that_refuses_n_gets_one_call_per_sample(monkeypatch):
 
     def respond(body):
         if body.get("n", 1) > 2:
-            return 400, {"error": {"code": 400, "type": "invalid_request_error",
-                                   "message": "Field 'n' must be between 1 and 2"}}
+            return 400, {
+                "error": {
+                    "code": 400,
+                    "type": "invalid_request_error",
+                    "message": "Field 'n' must be between 1 and 2",
+                }
+            }
         return f"Words about zebras ({body['seed']})."
 
     units, windows = planted_units(5)
-    cfg = RunConfig.model_validate({
-        "explain": {"explainers": [MODEL], "samples": 3},
-        "simulate": {"simulators": ["baseline/lexical"]},
-        "score": {"controls": False},
-        "annotators": {MODEL: {"concurrency": 4}},
-    })
+    cfg = RunConfig.model_validate(
+        {
+            "explain": {"explainers": [MODEL], "samples": 3},
+            "simulate": {"simulators": ["baseline/lexical"]},
+            "score": {"controls": False},
+            "annotators": {MODEL: {"concurrency": 4, "simulate_format": "dense"}},
+        }
+    )
     with ChatServer(respond) as srv:
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
         ledger = Ledger()

@@ -76,7 +76,7 @@ def test_retries_run_out_and_failures_are_counted_by_kind(monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
         ledger = Ledger()
         units = [planted_unit(seed=s) for s in range(3)]
-        ann = AnnotatorConfig(max_retries=2, concurrency=3)
+        ann = AnnotatorConfig(max_retries=2, concurrency=3, simulate_format="dense")
         explainer = make_explainer(MODEL, ExplainConfig(), ledger, ann)
         out = explain_many(
             explainer,
@@ -102,7 +102,7 @@ def test_timeouts_are_retried_then_typed(monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
         ledger = Ledger()
         unit, windows = planted_unit()
-        ann = AnnotatorConfig(timeout_s=0.1, max_retries=1)
+        ann = AnnotatorConfig(timeout_s=0.1, max_retries=1, simulate_format="dense")
         [e] = make_explainer(MODEL, ExplainConfig(), ledger, ann).explain(unit, windows, 1, 0)
     assert e.failure == "backend_error"
     assert ledger.calls[0].error.startswith("timeout:") and ledger.calls[0].retries == 1
@@ -127,7 +127,9 @@ def test_concurrency_is_capped_per_annotator(monkeypatch):
 
         e = Explanation(explanation_id="e", unit_key=unit.unit.key, explainer="x", text="zebras")
         held_out = [windows[w.window_id] for w in unit.windows]
-        sim = make_simulator(MODEL, SimulateConfig(), None, AnnotatorConfig(concurrency=3))
+        sim = make_simulator(
+            MODEL, SimulateConfig(), None, AnnotatorConfig(concurrency=3, simulate_format="dense")
+        )
         out = simulate_many(sim, [(e, held_out[:6]), (e, held_out[6:])])
     assert [len(x) for x in out] == [6, len(held_out) - 6]
     assert peak[0] == 3
@@ -201,7 +203,9 @@ def test_held_out_splits_are_simulated_concurrently_in_order(monkeypatch):
 
         e = Explanation(explanation_id="e", unit_key=unit.unit.key, explainer="x", text="zebras")
         top = [windows[w.window_id] for w in unit.in_splits(Split.SCORE_TOP)]
-        sim = make_simulator(MODEL, SimulateConfig(), None, AnnotatorConfig(concurrency=8))
+        sim = make_simulator(
+            MODEL, SimulateConfig(), None, AnnotatorConfig(concurrency=8, simulate_format="dense")
+        )
         [sims] = simulate_many(sim, [(e, top)])
     assert [s.window_id for s in sims] == [w.window_id for w in top]
     assert all(s.status == "ok" for s in sims)

@@ -93,7 +93,9 @@ def test_validation_calls_of_several_units_are_in_flight_together(server):
             "explain": {"explainers": [MODEL], "samples": SAMPLES, "select_with": MODEL},
             "simulate": {"simulators": [MODEL]},
             "score": {"controls": False},
-            "annotators": {MODEL: {"concurrency": CONCURRENCY, "max_retries": 0}},
+            "annotators": {
+                MODEL: {"concurrency": CONCURRENCY, "max_retries": 0, "simulate_format": "dense"}
+            },
         }
     )
     chosen = explain_units(units, windows, cfg, Ledger())

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from annotator_fixtures import make_window  # noqa: E402
 
-from neuroscribe.config import SimulateConfig  # noqa: E402
+from neuroscribe.config import AnnotatorConfig, SimulateConfig  # noqa: E402
 from neuroscribe.llm.base import Capabilities, Ledger  # noqa: E402
 from neuroscribe.llm.fake import register_fake  # noqa: E402
 from neuroscribe.records import Explanation  # noqa: E402
@@ -151,11 +151,15 @@ def test_parse_answer_validates_shape_count_and_range():
     assert schema["minItems"] == schema["maxItems"] == 4
 
 
+DENSE = AnnotatorConfig(simulate_format="dense")
+"""The dense answer format, which these tests script (the default is sparse)."""
+
+
 def test_json_simulator_answers_and_repairs_once():
     n = len(WINDOW.tokens)
     spec = register_fake("fake/json", ["not json", answer([1.0] * n)])
     ledger = Ledger()
-    sim = make_simulator("fake/json", SimulateConfig(), ledger)
+    sim = make_simulator("fake/json", SimulateConfig(), ledger, DENSE)
     assert isinstance(sim, JsonSimulator)
     [s] = sim.simulate(expl(), [WINDOW])
     assert s.status == "ok" and s.predictions == (1.0,) * n
@@ -168,10 +172,10 @@ def test_json_simulator_answers_and_repairs_once():
 
 def test_json_simulator_gives_up_after_one_repair_with_the_last_kind():
     register_fake("fake/json-bad", ["not json", answer([1.0])])
-    [s] = make_simulator("fake/json-bad", SimulateConfig()).simulate(expl(), [WINDOW])
+    [s] = make_simulator("fake/json-bad", SimulateConfig(), None, DENSE).simulate(expl(), [WINDOW])
     assert (s.status, s.failure, s.predictions) == ("failed", "wrong_length", ())
     register_fake("fake/json-down", [ConnectionError("down")])
-    [s] = make_simulator("fake/json-down", SimulateConfig()).simulate(expl(), [WINDOW])
+    [s] = make_simulator("fake/json-down", SimulateConfig(), None, DENSE).simulate(expl(), [WINDOW])
     assert s.failure == "backend_error"
 
 
@@ -179,7 +183,9 @@ def test_json_simulator_without_schema_capability_asks_in_the_prompt_only():
     spec = register_fake(
         "fake/json-noschema", [answer([0.0] * 9)], capabilities=Capabilities(json_schema=False)
     )
-    [s] = make_simulator("fake/json-noschema", SimulateConfig()).simulate(expl(), [WINDOW])
+    [s] = make_simulator("fake/json-noschema", SimulateConfig(), None, DENSE).simulate(
+        expl(), [WINDOW]
+    )
     assert s.status == "ok" and spec.requests[0].json_schema is None
 
 

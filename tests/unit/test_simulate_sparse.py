@@ -43,7 +43,14 @@ def expl() -> Explanation:
 
 def test_listed_tokens_get_their_level_and_every_other_token_zero():
     assert parse_sparse(fires((1, " zebra", 8), (7, " zebra", 6.5)), TOKENS) == [
-        0, 8, 0, 0, 0, 0, 0, 6.5
+        0,
+        8,
+        0,
+        0,
+        0,
+        0,
+        0,
+        6.5,
     ]
     assert parse_sparse('{"fires": []}', TOKENS) == [0.0] * len(TOKENS)
     # Fenced, with prose around it, as chat models answer without a schema.
@@ -138,11 +145,16 @@ def test_without_schema_capability_the_prompt_alone_asks_for_the_format():
     assert spec.requests[0].json_schema is None
 
 
-def test_dense_stays_the_default_and_the_formats_differ_in_prompt_sha():
+def test_sparse_is_the_default_and_the_formats_differ_in_prompt_sha():
     register_fake("fake/fmt", ['{"fires": []}'])
-    dense = make_simulator("fake/fmt", SimulateConfig())
+    default = make_simulator("fake/fmt", SimulateConfig())
     sparse = make_simulator("fake/fmt", SimulateConfig(), None, SPARSE)
+    dense = make_simulator(
+        "fake/fmt", SimulateConfig(), None, AnnotatorConfig(simulate_format="dense")
+    )
+    assert isinstance(default, JsonSimulator) and default.prompt.name == "simulate_sparse"
+    assert isinstance(sparse, JsonSimulator) and sparse.prompt.sha == default.prompt.sha
     assert isinstance(dense, JsonSimulator) and dense.prompt.name == "simulate_json"
-    assert isinstance(sparse, JsonSimulator) and sparse.prompt.sha != dense.prompt.sha
+    assert sparse.prompt.sha != dense.prompt.sha
     allowed, _none = get_args(AnnotatorConfig.model_fields["simulate_format"].annotation)
     assert set(FORMATS) == set(get_args(allowed))

@@ -2,11 +2,11 @@
 
 Two answer formats (``FORMATS``, chosen per annotator with ``simulate_format``):
 
-- ``dense`` (the default): the model gets the window's tokens as a JSON list and answers
+- ``dense``: the model gets the window's tokens as a JSON list and answers
   ``{"activations": [{"token": ..., "activation": 0-10}, ...]}``, one entry per token;
-- ``sparse`` (``simulate.sparse``): the tokens are numbered and the model lists only those it
-  predicts to fire, ``{"fires": [{"index": ..., "token": ..., "activation": ...}]}``, every other
-  token 0: about a tenth of the generated tokens for a window where few tokens fire.
+- ``sparse`` (``simulate.sparse``, the default): the tokens are numbered and the model lists
+  only those it predicts to fire, ``{"fires": [{"index": ..., "token": ..., "activation": ...}]}``,
+  every other token 0: about a twentieth of the generated tokens where few tokens fire.
 
 With the ``json_schema`` capability the format's schema is sent as structured output; without
 it the prompt alone asks for JSON. The answer is validated with pydantic; a bad answer gets one
@@ -110,7 +110,8 @@ FORMATS: dict[str, AnswerFormat] = {
         sparse_format.sparse_schema, sparse_format.max_answer_tokens, sparse_format.parse_sparse,
     ),
 }
-"""Answer formats by name (``AnnotatorConfig.simulate_format``); ``dense`` is the default."""
+"""Answer formats by name (``AnnotatorConfig.simulate_format``); ``sparse`` is the default
+(``simulate.llm``)."""
 
 
 class JsonSimulator(SimulatorBase):

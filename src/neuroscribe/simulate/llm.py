@@ -2,7 +2,7 @@
 
 The method is picked from the backend's capabilities, never from the model's name: next-token
 distributions inside the prompt -> all-at-once (exact, one forward pass per window); otherwise
-JSON answers, in the annotator's ``simulate_format`` (dense by default). Its fuzz judge is
+JSON answers, in the annotator's ``simulate_format`` (sparse by default). Its fuzz judge is
 ``simulate.fuzz_llm.LLMFuzzJudge``.
 """
 
@@ -38,7 +38,7 @@ def make_llm_simulator(
         prompt = load_prompt("simulate_all_at_once")
         backend = make_backend(name, ledger, "simulate", prompt.sha, cfg.local_dtype, annotator)
         return AllAtOnceSimulator(name, backend, prompt)
-    answer_format = (annotator.simulate_format if annotator else None) or "dense"
+    answer_format = (annotator.simulate_format if annotator else None) or "sparse"
     prompt = load_prompt(FORMATS[answer_format].prompt)
     backend = make_backend(name, ledger, "simulate", prompt.sha, cfg.local_dtype, annotator)
     return JsonSimulator(
