@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from neuroscribe.config import RunConfig
-from neuroscribe.llm.base import Ledger
+from neuroscribe.llm.base import Ledger, for_unit, in_unit
 from neuroscribe.llm.fanout import fan_out
 from neuroscribe.progress import track_chunks
 from neuroscribe.records import Explanation, Score, Simulation, Split, UnitExamples, Window
@@ -54,7 +54,11 @@ def simulate_many(
         parts = [(i, e, [w]) for i, (e, ws) in enumerate(jobs) for w in ws]
     else:
         parts = [(i, e, list(ws)) for i, (e, ws) in enumerate(jobs)]
-    done = fan_out(lambda p: simulator.asimulate(p[1], p[2]), parts, simulator.max_concurrency)
+    done = fan_out(
+        lambda p: in_unit(p[1].unit_key, simulator.asimulate(p[1], p[2])),
+        parts,
+        simulator.max_concurrency,
+    )
     out: list[list[Simulation]] = [[] for _ in jobs]
     for (i, _, _), sims in zip(parts, done, strict=True):
         out[i].extend(sims)
@@ -122,7 +126,10 @@ def fuzz_units(
             if many:
                 verdicts = many(jobs, windows)
             else:
-                verdicts = [judge.judge(e, its, windows) for e, its in jobs]
+                verdicts = []
+                for e, its in jobs:
+                    with for_unit(e.unit_key):
+                        verdicts.append(judge.judge(e, its, windows))
             for e, mine_verdicts in zip(chunk, verdicts, strict=True):
                 no_items = (
                     "unit never fires" if by_key[e.unit_key].stats.max <= 0
