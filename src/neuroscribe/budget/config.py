@@ -30,7 +30,7 @@ class BudgetConfig(BaseModel):
     undefined scores and ``disagree`` escalate)."""
     disagree: float | None = Field(default=None, ge=0.0)
     """Also escalate a unit when its cheap explainers' best headline scores differ by at least
-    this (None: never for that reason)."""
+    this (unset: never for that reason)."""
 
     def escalated(self, name: str) -> bool:
         """Whether the annotator ``name`` is escalated (matches a name or pattern)."""
