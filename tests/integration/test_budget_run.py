@@ -2,7 +2,7 @@
 score every unit, the units below the threshold are escalated, and only they reach the scripted
 LLM annotators (``fake/...``); every decision is in ``unit_budget``, every LLM call names its
 unit, ``unit_spend`` adds them up, and a repeated run makes no LLM call and stores the same
-rows."""
+rows (the score flow with the budget too)."""
 
 from __future__ import annotations
 
@@ -90,8 +90,10 @@ def setup(tmp_path, monkeypatch):
     unregister_fake(SIMULATOR)
 
 
-def _run(config, warehouse):
-    return CliRunner().invoke(app, ["--warehouse", str(warehouse), "--config", str(config), "run"])
+def _run(config, warehouse, command="run"):
+    return CliRunner().invoke(
+        app, ["--warehouse", str(warehouse), "--config", str(config), command]
+    )
 
 
 def _all(con, sql, params=()):
@@ -124,10 +126,14 @@ def test_only_units_below_the_threshold_reach_the_llm_and_a_rerun_makes_no_call(
         clear_response_cache()  # the repeated run must find its answers in the warehouse
         second = _run(config, warehouse)
         assert second.exit_code == 0, second.output
+        # The score flow: the escalated simulator only on the units the decisions escalated,
+        # all of them done already, so nothing to do.
+        again = _run(config, warehouse, "score")
+        assert again.exit_code == 0, again.output
     assert (len(explainer.requests), simulator.distribution_calls) == made  # no call again
 
     with closing(duckdb.connect(str(warehouse), read_only=True)) as con:
-        run1, run2 = (r for (r,) in _all(con, "SELECT run_id FROM runs ORDER BY started_at"))
+        run1, run2, _ = (r for (r,) in _all(con, "SELECT run_id FROM runs ORDER BY started_at"))
         decisions = {
             key: (escalated, reason, score, x, s, threshold)
             for key, escalated, reason, score, x, s, threshold in _all(
