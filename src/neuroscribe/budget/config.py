@@ -32,6 +32,15 @@ class BudgetConfig(BaseModel):
     """Also escalate a unit when its cheap explainers' best headline scores differ by at least
     this (unset: never for that reason)."""
 
+    ci_width: float | None = Field(default=None, gt=0.0)
+    """Adaptive scoring: each (explanation, simulator) simulates its held-out top and random
+    windows ``ci_step`` of each at a time, and stops once the bootstrap interval of its headline
+    score is narrower than this (unset: every window, as without a budget). The calibration and
+    out-of-distribution windows are simulated in the first step. ``scores.n_windows`` says how
+    many windows each score rests on."""
+    ci_step: int = Field(default=2, ge=1)
+    """Top and random held-out windows added per step of adaptive scoring (``ci_width``)."""
+
     def escalated(self, name: str) -> bool:
         """Whether the annotator ``name`` is escalated (matches a name or pattern)."""
         return any(fnmatch.fnmatchcase(name, p) for p in self.escalate)

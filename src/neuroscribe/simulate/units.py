@@ -7,6 +7,7 @@ the (explanation id, simulator) pairs already done, so a resumed run only does w
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 from neuroscribe.config import RunConfig
@@ -15,6 +16,7 @@ from neuroscribe.llm.fanout import fan_out
 from neuroscribe.progress import track_chunks
 from neuroscribe.records import Explanation, Score, Simulation, Split, UnitExamples, Window
 from neuroscribe.score.fuzz import FuzzPair, fuzz_scores_many
+from neuroscribe.simulate.adaptive import Jobs, simulate_adaptive
 from neuroscribe.simulate.base import Simulator
 from neuroscribe.simulate.fuzz import build_fuzz_items
 from neuroscribe.simulate.fuzz_llm import LLMFuzzJudge
@@ -65,6 +67,18 @@ def simulate_many(
     return out
 
 
+def simulate_jobs(simulator: Simulator, name: str, jobs: Jobs) -> list[list[Simulation]]:
+    """The simulations of every (explanation, windows) job, in order: a simulator that works
+    across units (``simulate_batch``) ``BATCH_JOBS`` at a time, the others
+    ``2 x max_concurrency`` at a time (``simulate_many``); the progress advances by each."""
+    batch = getattr(simulator, "simulate_batch", None)
+    step = BATCH_JOBS if batch else 2 * simulator.max_concurrency
+    done: list[list[Simulation]] = []
+    for chunk in track_chunks(jobs, step, f"simulate {name}"):
+        done.extend(batch(chunk) if batch else simulate_many(simulator, chunk))
+    return done
+
+
 def simulate_units(
     explanations: Sequence[Explanation],
     units: Sequence[UnitExamples],
@@ -75,20 +89,22 @@ def simulate_units(
 ) -> list[Simulation]:
     """Every simulator on every selected explanation, over the held-out windows of its unit
     (``SIMULATED_SPLITS``), except the (explanation id, simulator) pairs in ``done``.
-    Explanations go ``2 x max_concurrency`` at a time, their windows pooled."""
+    Explanations go ``2 x max_concurrency`` at a time, their windows pooled. With
+    ``cfg.budget.ci_width``, the held-out windows go in steps (``simulate.adaptive``)."""
     by_key = {u.unit.key: u for u in units}
     out: list[Simulation] = []
     for name, mine in pending(explanations, by_key, cfg.simulate.simulators, done):
         simulator = make_simulator(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
+        run = functools.partial(simulate_jobs, simulator, name)
+        if cfg.budget.ci_width is not None:  # adaptive scoring: windows in steps
+            out.extend(simulate_adaptive(name, mine, by_key, windows, cfg, run))
+            continue
         jobs = [
             (e, [windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)])
             for e in mine
         ]
-        batch = getattr(simulator, "simulate_batch", None)
-        step = BATCH_JOBS if batch else 2 * simulator.max_concurrency
-        for chunk in track_chunks(jobs, step, f"simulate {name}"):
-            for sims in batch(chunk) if batch else simulate_many(simulator, chunk):
-                out.extend(sims)
+        for sims in run(jobs):
+            out.extend(sims)
     return out
 
 
