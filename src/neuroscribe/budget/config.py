@@ -37,7 +37,7 @@ class BudgetConfig(BaseModel):
     windows ``ci_step`` of each at a time, and stops once the bootstrap interval of its headline
     score is narrower than this (unset: every window, as without a budget). The calibration and
     out-of-distribution windows are simulated in the first step. ``scores.n_windows`` says how
-    many windows each score rests on."""
+    many windows each score rests on (with ``score.bootstrap = 0``, no interval: every window)."""
     ci_step: int = Field(default=2, ge=1)
     """Top and random held-out windows added per step of adaptive scoring (``ci_width``)."""
 
