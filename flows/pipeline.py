@@ -190,7 +190,7 @@ def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: lis
     return len(agreements)
 
 
-stages = budget.Stages(explain_task, simulate_task, score_task)
+STAGES = budget.Stages(explain_task, simulate_task, score_task)  # flows.budget's phases
 
 
 def _reason(e: BaseException) -> str:
@@ -294,7 +294,7 @@ def run_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False)
         if cfg.engine.kind == "dask":  # explain, simulate and score on Dask workers
             explanation_ids = engine.fan_out(cfg, warehouse, run_id, unit_keys)
         elif cfg.budget.escalate:  # cheap annotators first, then the escalated units
-            explanation_ids = budget.escalating(cfg, warehouse, run_id, unit_keys, stages)
+            explanation_ids = budget.escalating(cfg, warehouse, run_id, unit_keys, STAGES)
         else:
             explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
             simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
@@ -333,7 +333,7 @@ def score_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = Fals
         if cfg.engine.kind == "dask":
             return engine.fan_out(cfg, warehouse, run_id, unit_keys, ids)
         if cfg.budget.escalate:  # escalated simulators on escalated units only
-            return budget.rescore(cfg, warehouse, run_id, unit_keys, ids, stages)
+            return budget.rescore(cfg, warehouse, run_id, unit_keys, ids, STAGES)
         simulate_task(cfg, warehouse, run_id, unit_keys, ids)
         score_task(cfg, warehouse, run_id, unit_keys, ids)
         return ids
