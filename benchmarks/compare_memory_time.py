@@ -23,8 +23,15 @@ matched: the work is the same as for two seeds), every MLP neuron of every layer
 corpus: the standard library's docstrings cycled into a JSONL file (``collect_memory.py``).
 
     python benchmarks/compare_memory_time.py [--tokens 1024] [--model A --model B]
-        [--site 'layers.*.mlp'] [--window-tokens 32] [--batch-size 16]
-    python benchmarks/compare_memory_time.py --tokens 200000    # the issue's 200k and 2M
+        [--site 'layers.*.mlp'] [--window-tokens 32] [--batch-size 16] [--max-stat-tokens K]
+        [--exact] [--perturb SIGMA] [--memory-only]
+    python benchmarks/compare_memory_time.py --tokens 20000 --exact --perturb 0.3  # 200k: time
+    python benchmarks/compare_memory_time.py --tokens 200000 --memory-only        # 200k and 2M
+
+Statistics are read on at most ``compare.max_stat_tokens`` token positions (every k-th position
+of each window) unless ``--max-stat-tokens`` says otherwise; ``--exact`` times the run on every
+position as well and prints how far its matches are from the sampled ones (with ``--perturb``,
+a noisy copy as the second subject, so that partners are not exact).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +58,10 @@ from neuroscribe.compare.subjects import LoadedSubject, load_subjects  # noqa: E
 from neuroscribe.config import RunConfig  # noqa: E402
 
 
-def make_config(args: argparse.Namespace, corpus: Path, tokens: int) -> RunConfig:
+def make_config(
+    args: argparse.Namespace, corpus: Path, tokens: int, exact: bool = False
+) -> RunConfig:
+    stat_tokens = 0 if exact else args.max_stat_tokens
     return RunConfig.model_validate(
         {
             "corpus": {"source": str(corpus), "max_documents": None},
@@ -60,7 +71,7 @@ def make_config(args: argparse.Namespace, corpus: Path, tokens: int) -> RunConfi
                 "max_windows": max(1, tokens // args.window_tokens),
                 "batch_size": args.batch_size,
             },
-            "compare": {"models": args.model},
+            "compare": {"models": args.model, "max_stat_tokens": stat_tokens},
         }
     )
 
@@ -85,8 +96,9 @@ def bare_forward_seconds(subject: LoadedSubject, cfg: RunConfig) -> float:
     docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
     batches = [
         subject.frame.wrap(b).to(subject.model.device)
-        for b in batched(cut_windows(docs, subject.tokenizer, c.window_tokens, c.max_windows),
-                         c.batch_size)
+        for b in batched(
+            cut_windows(docs, subject.tokenizer, c.window_tokens, c.max_windows), c.batch_size
+        )
     ]
     start = time.perf_counter()
     with torch.inference_mode():
@@ -106,6 +118,45 @@ def matching_seconds(result: Comparison) -> float:
     return time.perf_counter() - start
 
 
+def perturbed_copy(model: str, sigma: float, folder: Path) -> str:
+    """``model`` with Gaussian noise of ``sigma`` times each weight matrix's own standard
+    deviation added to every 2-d weight, saved to ``folder``: a stand-in for another seed whose
+    units correlate with the original's below 1, so the matches are not trivially exact."""
+    from neuroscribe.models import load_model
+
+    lm = load_model(model, None, "float32")
+    copy = deepcopy(lm.model)  # the loaded model is cached for the process: leave it as it is
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for w in copy.parameters():
+            if w.ndim == 2:
+                w.add_(torch.randn(w.shape, generator=gen) * sigma * w.std())
+    copy.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def sampling_cost(sampled: Comparison, exact: Comparison) -> str:
+    """How far the matches from sampled positions are from those from every position: the
+    share of units whose best partner is the same, the largest difference of a best partner's
+    r, and of a site pair's CKA."""
+    same = total = 0
+    dr = dcka = 0.0
+    for s, e in zip(sampled.pairs, exact.pairs, strict=True):
+        dcka = max(dcka, abs(s.cka - e.cka))
+        if s.matches is None or e.matches is None:
+            continue
+        best = np.array(s.matches.kind) == "best_a"
+        same += int((s.matches.unit_b[best] == e.matches.unit_b[best]).sum())
+        total += int(best.sum())
+        diff = np.abs(s.matches.r[best] - e.matches.r[best])
+        dr = max(dr, float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0)
+    return (
+        f"same best partner for {same}/{total} units ({same / max(total, 1):.4f}); "
+        f"largest |r difference| of a best partner {dr:.4f}; of a CKA {dcka:.4f}"
+    )
+
+
 def accumulator_bytes(result: Comparison, subjects: list[LoadedSubject]) -> int:
     """The totals (float64) and their float32 buffers (``stats.FLUSH_TOKENS``): each pair's
     cross-products, each subject's sites' Gram matrices; sums and squares."""
@@ -121,9 +172,34 @@ def main() -> None:
     ap.add_argument("--site", default="layers.*.mlp")
     ap.add_argument("--window-tokens", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument(
+        "--max-stat-tokens",
+        type=int,
+        default=RunConfig().compare.max_stat_tokens,
+        help="compare.max_stat_tokens (default: the config's)",
+    )
+    ap.add_argument(
+        "--exact",
+        action="store_true",
+        help="also time compare on every position (max_stat_tokens 0) on the "
+        "large corpus, and say how far its matches are from the sampled ones",
+    )
+    ap.add_argument(
+        "--perturb",
+        type=float,
+        default=0.0,
+        help="compare the first model with a copy of it with this much noise on its "
+        "weights (relative to each matrix's spread) instead of a second --model",
+    )
+    ap.add_argument("--memory-only", action="store_true", help="(a) only: no timing runs")
     args = ap.parse_args()
     args.model = args.model or ["all-minilm-l6-v2", "all-minilm-l6-v2"]
     with tempfile.TemporaryDirectory() as tmp:
+        if args.perturb:
+            args.model = [
+                args.model[0],
+                perturbed_copy(args.model[0], args.perturb, Path(tmp) / "perturbed"),
+            ]
         corpus = Path(tmp) / "corpus.jsonl"
         write_corpus(corpus, 10 * args.tokens)
         small, large = (make_config(args, corpus, n) for n in (args.tokens, 10 * args.tokens))
@@ -133,34 +209,66 @@ def main() -> None:
         compare_subjects(warm)  # first-call costs out of every figure
         r_small, peak_small, _ = traced_compare(small)
         r_large, peak_large, _ = traced_compare(large)
-        # forward, compare, forward: load from other processes hits both alike
-        before = [bare_forward_seconds(s, large) for s in subjects]
-        start = time.perf_counter()
-        compare_subjects(large)
-        compare_s = time.perf_counter() - start
-        after = [bare_forward_seconds(s, large) for s in subjects]
-        forward_s = [(b + a) / 2 for b, a in zip(before, after, strict=True)]
-        match_s = matching_seconds(r_large)
-    n_small, n_large = r_small.pairs[0].n_tokens, r_large.pairs[0].n_tokens
+        if not args.memory_only:
+            # forward, compare, forward: load from other processes hits both alike
+            before = [bare_forward_seconds(s, large) for s in subjects]
+            start = time.perf_counter()
+            compare_subjects(large)
+            compare_s = time.perf_counter() - start
+            if args.exact:
+                start = time.perf_counter()
+                r_exact = compare_subjects(make_config(args, corpus, 10 * args.tokens, True))
+                exact_s = time.perf_counter() - start
+            after = [bare_forward_seconds(s, large) for s in subjects]
+            forward_s = [(b + a) / 2 for b, a in zip(before, after, strict=True)]
+            match_s = matching_seconds(r_large)
+    n_small, n_large = (cfg.collect.max_windows * args.window_tokens for cfg in (small, large))
+    read_small, read_large = r_small.pairs[0].n_tokens, r_large.pairs[0].n_tokens
     mib = 2**20
-    print(f"subjects: {', '.join(args.model)}; sites {args.site}; {len(r_large.pairs)} site "
-          f"pairs ({'all' if r_large.all_site_pairs else 'same-site only'}); "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"accumulators (cross-products per pair, Gram per site; float64 + float32 buffers): "
-          f"{accumulator_bytes(r_large, subjects) / mib:.1f} MiB")
-    print(f"(a) tracemalloc peak of the compare pass: {n_small} tokens {peak_small / mib:.1f} MiB, "
-          f"{n_large} tokens {peak_large / mib:.1f} MiB; ratio {peak_large / peak_small:.3f} "
-          "(issue: <= 1.1)")
-    print(f"    peak RSS of the process: "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    print(f"(b) compare pass on {n_large} tokens: {compare_s:.2f} s; bare forward passes: "
-          + " + ".join(f"{s:.2f}" for s in forward_s)
-          + f" = {sum(forward_s):.2f} s; ratio {compare_s / sum(forward_s):.2f} (issue: <= 1.3)")
+    print(
+        f"subjects: {', '.join(args.model)}; sites {args.site}; {len(r_large.pairs)} site "
+        f"pairs ({'all' if r_large.all_site_pairs else 'same-site only'}); "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"accumulators (cross-products per pair, Gram per site; float64 + float32 buffers): "
+        f"{accumulator_bytes(r_large, subjects) / mib:.1f} MiB"
+    )
+    print(
+        f"statistics read on {read_small} of {n_small} and {read_large} of {n_large} token "
+        f"positions (compare.max_stat_tokens {args.max_stat_tokens})"
+    )
+    print(
+        f"(a) tracemalloc peak of the compare pass: {n_small} tokens {peak_small / mib:.1f} MiB, "
+        f"{n_large} tokens {peak_large / mib:.1f} MiB; ratio {peak_large / peak_small:.3f} "
+        "(issue: <= 1.1)"
+    )
+    print(
+        f"    peak RSS of the process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
+    if args.memory_only:
+        return
+    print(
+        f"(b) compare pass on {n_large} tokens: {compare_s:.2f} s; bare forward passes: "
+        + " + ".join(f"{s:.2f}" for s in forward_s)
+        + f" = {sum(forward_s):.2f} s; ratio {compare_s / sum(forward_s):.2f} (issue: <= 1.3)"
+    )
     stream_s = compare_s - match_s
-    print(f"    of which matching (random r of the same shapes) {match_s:.2f} s; the streaming "
-          f"pass alone {stream_s:.2f} s, ratio {stream_s / sum(forward_s):.2f}")
-    print(f"    throughput: compare {n_large / compare_s:.0f} tokens/s, bare forward (all "
-          f"subjects) {n_large / sum(forward_s):.0f} tokens/s")
+    print(
+        f"    of which matching (random r of the same shapes) {match_s:.2f} s; the streaming "
+        f"pass alone {stream_s:.2f} s, ratio {stream_s / sum(forward_s):.2f}"
+    )
+    print(
+        f"    throughput: compare {n_large / compare_s:.0f} tokens/s, bare forward (all "
+        f"subjects) {n_large / sum(forward_s):.0f} tokens/s"
+    )
+    if args.exact:
+        print(
+            f"(c) every position (max_stat_tokens 0): {exact_s:.2f} s, ratio "
+            f"{exact_s / sum(forward_s):.2f}; sampled vs every position: "
+            f"{sampling_cost(r_large, r_exact)}"
+        )
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ cluster serves the whole fan-out, in two rounds:
    included) and embeds the selected explanations for ``neuroscribe search``. Each chunk's
    sampling seeds are those the chunk's units get in a single-process run. The shuffled
    controls need every unit's explanation, so the flow makes them once all chunks are back.
-2. **simulate and score** (the run's ``stage`` reads ``simulate`` throughout): the units with
-   explanations are chunked again; a worker simulates, fuzzes and scores its chunk
-   (``simulate_units``, ``fuzz_units``, ``score_units``) and returns the records. It scores
+2. **simulate and score**: the units with explanations are chunked again; a worker simulates,
+   fuzzes and scores its chunk (``simulate_units``, ``fuzz_units``, ``score_units``) and
+   returns the records. The run's ``stage`` reads ``simulate`` until the first chunk's records
+   are written, then ``score`` (every chunk comes back scored), so both engines record the
+   same stages, and a finished ``score`` command reads ``score`` on either. It scores
    the predictions as the warehouse stores them (32-bit floats, ``simulations.predictions``),
    as the single-process score stage does, since it reads them back from the warehouse; so
    both engines store the same rows.
@@ -158,11 +160,15 @@ def simulate_score_chunk(
     return SimulateChunk(new, [*fuzz, *scores], ledger.drain())
 
 
-def _write(warehouse: str, run_id: str, save: Any) -> None:
-    """One chunk's records through one connection, then a heartbeat of the run."""
+def _write(warehouse: str, run_id: str, save: Any, stage: str | None = None) -> None:
+    """One chunk's records through one connection, then a heartbeat of the run (with
+    ``stage``, the stage it has reached)."""
     with closing(connect(warehouse)) as con:
         save(con)
-        runs.beat(con, run_id)
+        if stage is None:
+            runs.beat(con, run_id)
+        else:
+            runs.set_stage(con, run_id, stage)
 
 
 def _explain(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str]) -> list[str]:
@@ -248,7 +254,7 @@ def _simulate_and_score(
             )
         )
     with progress.task("simulate and score chunks", len(futures)) as advance:
-        for future in as_completed(futures):
+        for n, future in enumerate(as_completed(futures)):
             result: SimulateChunk = future.result()
 
             def save(con: Any, r: SimulateChunk = result) -> None:
@@ -256,8 +262,11 @@ def _simulate_and_score(
                 annotated.save_scores(con, run_id, r.scores)
                 calls.save_llm_calls(con, run_id, r.calls)
 
-            _write(warehouse, run_id, save)
+            _write(warehouse, run_id, save, "score" if n == 0 else None)
             advance(1)
+    if not futures:  # nothing to simulate: the local engine's score stage starts all the same
+        with closing(connect(warehouse)) as con:
+            runs.set_stage(con, run_id, "score")
 
 
 @flow(name="neuroscribe-fan-out", validate_parameters=False)

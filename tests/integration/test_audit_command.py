@@ -8,7 +8,7 @@ from contextlib import closing
 
 import duckdb
 import pytest
-from collect_fixtures import build_tiny_model, random_documents, write_sae, write_txt
+from collect_fixtures import write_sae
 from typer.testing import CliRunner
 
 from neuroscribe.audit import AuditSpec, copy_config, plan_audit, planted_copy
@@ -19,39 +19,20 @@ from neuroscribe.registry import SCORE_KINDS
 pytestmark = pytest.mark.slow
 
 TRIGGERS = "rain,engines,bridges"
-CONFIG = """
-[subject]
-model = "{model}"
-[corpus]
-source = "{corpus}"
-max_documents = 200
-[collect]
-site = "layers.1.mlp"
-window_tokens = 8
-max_windows = 150
-batch_size = 16
-n_explain = 3
-n_validate = 2
-n_calibrate = 2
-n_score_top = 2
-n_random = 2
-[explain]
-explainers = ["baseline/ngram"]
-[simulate]
-simulators = ["baseline/lexical"]
-[score]
-bootstrap = 10
-fuzz = false
-"""
+CONFIG = {
+    "corpus": {"max_documents": 200},
+    "collect": {"max_windows": 150, "batch_size": 16},
+    "score": {"bootstrap": 10, "fuzz": False},
+}
+"""The tiny-model run (``tiny_gpt2_config``) with these sections updated."""
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
+def setup(tmp_path, monkeypatch, tiny_gpt2_config):
     monkeypatch.setenv("NEUROSCRIBE_CACHE", str(tmp_path / "cache"))
-    model = build_tiny_model("gpt2", tmp_path / "model", seed=3)
-    corpus = write_txt(tmp_path / "corpus.txt", random_documents(150, seed=5))
-    config = tmp_path / "audit.toml"
-    config.write_text(CONFIG.format(model=model, corpus=corpus))
+    config = tiny_gpt2_config(
+        "audit.toml", model_seed=3, documents=150, corpus_seed=5, **CONFIG
+    )
     return config, tmp_path / "wh" / "audit.duckdb"
 
 

@@ -59,8 +59,9 @@ def test_a_model_against_itself(known, warehouse_path):
             for kind in ("best_a", "best_b", "one_to_one"):
                 matched = _matches(con, run_id, site, kind)
                 assert sorted(matched) == list(range(64))
-                assert all(m[0] == u and m[1] == pytest.approx(1.0, abs=1e-9)
-                           for u, m in matched.items())
+                assert all(
+                    m[0] == u and m[1] == pytest.approx(1.0, abs=1e-9) for u, m in matched.items()
+                )
         rows = universality_rows(con, run_id)
         assert [r["site_a"] for r in rows] == ["layers.0.mlp", "layers.1.mlp"]
         for r in rows:
@@ -83,8 +84,10 @@ def test_matching_recovers_a_permutation(known, warehouse_path):
         pair = next(p for p in comparison.pairs if p.site_a == p.site_b == f"layers.{LAYER}.mlp")
         live = [u for u, (_, r) in matched.items() if r is not None]
         recovered = np.mean([matched[u][0] == expected[u] for u in live])
-        print(f"permutation recovered for {recovered:.1%} of {len(live)} live units "
-              f"({pair.live_a} live); CKA {pair.cka:.9f}")
+        print(
+            f"permutation recovered for {recovered:.1%} of {len(live)} live units "
+            f"({pair.live_a} live); CKA {pair.cka:.9f}"
+        )
         assert pair.live_a == 64 and recovered >= 0.95
         rows = {r["site_a"]: r for r in universality_rows(con, run_id)}
         assert rows[f"layers.{LAYER}.mlp"]["cka"] == pytest.approx(1.0, abs=1e-6)
@@ -110,22 +113,74 @@ def test_planted_units_top_the_model_diff(known, warehouse_path):
         partners = _matches(con, run_id, f"layers.{LAYER}.mlp", "best_b")
     by_r = sorted(partners, key=lambda u: partners[u][1])
     others = [partners[u][1] for u in by_r[len(PLANTED) :]]
-    print(f"{known.arch}: best-partner r of planted units "
-          f"{[round(partners[u][1], 3) for u in PLANTED]}, lowest other {min(others):.6f}")
+    print(
+        f"{known.arch}: best-partner r of planted units "
+        f"{[round(partners[u][1], 3) for u in PLANTED]}, lowest other {min(others):.6f}"
+    )
     assert set(by_r[: len(PLANTED)]) == set(PLANTED)
     assert min(others) >= 1 - 1e-6
-    print("model_diff:", [(d["change"], d["site"], d["unit_index"], round(d["partner_r"], 3))
-                          for d in diff])
+    print(
+        "model_diff:",
+        [(d["change"], d["site"], d["unit_index"], round(d["partner_r"], 3)) for d in diff],
+    )
     # exactly the K planted units have no partner above the threshold: new in B, none lost
     assert {(d["change"], d["site"], d["unit_index"]) for d in diff} == {
         ("new", f"layers.{LAYER}.mlp", u) for u in PLANTED
     }
     assert all(d["partner_r"] < threshold for d in diff)
-    assert [d["change_size"] for d in diff] == sorted((d["change_size"] for d in diff),
-                                                      reverse=True)
+    assert [d["change_size"] for d in diff] == sorted(
+        (d["change_size"] for d in diff), reverse=True
+    )
     planted_site = rows[f"layers.{LAYER}.mlp"]
     assert planted_site["n_b"] == 64 + len(PLANTED)
     assert planted_site["share_a_matched"] == 1.0  # nothing of A is lost (moved, not removed)
     assert planted_site["share_b_matched"] == pytest.approx(64 / 68)
     # layer 0: the copy's 4 added slots are silent (constant), so they are neither new nor lost
     assert rows["layers.0.mlp"]["share_b_matched"] == 1.0 and rows["layers.0.mlp"]["live_b"] == 64
+
+
+def test_sampled_positions_keep_the_known_answers(known):
+    """Statistics on every 4th position (``compare.max_stat_tokens`` 300 of 1,200): a model
+    against itself is still matched exactly, the permutation still recovered, on the positions
+    read alone."""
+    same = compare_subjects(
+        compare_cfg([known.original, known.original], known.corpus, max_stat_tokens=300)
+    )
+    for pair in same.pairs:
+        assert pair.n_tokens == 300
+        if pair.matches is not None:
+            assert np.array_equal(pair.matches.unit_a, pair.matches.unit_b)
+            assert np.allclose(pair.matches.r, 1.0, atol=1e-9)
+            assert pair.cka == pytest.approx(1.0, abs=1e-9)
+    permuted = compare_subjects(
+        compare_cfg([known.original, known.permuted], known.corpus, max_stat_tokens=300)
+    )
+    pair = next(p for p in permuted.pairs if p.site_a == p.site_b == f"layers.{LAYER}.mlp")
+    assert pair.matches is not None
+    one = np.array(pair.matches.kind) == "one_to_one"
+    expected = torch.argsort(known.perm).numpy()
+    a, b = pair.matches.unit_a[one], pair.matches.unit_b[one]
+    assert np.mean(b == expected[a]) >= 0.95
+
+
+def test_pairs_over_the_budget_get_the_minibatch_cka(known, warehouse_path):
+    """With no CKA budget, the same-site pairs keep their whole-corpus statistics and every
+    other pair of the heatmap gets the minibatch estimate, stored as such and near the
+    whole-corpus CKA of the same pair (from a run with the budget)."""
+    cfg = compare_cfg([known.original, known.original], known.corpus, cka_budget_mb=0)
+    run_id, comparison = _stored(warehouse_path, cfg)
+    assert not comparison.all_site_pairs
+    exact = compare_subjects(compare_cfg([known.original, known.original], known.corpus))
+    corpus_cka = {(p.site_a, p.site_b): p.cka for p in exact.pairs}
+    with closing(open_readonly(warehouse_path)) as con:
+        cells = cka_matrix(con, run_id)
+    assert len(cells) == 4
+    for c in cells:
+        if c["site_a"] == c["site_b"]:
+            assert c["matched"] and c["cka_method"] == "corpus"
+            assert c["cka"] == pytest.approx(1.0, abs=1e-9)
+        else:
+            assert not c["matched"] and c["cka_method"] == "minibatch"
+            print(c["site_a"], c["site_b"], c["cka"], corpus_cka[c["site_a"], c["site_b"]])
+            assert 0 < c["cka"] < 1
+            assert c["cka"] == pytest.approx(corpus_cka[c["site_a"], c["site_b"]], abs=0.05)

@@ -5,7 +5,8 @@ in-process (a real Prefect run, a real DuckDB file): once with the local engine,
 ``[engine] kind = "dask"`` on a local cluster of 2 worker processes and chunks of 3 units (so
 every worker gets several chunks, and the last one is short). Every row of
 ``scored_explanations``, ``explanations``, ``simulations``, ``scores`` and ``agreements`` must
-be the same, but for the run that wrote it.
+be the same, but for the run that wrote it; and the run passes through the same stages
+(``runs.stage``) on both engines.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from collect_fixtures import build_tiny_model, random_documents, write_txt
 from typer.testing import CliRunner
 
 pytestmark = [
@@ -26,32 +26,12 @@ pytestmark = [
     ),
 ]
 
-CONFIG = """
-[subject]
-model = "{model}"
-[corpus]
-source = "{corpus}"
-max_documents = 120
-[collect]
-site = "layers.1.mlp"
-units = 10
-window_tokens = 8
-max_windows = 100
-batch_size = 8
-n_explain = 3
-n_validate = 2
-n_calibrate = 2
-n_score_top = 2
-n_random = 2
-seed = 5
-[explain]
-explainers = ["baseline/ngram"]
-[simulate]
-simulators = ["baseline/lexical"]
-[score]
-bootstrap = 20
-fuzz_windows = 2
-"""
+CONFIG = {
+    "corpus": {"max_documents": 120},
+    "collect": {"units": 10, "max_windows": 100, "batch_size": 8, "seed": 5},
+    "score": {"bootstrap": 20, "fuzz_windows": 2},
+}
+"""The tiny-model run (``tiny_gpt2_config``) with these sections updated."""
 
 ENGINE = """
 [engine]
@@ -72,25 +52,40 @@ def _rows(path: Path, table: str) -> list[tuple]:
         return sorted(con.execute(f"SELECT {', '.join(kept)} FROM {table}").fetchall(), key=repr)
 
 
-def test_two_dask_workers_store_the_rows_of_the_local_engine(tmp_path, monkeypatch):
+def test_two_dask_workers_store_the_rows_of_the_local_engine(
+    tmp_path, monkeypatch, tiny_gpt2_config
+):
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    model = build_tiny_model("gpt2", tmp_path / "model", seed=2)
-    corpus = write_txt(tmp_path / "corpus.txt", random_documents(60, seed=4))
-    local = tmp_path / "local.toml"
-    local.write_text(CONFIG.format(model=model, corpus=corpus))
+    local = tiny_gpt2_config(
+        "local.toml", model_seed=2, documents=60, corpus_seed=4, **CONFIG
+    )
     dask = tmp_path / "dask.toml"
     dask.write_text(local.read_text() + ENGINE)
     from prefect.testing.utilities import prefect_test_harness
 
     from neuroscribe.cli import app
+    from neuroscribe.warehouse import runs
+
+    stages: dict[str, list[str]] = {"local": [], "dask": []}
+    set_stage = runs.set_stage
+
+    def recorded(name: str):
+        def record(con, run_id: str, stage: str) -> None:
+            stages[name].append(stage)
+            set_stage(con, run_id, stage)
+
+        return record
 
     with prefect_test_harness(server_startup_timeout=120):
         for name, config in (("local", local), ("dask", dask)):
+            monkeypatch.setattr(runs, "set_stage", recorded(name))
             result = CliRunner().invoke(
                 app,
                 ["--warehouse", str(tmp_path / f"{name}.duckdb"), "--config", str(config), "run"],
             )
             assert result.exit_code == 0, result.output
+    assert stages["local"] == ["collect", "explain", "simulate", "score", "agree"]
+    assert stages["dask"] == stages["local"]
     for table in TABLES:
         want = _rows(tmp_path / "local.duckdb", table)
         got = _rows(tmp_path / "dask.duckdb", table)

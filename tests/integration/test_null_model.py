@@ -10,7 +10,6 @@ from contextlib import closing
 import duckdb
 import numpy as np
 import pytest
-from collect_fixtures import build_tiny_model, random_documents, write_txt
 from typer.testing import CliRunner
 
 from neuroscribe.cli import app
@@ -21,33 +20,13 @@ pytestmark = pytest.mark.slow
 
 EXPLAINER = "fake/null-explainer"
 UNITS = [3, 10, 17, 24, 31, 38]
-CONFIG = """
-[subject]
-model = "{model}"
-[corpus]
-source = "{corpus}"
-max_documents = 200
-[collect]
-site = "layers.1.mlp"
-units = {units}
-window_tokens = 8
-max_windows = 120
-batch_size = 16
-n_explain = 3
-n_validate = 2
-n_calibrate = 2
-n_score_top = 2
-n_random = 2
-seed = 4
-[explain]
-explainers = ["{explainer}", "baseline/ngram"]
-samples = 1
-[simulate]
-simulators = ["baseline/lexical"]
-[score]
-bootstrap = 10
-fuzz = false
-"""
+CONFIG = {
+    "corpus": {"max_documents": 200},
+    "collect": {"units": UNITS, "max_windows": 120, "batch_size": 16, "seed": 4},
+    "explain": {"explainers": [EXPLAINER, "baseline/ngram"], "samples": 1},
+    "score": {"bootstrap": 10, "fuzz": False},
+}
+"""The tiny-model run (``tiny_gpt2_config``) with these sections updated."""
 
 
 def _explain(request) -> list[str]:
@@ -57,12 +36,11 @@ def _explain(request) -> list[str]:
 
 
 @pytest.fixture
-def setup(tmp_path, monkeypatch):
+def setup(tmp_path, monkeypatch, tiny_gpt2_config):
     monkeypatch.setenv("NEUROSCRIBE_CACHE", str(tmp_path / "cache"))
-    model = build_tiny_model("gpt2", tmp_path / "model", seed=3)
-    corpus = write_txt(tmp_path / "corpus.txt", random_documents(150, seed=5))
-    config = tmp_path / "null.toml"
-    config.write_text(CONFIG.format(model=model, corpus=corpus, units=UNITS, explainer=EXPLAINER))
+    config = tiny_gpt2_config(
+        "null.toml", model_seed=3, documents=150, corpus_seed=5, **CONFIG
+    )
     spec = register_fake(EXPLAINER, _explain, cache=True)
     yield config, tmp_path / "wh" / "null.duckdb", spec
     unregister_fake(EXPLAINER)

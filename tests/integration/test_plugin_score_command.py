@@ -10,7 +10,6 @@ from contextlib import closing
 import duckdb
 import numpy as np
 import pytest
-from collect_fixtures import build_tiny_model, random_documents, write_txt
 from typer.testing import CliRunner
 
 from neuroscribe.records import Explanation, Simulation, Split, Window
@@ -24,28 +23,12 @@ pytestmark = pytest.mark.slow
 TOY_SIMULATOR = "toy/first-token"
 TOY_KIND = "toy_max_prediction"
 
-CONFIG = """
-[subject]
-model = "{model}"
-[corpus]
-source = "{corpus}"
-[collect]
-site = "layers.1.mlp"
-units = 3
-window_tokens = 8
-max_windows = 80
-n_explain = 3
-n_validate = 2
-n_calibrate = 2
-n_score_top = 2
-n_random = 2
-[explain]
-explainers = ["baseline/ngram", "fake/broken"]
-[simulate]
-simulators = ["baseline/lexical"]
-[score]
-bootstrap = 10
-"""
+CONFIG = {
+    "collect": {"units": 3, "max_windows": 80},
+    "explain": {"explainers": ["baseline/ngram", "fake/broken"]},
+    "score": {"bootstrap": 10},
+}
+"""The tiny-model run (``tiny_gpt2_config``) with these sections updated."""
 
 
 class FirstToken:
@@ -71,16 +54,13 @@ def largest_prediction(true, pred) -> MetricValue:
     return MetricValue(float(np.max(values)), None) if values else MetricValue(None, "none")
 
 
-def test_score_runs_a_plugin_registered_here(tmp_path, monkeypatch):
+def test_score_runs_a_plugin_registered_here(tmp_path, monkeypatch, tiny_gpt2_config):
     from prefect.testing.utilities import prefect_test_harness
 
     from neuroscribe.cli import app
     from neuroscribe.llm.fake import register_fake, unregister_fake
 
-    model = build_tiny_model("gpt2", tmp_path / "model")
-    corpus = write_txt(tmp_path / "corpus.txt", random_documents(120, seed=2))
-    config = tmp_path / "c.toml"
-    config.write_text(CONFIG.format(model=model, corpus=corpus))
+    config = tiny_gpt2_config("c.toml", corpus_seed=2, **CONFIG)
     warehouse = tmp_path / "w.duckdb"
     base = ["--warehouse", str(warehouse), "--config", str(config)]
     SIMULATORS.register(

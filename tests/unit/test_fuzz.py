@@ -325,6 +325,9 @@ def test_embedding_judge_uses_mean_similarity_of_the_marks() -> None:
                 for w in ws
             ]
 
+        def simulate_batch(self, jobs):
+            return [self.simulate(e, ws) for e, ws in jobs]
+
     judge = EmbeddingFuzzJudge(Scripted())
     verdicts = judge.judge(explanation("zebras"), items, windows)
     assert [v.confidence for v in verdicts] == [9.0 if i.correct else 1.0 for i in items]

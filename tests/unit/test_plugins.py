@@ -112,3 +112,50 @@ def test_the_warehouse_readme_defines_every_score_kind_as_the_code_does() -> Non
     assert definitions_markdown() in readme
     for kind in [*SCORE_KINDS, *FUZZ_KINDS]:
         assert f"| `{kind}` |" in definitions_markdown()
+
+
+def test_a_plugin_without_batch_members_gets_the_one_job_defaults() -> None:
+    """The stages call ``simulate_batch`` / ``judge_many`` only; a plug-in that implements
+    ``simulate`` (or ``judge``) alone is given them, one job at a time, and the built-in
+    baselines declare their own batches across units."""
+    from neuroscribe.config import SimulateConfig
+    from neuroscribe.simulate import make_fuzz_judge, make_simulator
+    from neuroscribe.simulate.base import BATCH_JOBS
+    from neuroscribe.simulate.fuzz import FuzzVerdict, build_fuzz_items, verdict
+
+    class EveryItemYes:
+        name = TOY_SIMULATOR
+        unavailable: dict[str, str] = {}
+
+        def judge(self, explanation, items, windows) -> list[FuzzVerdict]:
+            return [verdict(explanation, self.name, item, answer=True) for item in items]
+
+    SIMULATORS.register(
+        TOY_SIMULATOR,
+        SimulatorPlugin(
+            make=lambda name, cfg, ledger, annotator: LetterSimulator(),
+            fuzz_judge=lambda name, cfg, ledger, annotator: EveryItemYes(),
+        ),
+    )
+    try:
+        unit, windows = planted_unit(n_validate=4, length=16)
+        held_out = [windows[w.window_id] for w in unit.in_splits(Split.SCORE_TOP)]
+        es = [
+            Explanation(explanation_id=f"e{i}", unit_key=unit.unit.key, explainer="x/y", text=t)
+            for i, t in enumerate(("the letter z", "zebras"))
+        ]
+        sim = make_simulator(TOY_SIMULATOR, SimulateConfig())
+        assert sim.batch_jobs == 2 * LetterSimulator.max_concurrency
+        batched = sim.simulate_batch([(e, held_out) for e in es])
+        assert batched == [LetterSimulator().simulate(e, held_out) for e in es]
+
+        judge = make_fuzz_judge(TOY_SIMULATOR, SimulateConfig())
+        items = build_fuzz_items(unit, 2, seed=0)
+        assert judge.batch_jobs == 1 and items
+        verdicts = judge.judge_many([(e, items) for e in es], windows)
+        assert [[v.item for v in vs] for vs in verdicts] == [items, items]
+        assert all(v.answer for vs in verdicts for v in vs)
+    finally:
+        SIMULATORS.unregister(TOY_SIMULATOR)
+    assert make_simulator("baseline/lexical", SimulateConfig()).batch_jobs == BATCH_JOBS
+    assert make_fuzz_judge("baseline/lexical", SimulateConfig()).batch_jobs == BATCH_JOBS

@@ -26,6 +26,7 @@ COMPARE_OPTIONS = (
     "collect.batch_size",
     "compare.threshold",
     "compare.cka_budget_mb",
+    "compare.max_stat_tokens",
     "compare.similarity",
     "compare.score_change",
     "compare.explain",

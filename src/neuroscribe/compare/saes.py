@@ -79,8 +79,9 @@ def compare_saes(cfg: RunConfig, sae_a: str | Path, sae_b: str | Path) -> SAECom
     frame = special_frame(lm.tokenizer)
     c = cfg.collect
     docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
-    for batch in batched(cut_windows(docs, lm.tokenizer, c.window_tokens, c.max_windows),
-                         c.batch_size):
+    for batch in batched(
+        cut_windows(docs, lm.tokenizer, c.window_tokens, c.max_windows), c.batch_size
+    ):
         ids = frame.wrap(batch).to(lm.model.device)
         with (
             torch.inference_mode(),

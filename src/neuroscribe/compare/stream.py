@@ -5,18 +5,25 @@ Each batch of windows is cut once (with the shared tokenizer), framed with each 
 special tokens and run through each subject up to its last compared site; the activations at the
 window's tokens (framing dropped) update one ``Moments`` (sums and Gram matrix) per subject and
 site and one ``CrossProducts`` per (subject pair, site pair), and are dropped. Memory is
-units_A x units_B per site pair, never the corpus.
+units_A x units_B per site pair, never the corpus. On a corpus longer than
+``compare.max_stat_tokens`` the statistics read every k-th position of each window (the offset
+turning from window to window), so their cost, which per token is about that of the forward
+pass itself, stops growing with the corpus; every window still goes through every subject.
 
 Site pairs: every compared site with the same site of the other subject (these are matched unit
-by unit), and, when ``compare.cka_budget_mb`` allows, every other pair too, for CKA only (the
-layer x layer heatmap). Subject pairs: every pair (i, j), i < j, in the order given.
+by unit), and every other pair for CKA only (the layer x layer heatmap): from the whole-corpus
+statistics when ``compare.cka_budget_mb`` allows, else from the minibatch estimator
+(``minibatch``), whose memory does not grow with the widths' product. Subject pairs: every
+pair (i, j), i < j, in the order given.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,12 +33,17 @@ from neuroscribe.collect.corpus import open_corpus
 from neuroscribe.collect.sites import StopForward, capture_many
 from neuroscribe.collect.windows import RawWindow, batched, cut_windows, prefetched
 from neuroscribe.compare.match import best_partners, one_to_one
+from neuroscribe.compare.minibatch import MinibatchCKA
 from neuroscribe.compare.stats import CrossProducts, Moments
 from neuroscribe.compare.subjects import LoadedSubject, load_subjects
 from neuroscribe.config import RunConfig
 from neuroscribe.records import Subject
 
 Array = np.ndarray
+
+
+MINIBATCH = 256
+"""Tokens per minibatch of the minibatch CKA."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,9 @@ class SitePair:
     cka: float
     matches: UnitMatches | None
     """Unit matches for a pair of the same site; None for a CKA-only pair."""
+    cka_method: str = "corpus"
+    """``corpus``: CKA from the whole-corpus covariances (``stats``); ``minibatch``: the
+    minibatch estimator (``minibatch``), for pairs over ``compare.cka_budget_mb``."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,8 @@ class Comparison:
     n_windows: int
     pairs: list[SitePair]
     all_site_pairs: bool
-    """False when the CKA budget allowed only pairs of the same site."""
+    """False when the CKA budget allowed the whole-corpus statistics for pairs of the same site
+    only (the other pairs then get the minibatch CKA)."""
 
 
 def match_units(r: Array) -> UnitMatches:
@@ -86,6 +102,16 @@ def match_units(r: Array) -> UnitMatches:
     )
 
 
+def every_pair(subjects: list[LoadedSubject]) -> list[tuple[int, int, int, int]]:
+    """(subject i, site of i, subject j, site of j) for every i < j and every two sites."""
+    return [
+        (i, a, j, b)
+        for i, j in itertools.combinations(range(len(subjects)), 2)
+        for a in range(len(subjects[i].sites))
+        for b in range(len(subjects[j].sites))
+    ]
+
+
 def plan_pairs(
     subjects: list[LoadedSubject], budget_bytes: int
 ) -> tuple[list[tuple[int, int, int, int]], bool]:
@@ -93,12 +119,9 @@ def plan_pairs(
     fit the budget (else only same-site pairs). Cost: 8 bytes per cross-product entry of each
     pair, plus each side's Gram matrix once (shared by every pair it is in)."""
     same: list[tuple[int, int, int, int]] = []
-    every: list[tuple[int, int, int, int]] = []
     for i, j in itertools.combinations(range(len(subjects)), 2):
         names_j = {str(s.name): k for k, s in enumerate(subjects[j].sites)}
-        for a, site in enumerate(subjects[i].sites):
-            same.append((i, a, j, names_j[str(site.name)]))
-            every.extend((i, a, j, b) for b in range(len(subjects[j].sites)))
+        same.extend((i, a, j, names_j[str(site.name)]) for a, site in enumerate(subjects[i].sites))
 
     def cost(pairs: list[tuple[int, int, int, int]]) -> int:
         sides = {(i, a) for i, a, _, _ in pairs} | {(j, b) for _, _, j, b in pairs}
@@ -106,6 +129,7 @@ def plan_pairs(
         grams = sum(w * w for w in width.values())
         return 8 * (grams + sum(width[i, a] * width[j, b] for i, a, j, b in pairs))
 
+    every = every_pair(subjects)
     if len(every) > len(same) and cost(every) <= budget_bytes:
         return every, True
     return same, len(every) == len(same)
@@ -119,16 +143,23 @@ def compare_subjects(cfg: RunConfig) -> Comparison:
     used = sorted({(i, a) for i, a, _, _ in pairs} | {(j, b) for _, _, j, b in pairs})
     sides = {(i, a): Moments(subjects[i].sites[a].width, gram=True) for i, a in used}
     acc = {(i, a, j, b): CrossProducts(sides[i, a], sides[j, b]) for i, a, j, b in pairs}
+    exact = set(pairs)
+    rest = [(i, a, j, b) for i, a, j, b in every_pair(subjects) if (i, a, j, b) not in exact]
+    mini = MinibatchCKA((((i, a), (j, b)) for i, a, j, b in rest), MINIBATCH) if rest else None
     docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
     windows = cut_windows(docs, subjects[0].tokenizer, c.window_tokens, c.max_windows)
+    stride = position_stride(cfg, lambda: _count_windows(cfg, subjects[0].tokenizer))
     n_windows = 0
     with progress.task("compare", c.max_windows) as advance:
         for batch in prefetched(batched(windows, c.batch_size)):
-            acts = [site_activations(s, batch) for s in subjects]
+            keep = sampled_positions(n_windows, len(batch), len(batch[0].token_ids), stride)
+            acts = [site_activations(s, batch, keep) for s in subjects]
             shifted = {(i, a): m.add(acts[i][a]) for (i, a), m in sides.items()}
             del acts
             for (i, a, j, b), cross in acc.items():
                 cross.add(shifted[i, a], shifted[j, b])
+            if mini is not None:
+                mini.add(shifted)  # type: ignore[arg-type]
             n_windows += len(batch)
             advance(len(batch))
     results = []
@@ -151,12 +182,61 @@ def compare_subjects(cfg: RunConfig) -> Comparison:
                 matches=match_units(cc.correlation()) if site_a == site_b else None,
             )
         )
+    if mini is not None:
+        mini.finish()
+        for i, a, j, b in rest:
+            results.append(
+                SitePair(
+                    subject_a=subjects[i].subject,
+                    subject_b=subjects[j].subject,
+                    site_a=str(subjects[i].sites[a].name),
+                    site_b=str(subjects[j].sites[b].name),
+                    n_tokens=mini.n_tokens,
+                    n_a=sides[i, a].width,
+                    n_b=sides[j, b].width,
+                    live_a=int(sides[i, a].live().sum()),
+                    live_b=int(sides[j, b].live().sum()),
+                    cka=mini.value((i, a), (j, b)),
+                    matches=None,
+                    cka_method="minibatch",
+                )
+            )
     return Comparison([s.subject for s in subjects], docs.corpus_id, n_windows, results, all_pairs)
 
 
-def site_activations(subject: LoadedSubject, batch: list[RawWindow]) -> list[torch.Tensor]:
-    """Per compared site of ``subject``: float32 [windows * tokens, width] on ``batch``, the
-    framing tokens dropped; the forward pass stops after the last site."""
+def position_stride(cfg: RunConfig, count_windows: Callable[[], int]) -> int:
+    """k: the statistics read every k-th token position (``compare.max_stat_tokens``), from the
+    corpus's windows (``count_windows``, called only when ``collect.max_windows`` could pass the
+    cap: the corpus may hold fewer); 1 when every position is read."""
+    cap, tokens = cfg.compare.max_stat_tokens, cfg.collect.window_tokens
+    if not cap or cfg.collect.max_windows * tokens <= cap:
+        return 1
+    return max(1, count_windows() * tokens // cap)
+
+
+def _count_windows(cfg: RunConfig, tokenizer: Any) -> int:
+    """The windows the comparison will read: the corpus cut once ahead (tokenizing only)."""
+    docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
+    c = cfg.collect
+    return sum(1 for _ in cut_windows(docs, tokenizer, c.window_tokens, c.max_windows))
+
+
+def sampled_positions(first: int, n_windows: int, width: int, stride: int) -> torch.Tensor | None:
+    """Boolean [n_windows, width] mask of the positions read in windows ``first`` ... of the
+    corpus: position p of window w when (p + w) % stride == 0, so the offset turns with each
+    window; None when every position is read."""
+    if stride == 1:
+        return None
+    w = torch.arange(first, first + n_windows)[:, None]
+    return (torch.arange(width)[None, :] + w) % stride == 0
+
+
+def site_activations(
+    subject: LoadedSubject, batch: list[RawWindow], keep: torch.Tensor | None = None
+) -> list[torch.Tensor]:
+    """Per compared site of ``subject``: float32 [positions, width] on ``batch``, the framing
+    tokens dropped, at the window positions where ``keep`` [windows, tokens] is true (all when
+    None); the forward pass stops after the last site."""
     model = subject.model
     ids = subject.frame.wrap(batch).to(model.device)
     with (
@@ -166,4 +246,6 @@ def site_activations(subject: LoadedSubject, batch: list[RawWindow]) -> list[tor
     ):
         model.base_model(input_ids=ids, attention_mask=torch.ones_like(ids))
     start, width = len(subject.frame.prefix), len(batch[0].token_ids)
-    return [t[:, start : start + width].reshape(-1, t.shape[-1]) for t in captured]
+    if keep is None:
+        return [t[:, start : start + width].reshape(-1, t.shape[-1]) for t in captured]
+    return [t[:, start : start + width][keep] for t in captured]

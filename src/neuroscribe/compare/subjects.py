@@ -60,9 +60,7 @@ def load_subjects(cfg: RunConfig) -> list[LoadedSubject]:
     names = cfg.compare.models
     if len(names) < 2:
         got = f"only '{names[0]}'" if names else "none"
-        raise CompareError(
-            f"compare needs two or more subjects (--model A --model B); got {got}"
-        )
+        raise CompareError(f"compare needs two or more subjects (--model A --model B); got {got}")
     expand_sites(cfg.collect.site)  # syntax, before any model is loaded
     check_source(cfg.corpus.source, cfg.corpus.text_field)
     for name in names:

@@ -5,8 +5,10 @@ split), so it sits above both packages and ``neuroscribe.explain`` does not impo
 judges of ``simulate`` render marked tokens with ``explain.render``).
 
 Units go to an explainer ``2 x max_concurrency`` at a time through ``llm.fanout.fan_out``, so an
-endpoint keeps its ``concurrency`` requests in flight while best-of-n selection of the units
-already explained (which simulates on the validation split) runs between chunks.
+endpoint keeps its ``concurrency`` requests in flight. Between chunks, best-of-n selects among
+the samples of the chunk's units together (``select_best_many``): the selecting simulator gets
+their validation jobs in one ``simulate_batch`` call, so an endpoint's calls go out across units
+under its one concurrency limit, and in-process simulators batch across units.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from collections.abc import Collection, Mapping, Sequence
 from neuroscribe.config import RunConfig
 from neuroscribe.explain.factory import make_explainer
 from neuroscribe.explain.many import explain_many
-from neuroscribe.explain.select import select_best
+from neuroscribe.explain.select import select_best_many
 from neuroscribe.ids import content_hash
-from neuroscribe.llm.base import Ledger, for_unit
+from neuroscribe.llm.base import Ledger
 from neuroscribe.progress import track_chunks
 from neuroscribe.records import Explanation, UnitExamples, Window
 from neuroscribe.score.controls import SHUFFLED_CONTROL
 from neuroscribe.score.score import validation_score
-from neuroscribe.simulate import make_simulator
+from neuroscribe.simulate import Simulator, make_simulator
 
 
 def explain_units(
@@ -57,14 +59,26 @@ def explain_units(
         for chunk in track_chunks(seeded, step, f"explain  {name}"):
             units_in, seeds = [u for u, _ in chunk], [s for _, s in chunk]
             results = explain_many(explainer, units_in, windows, cfg.explain.samples, seeds)
-            for unit, samples in zip(units_in, results, strict=True):
-                if sum(s.status == "ok" for s in samples) > 1:
-                    with for_unit(unit.unit.key):  # a selector's calls are the unit's
-                        samples = select_best(samples, unit, windows, selector, validation_score)
-                out.extend(samples)
+            out.extend(e for samples in select_in(results, units_in, windows, selector)
+                       for e in samples)
     if cfg.score.controls:
         out.extend(shuffled_controls(out, [u.unit.key for u in live]))
     return out
+
+
+def select_in(
+    results: Sequence[list[Explanation]],
+    units: Sequence[UnitExamples],
+    windows: Mapping[str, Window],
+    selector: Simulator,
+) -> list[list[Explanation]]:
+    """Each unit's samples, best-of-n applied to the units with more than one ok sample (all of
+    them at once); the others' samples unchanged."""
+    chosen = [i for i, samples in enumerate(results) if sum(s.status == "ok" for s in samples) > 1]
+    groups = [(results[i], units[i]) for i in chosen]
+    selected = dict(zip(chosen, select_best_many(groups, windows, selector, validation_score),
+                        strict=True))
+    return [selected.get(i, samples) for i, samples in enumerate(results)]
 
 
 def silent_annotators(

@@ -33,7 +33,7 @@ def colour(value: float) -> str:
 
 
 def _cell(x: float, y: float, site_a: str, site_b: str, value: float | None | str,
-          matched: bool) -> str:
+          matched: bool, minibatch: bool = False) -> str:
     cls = ' class="matched"' if matched else ""
     if value == "missing":
         fill, label, tip = "", "\u2013", "not accumulated (compare.cka_budget_mb)"
@@ -43,6 +43,8 @@ def _cell(x: float, y: float, site_a: str, site_b: str, value: float | None | st
     else:
         v = float(value)
         fill, label, tip = f' fill="{colour(v)}"', f"{v:.2f}", f"CKA {v:.3f}"
+        if minibatch:
+            tip += " (minibatch estimator: over compare.cka_budget_mb)"
     dark = ' class="on-dark"' if isinstance(value, float) and value > 0.6 else ""
     return (
         f'<rect x="{x}" y="{y}" width="{CELL_W - 2}" height="{CELL_H - 2}"{fill}{cls}>'
@@ -71,7 +73,7 @@ def heatmap_svg(grid: CkaGrid, title: str) -> str:
             key = (site_a, site_b)
             value: float | None | str = grid.values.get(key, "missing")
             parts.append(_cell(LABEL_W + j * CELL_W, y, site_a, site_b, value,
-                               key in grid.matched))
+                               key in grid.matched, key in grid.minibatch))
     y0 = grid_bottom + 12
     for k in range(SCALE_STEPS):
         lo = k / SCALE_STEPS

@@ -20,7 +20,8 @@ _NUMBER = re.compile(r"(\d+)")
 @dataclass(frozen=True)
 class CkaGrid:
     """One subject pair's layer x layer CKA: ``values[(site_a, site_b)]`` (None = undefined,
-    a side constant), a missing key = the pair was not accumulated (``compare.cka_budget_mb``)."""
+    a side constant), a missing key = the pair was not accumulated (runs made before pairs over
+    ``compare.cka_budget_mb`` got the minibatch estimate)."""
 
     subject_a_id: str
     subject_b_id: str
@@ -28,6 +29,8 @@ class CkaGrid:
     sites_b: tuple[str, ...]
     values: dict[tuple[str, str], float | None]
     matched: frozenset[tuple[str, str]]
+    minibatch: frozenset[tuple[str, str]] = frozenset()
+    """Cells whose CKA is the minibatch estimate (pairs over ``compare.cka_budget_mb``)."""
     """Site pairs whose units were matched (the same site in both)."""
 
 
@@ -67,6 +70,11 @@ def cka_grids(cells: list[dict[str, Any]]) -> list[CkaGrid]:
                 tuple(sorted({c["site_b"] for c in pair_cells}, key=site_order)),
                 {(c["site_a"], c["site_b"]): c["cka"] for c in pair_cells},
                 frozenset((c["site_a"], c["site_b"]) for c in pair_cells if c["matched"]),
+                frozenset(
+                    (c["site_a"], c["site_b"])
+                    for c in pair_cells
+                    if c.get("cka_method") == "minibatch"
+                ),
             )
         )
     return grids

@@ -7,7 +7,8 @@ Each plug-in also makes its fuzz judge (``make_fuzz_judge``). ``simulate_units``
 ``fuzz_units`` run them over a run's explanations, concurrently up to the annotator's limit.
 """
 
-from neuroscribe.simulate.base import SimulateFailure, Simulator
+from neuroscribe.simulate.base import BasicSimulator, SimulateFailure, Simulator, SimulatorBase
+from neuroscribe.simulate.fuzz import FuzzJudgeBase
 from neuroscribe.simulate.plugin import (
     NoFuzzJudge,
     SimulatorPlugin,
@@ -17,7 +18,8 @@ from neuroscribe.simulate.plugin import (
 from neuroscribe.simulate.units import SIMULATED_SPLITS, fuzz_units, simulate_many, simulate_units
 
 __all__ = [
-    "SIMULATED_SPLITS", "NoFuzzJudge", "SimulateFailure", "Simulator", "SimulatorPlugin",
+    "SIMULATED_SPLITS", "BasicSimulator", "FuzzJudgeBase", "NoFuzzJudge", "SimulateFailure",
+    "Simulator", "SimulatorBase", "SimulatorPlugin",
     "fuzz_units", "make_fuzz_judge", "make_simulator", "simulate_many",
     "simulate_units",
 ]

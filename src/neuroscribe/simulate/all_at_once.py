@@ -28,7 +28,13 @@ from neuroscribe.llm.base import Backend, BatchDistributions, Message
 from neuroscribe.llm.recorder import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, Simulation, Window
-from neuroscribe.simulate.base import SCALE_MAX, SimulateFailure, failed_simulation, ok_simulation
+from neuroscribe.simulate.base import (
+    SCALE_MAX,
+    SimulateFailure,
+    SimulatorBase,
+    failed_simulation,
+    ok_simulation,
+)
 
 PROMPT = "simulate_all_at_once"
 DIGITS = tuple(str(d) for d in range(10))
@@ -77,7 +83,7 @@ def distributions_batch(
     return out
 
 
-class AllAtOnceSimulator:
+class AllAtOnceSimulator(SimulatorBase):
     """``local/...`` (or a ``fake/...`` with distributions)."""
 
     def __init__(self, name: str, backend: Backend, prompt: Prompt | None = None) -> None:

@@ -34,8 +34,23 @@ import numpy as np
 
 from neuroscribe.explain.render import display_pieces
 from neuroscribe.records import Explanation, Simulation, Window
-from neuroscribe.simulate.base import SCALE_MAX, SimulateFailure, failed_simulation, ok_simulation
-from neuroscribe.simulate.fuzz import FuzzFailure, FuzzItem, FuzzVerdict, failed_verdict, verdict
+from neuroscribe.simulate.base import (
+    BATCH_JOBS,
+    SCALE_MAX,
+    SimulateFailure,
+    Simulator,
+    SimulatorBase,
+    failed_simulation,
+    ok_simulation,
+)
+from neuroscribe.simulate.fuzz import (
+    FuzzFailure,
+    FuzzItem,
+    FuzzJudgeBase,
+    FuzzVerdict,
+    failed_verdict,
+    verdict,
+)
 from neuroscribe.simulate.plugin import SimulatorPlugin
 
 if TYPE_CHECKING:
@@ -84,10 +99,11 @@ def token_words(tokens: Sequence[str]) -> list[str]:
     return words
 
 
-class EmbeddingSimulator:
+class EmbeddingSimulator(SimulatorBase):
     name = EMBEDDING_SIMULATOR
     max_concurrency = 1
     """One embedding model in this process, batched over an explanation's windows."""
+    batch_jobs = BATCH_JOBS
 
     async def asimulate(
         self, explanation: Explanation, windows: Sequence[Window]
@@ -158,16 +174,17 @@ class EmbeddingSimulator:
         return out
 
 
-class EmbeddingFuzzJudge:
+class EmbeddingFuzzJudge(FuzzJudgeBase):
     """``embedding/all-minilm-l6-v2``: mean similarity of the marked tokens to the explanation."""
 
     name = EMBEDDING_SIMULATOR
+    batch_jobs = BATCH_JOBS
     unavailable: dict[str, str] = {
         "fuzz_bacc": f"no yes/no answer: {EMBEDDING_SIMULATOR} gives a similarity without a "
         "natural threshold (see fuzz_auroc)"
     }
 
-    def __init__(self, simulator: EmbeddingSimulator | None = None) -> None:
+    def __init__(self, simulator: Simulator | None = None) -> None:
         self.simulator = simulator or EmbeddingSimulator()
 
     def judge(
@@ -181,8 +198,7 @@ class EmbeddingFuzzJudge:
         """``judge`` of every (explanation, items) job, the simulations batched across units."""
         ids = [list(dict.fromkeys(item.window_id for item in items)) for _, items in jobs]
         work = [(e, [windows[w] for w in mine]) for (e, _), mine in zip(jobs, ids, strict=True)]
-        batch = getattr(self.simulator, "simulate_batch", None)
-        simulated = batch(work) if batch else [self.simulator.simulate(e, ws) for e, ws in work]
+        simulated = self.simulator.simulate_batch(work)
         out = []
         for (explanation, items), mine, sims in zip(jobs, ids, simulated, strict=True):
             by_window = dict(zip(mine, sims, strict=True))

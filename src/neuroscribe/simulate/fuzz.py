@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Literal, Protocol
@@ -42,6 +43,7 @@ import numpy as np
 
 from neuroscribe.explain.render import display_pieces, mark_runs
 from neuroscribe.ids import content_hash
+from neuroscribe.llm.base import for_unit
 from neuroscribe.records import Explanation, PromptRef, Record, Split, UnitExamples, Window
 from neuroscribe.score.detection import DETECTION_FRACTION
 
@@ -148,7 +150,9 @@ ANSWER_SCHEMA = {
 }
 
 
-class FuzzJudge(Protocol):
+class BasicFuzzJudge(Protocol):
+    """What a simulator plug-in's fuzz judge must implement (``SimulatorPlugin.fuzz_judge``)."""
+
     name: str
     unavailable: dict[str, str]
     """Score kinds this judge cannot give, with the reason stored in their place."""
@@ -156,6 +160,71 @@ class FuzzJudge(Protocol):
     def judge(
         self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
     ) -> list[FuzzVerdict]: ...
+
+
+FuzzJobs = Sequence[tuple[Explanation, Sequence[FuzzItem]]]
+
+
+class FuzzJudge(BasicFuzzJudge, Protocol):
+    """What the fuzz stage calls (``make_fuzz_judge`` returns one): a judge with the batch
+    members. ``FuzzJudgeBase`` gives their defaults; a plug-in's ``BasicFuzzJudge`` that does
+    not derive from it gets them through ``JudgeOneJobAtATime``."""
+
+    @property
+    def batch_jobs(self) -> int:
+        """(explanation, items) jobs the stage hands ``judge_many`` at once; the progress
+        advances by each call."""
+        ...
+
+    def judge_many(self, jobs: FuzzJobs, windows: Mapping[str, Window]) -> list[list[FuzzVerdict]]:
+        """``judge`` of every (explanation, items) job, in order, in one call."""
+        ...
+
+
+class FuzzJudgeBase(ABC):
+    """The batch members' defaults: one job per call, judged by ``judge``. Judges that work
+    across units (the in-process baselines batch; LLM judges pool their calls) override both."""
+
+    name: str
+    unavailable: dict[str, str]
+
+    @abstractmethod
+    def judge(
+        self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
+    ) -> list[FuzzVerdict]:
+        """As ``BasicFuzzJudge.judge``."""
+
+    @property
+    def batch_jobs(self) -> int:
+        return 1
+
+    def judge_many(self, jobs: FuzzJobs, windows: Mapping[str, Window]) -> list[list[FuzzVerdict]]:
+        out = []
+        for e, items in jobs:
+            with for_unit(e.unit_key):  # the judge's calls are its unit's
+                out.append(self.judge(e, items, windows))
+        return out
+
+
+class JudgeOneJobAtATime(FuzzJudgeBase):
+    """A plug-in's judge that implements only ``BasicFuzzJudge``, with the batch defaults of
+    ``FuzzJudgeBase`` (``make_fuzz_judge`` wraps it; the plug-in implements nothing new)."""
+
+    def __init__(self, judge: BasicFuzzJudge) -> None:
+        self.inner = judge
+        self.name = judge.name
+        self.unavailable = judge.unavailable
+
+    def judge(
+        self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]
+    ) -> list[FuzzVerdict]:
+        return self.inner.judge(explanation, items, windows)
+
+
+def judge_with_batch_members(judge: BasicFuzzJudge) -> FuzzJudge:
+    """``judge`` itself when it derives from ``FuzzJudgeBase`` (it declares its batch members),
+    else wrapped in ``JudgeOneJobAtATime``."""
+    return judge if isinstance(judge, FuzzJudgeBase) else JudgeOneJobAtATime(judge)
 
 
 def verdict(

@@ -38,6 +38,7 @@ from neuroscribe.simulate.fuzz import (
     ANSWERS,
     FuzzFailure,
     FuzzItem,
+    FuzzJudgeBase,
     FuzzVerdict,
     failed_verdict,
     marked_text,
@@ -110,7 +111,7 @@ def answer_confidences(steps: Sequence[TokenLogprobs], n: int) -> list[float] | 
     return found if len(found) == n else None
 
 
-class LLMFuzzJudge:
+class LLMFuzzJudge(FuzzJudgeBase):
     """``local/...``, ``openai/...`` and ``fake/...``: the ``fuzz`` prompt, one call per item, or
     the ``fuzz_batch`` prompt, up to ``batch`` items per call, where the backend enforces JSON
     schemas and has no next-token distributions."""
@@ -136,6 +137,11 @@ class LLMFuzzJudge:
             self.unavailable["fuzz_auroc"] = (
                 f"no probabilities: {name} answers yes or no without logprobs"
             )
+
+    @property
+    def batch_jobs(self) -> int:
+        """Explanations per ``judge_many`` call: twice the concurrency, their calls pooled."""
+        return 2 * self.max_concurrency
 
     def judge(
         self, explanation: Explanation, items: Sequence[FuzzItem], windows: Mapping[str, Window]

@@ -28,7 +28,12 @@ from neuroscribe.llm.recorder import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
 from neuroscribe.records import Explanation, Simulation, Window
 from neuroscribe.simulate import sparse as sparse_format
-from neuroscribe.simulate.base import SimulateFailure, failed_simulation, ok_simulation
+from neuroscribe.simulate.base import (
+    SimulateFailure,
+    SimulatorBase,
+    failed_simulation,
+    ok_simulation,
+)
 from neuroscribe.simulate.sparse import AnswerError, read_json_answer
 
 PROMPT = "simulate_json"
@@ -108,7 +113,7 @@ FORMATS: dict[str, AnswerFormat] = {
 """Answer formats by name (``AnnotatorConfig.simulate_format``); ``dense`` is the default."""
 
 
-class JsonSimulator:
+class JsonSimulator(SimulatorBase):
     """``openai/...`` (or a ``fake/...`` without distributions)."""
 
     def __init__(

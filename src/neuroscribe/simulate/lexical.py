@@ -17,12 +17,21 @@ from typing import TYPE_CHECKING
 from neuroscribe.explain.ngram import term_key
 from neuroscribe.records import Explanation, Simulation, Window
 from neuroscribe.simulate.base import (
+    BATCH_JOBS,
     SCALE_MAX,
     SimulateFailure,
+    SimulatorBase,
     failed_simulation,
     ok_simulation,
 )
-from neuroscribe.simulate.fuzz import FuzzFailure, FuzzItem, FuzzVerdict, failed_verdict, verdict
+from neuroscribe.simulate.fuzz import (
+    FuzzFailure,
+    FuzzItem,
+    FuzzJudgeBase,
+    FuzzVerdict,
+    failed_verdict,
+    verdict,
+)
 from neuroscribe.simulate.plugin import SimulatorPlugin
 
 STOP_WORDS = frozenset(
@@ -81,10 +90,11 @@ def _predictions(terms: frozenset[str], tokens: Sequence[str]) -> list[float]:
     return [SCALE_MAX if _key(t) in terms else 0.0 for t in tokens]
 
 
-class LexicalSimulator:
+class LexicalSimulator(SimulatorBase):
     name = "baseline/lexical"
     max_concurrency = 1
     """No LLM: quick, in this process."""
+    batch_jobs = BATCH_JOBS
 
     async def asimulate(
         self, explanation: Explanation, windows: Sequence[Window]
@@ -116,10 +126,11 @@ class LexicalSimulator:
         return out
 
 
-class LexicalFuzzJudge:
+class LexicalFuzzJudge(FuzzJudgeBase):
     """``baseline/lexical``: yes when a marked token is a word the explanation names."""
 
     name = "baseline/lexical"
+    batch_jobs = BATCH_JOBS
     unavailable: dict[str, str] = {
         "fuzz_auroc": "no probabilities: baseline/lexical answers yes or no only"
     }

@@ -16,13 +16,23 @@ from neuroscribe.llm.base import Ledger
 from neuroscribe.records import Explanation, Window
 from neuroscribe.registry import SIMULATORS
 from neuroscribe.score.fuzz import FUZZ_KINDS
-from neuroscribe.simulate.base import Simulator
-from neuroscribe.simulate.fuzz import FuzzItem, FuzzJudge, FuzzVerdict
+from neuroscribe.simulate.base import BasicSimulator, Simulator, with_batch_members
+from neuroscribe.simulate.fuzz import (
+    BasicFuzzJudge,
+    FuzzItem,
+    FuzzJudge,
+    FuzzJudgeBase,
+    FuzzVerdict,
+    judge_with_batch_members,
+)
 
-SimulatorFactory = Callable[[str, SimulateConfig, Ledger | None, AnnotatorConfig | None], Simulator]
-"""``(name, simulate config, ledger, annotator config) -> Simulator``."""
+SimulatorFactory = Callable[
+    [str, SimulateConfig, Ledger | None, AnnotatorConfig | None], BasicSimulator
+]
+"""``(name, simulate config, ledger, annotator config) -> BasicSimulator`` (a
+``SimulatorBase`` to declare its own batch members)."""
 FuzzJudgeFactory = Callable[
-    [str, SimulateConfig, Ledger | None, AnnotatorConfig | None], FuzzJudge
+    [str, SimulateConfig, Ledger | None, AnnotatorConfig | None], BasicFuzzJudge
 ]
 
 
@@ -37,7 +47,7 @@ class SimulatorPlugin:
     """Why there is no fuzz judge (stored as the reason of NULL fuzz scores)."""
 
 
-class NoFuzzJudge:
+class NoFuzzJudge(FuzzJudgeBase):
     """The judge of a simulator that cannot fuzz: no verdicts, every fuzz kind unavailable."""
 
     def __init__(self, name: str, reason: str) -> None:
@@ -62,8 +72,9 @@ def make_simulator(
 ) -> Simulator:
     """The simulator named ``backend/model``; ValueError naming the valid ones otherwise.
     ``annotator`` (``RunConfig.annotators.get(name)``) sets temperature, concurrency, timeouts,
-    retries and prices of LLM simulators."""
-    return simulator_plugin(name).make(name, cfg, ledger, annotator)
+    retries and prices of LLM simulators. A plug-in's simulator that does not derive from
+    ``SimulatorBase`` gets its defaults (one job at a time)."""
+    return with_batch_members(simulator_plugin(name).make(name, cfg, ledger, annotator))
 
 
 def make_fuzz_judge(
@@ -73,8 +84,9 @@ def make_fuzz_judge(
     annotator: AnnotatorConfig | None = None,
 ) -> FuzzJudge:
     """The fuzz judge of the simulator named ``backend/model`` (``NoFuzzJudge`` with the
-    plug-in's reason when it has none)."""
+    plug-in's reason when it has none). A plug-in's judge that does not derive from
+    ``FuzzJudgeBase`` gets its defaults (one job at a time)."""
     plugin = simulator_plugin(name)
     if plugin.fuzz_judge is None:
         return NoFuzzJudge(name, plugin.no_fuzz or f"{name} has no fuzz judge")
-    return plugin.fuzz_judge(name, cfg, ledger, annotator)
+    return judge_with_batch_members(plugin.fuzz_judge(name, cfg, ledger, annotator))

@@ -11,20 +11,16 @@ import functools
 from collections.abc import Mapping, Sequence
 
 from neuroscribe.config import RunConfig
-from neuroscribe.llm.base import Ledger, for_unit, in_unit
-from neuroscribe.llm.fanout import fan_out
+from neuroscribe.llm.base import Ledger
 from neuroscribe.progress import track_chunks
 from neuroscribe.records import Explanation, Score, Simulation, Split, UnitExamples, Window
 from neuroscribe.score.fuzz import FuzzPair, fuzz_scores_many
 from neuroscribe.simulate.adaptive import Jobs, simulate_adaptive
-from neuroscribe.simulate.base import Simulator
+from neuroscribe.simulate.base import Simulator, simulate_many
 from neuroscribe.simulate.fuzz import build_fuzz_items
-from neuroscribe.simulate.fuzz_llm import LLMFuzzJudge
 from neuroscribe.simulate.plugin import make_fuzz_judge, make_simulator
 
-BATCH_JOBS = 512
-"""Explanations per call of a simulator or judge that works across units (``simulate_batch``,
-``judge_many``: the in-process baselines); the progress advances by each call."""
+__all__ = ["SIMULATED_SPLITS", "fuzz_units", "pending", "simulate_many", "simulate_units"]
 
 SIMULATED_SPLITS = (Split.CALIBRATE, Split.SCORE_TOP, Split.SCORE_RANDOM, Split.SCORE_OOD)
 """The splits every simulator predicts: calibration and every reported (held-out) split."""
@@ -45,40 +41,6 @@ def pending(
     return [(name, mine) for name, mine in work if mine]
 
 
-def simulate_many(
-    simulator: Simulator, jobs: Sequence[tuple[Explanation, Sequence[Window]]]
-) -> list[list[Simulation]]:
-    """``simulator.simulate(explanation, windows)`` for every job, in order. A simulator with a
-    ``max_concurrency`` above 1 (an endpoint) gets every (explanation, window) pair of every job
-    from one pool of that size, so concurrency is not capped by the windows of one unit; the
-    others (in-process, batched) take one job at a time."""
-    if simulator.max_concurrency > 1:
-        parts = [(i, e, [w]) for i, (e, ws) in enumerate(jobs) for w in ws]
-    else:
-        parts = [(i, e, list(ws)) for i, (e, ws) in enumerate(jobs)]
-    done = fan_out(
-        lambda p: in_unit(p[1].unit_key, simulator.asimulate(p[1], p[2])),
-        parts,
-        simulator.max_concurrency,
-    )
-    out: list[list[Simulation]] = [[] for _ in jobs]
-    for (i, _, _), sims in zip(parts, done, strict=True):
-        out[i].extend(sims)
-    return out
-
-
-def simulate_jobs(simulator: Simulator, name: str, jobs: Jobs) -> list[list[Simulation]]:
-    """The simulations of every (explanation, windows) job, in order: a simulator that works
-    across units (``simulate_batch``) ``BATCH_JOBS`` at a time, the others
-    ``2 x max_concurrency`` at a time (``simulate_many``); the progress advances by each."""
-    batch = getattr(simulator, "simulate_batch", None)
-    step = BATCH_JOBS if batch else 2 * simulator.max_concurrency
-    done: list[list[Simulation]] = []
-    for chunk in track_chunks(jobs, step, f"simulate {name}"):
-        done.extend(batch(chunk) if batch else simulate_many(simulator, chunk))
-    return done
-
-
 def simulate_units(
     explanations: Sequence[Explanation],
     units: Sequence[UnitExamples],
@@ -89,7 +51,8 @@ def simulate_units(
 ) -> list[Simulation]:
     """Every simulator on every selected explanation, over the held-out windows of its unit
     (``SIMULATED_SPLITS``), except the (explanation id, simulator) pairs in ``done``.
-    Explanations go ``2 x max_concurrency`` at a time, their windows pooled. With
+    Explanations go ``simulator.batch_jobs`` at a time to ``simulator.simulate_batch``: an
+    endpoint's windows pooled under its concurrency, the in-process baselines batched. With
     ``cfg.budget.ci_width``, the held-out windows go in steps (``simulate.adaptive``)."""
     by_key = {u.unit.key: u for u in units}
     out: list[Simulation] = []
@@ -106,6 +69,15 @@ def simulate_units(
         for sims in run(jobs):
             out.extend(sims)
     return out
+
+
+def simulate_jobs(simulator: Simulator, name: str, jobs: Jobs) -> list[list[Simulation]]:
+    """``simulator.simulate_batch`` of every (explanation, windows) job, in order,
+    ``simulator.batch_jobs`` at a time; the progress advances by each call."""
+    done: list[list[Simulation]] = []
+    for chunk in track_chunks(jobs, simulator.batch_jobs, f"simulate {name}"):
+        done.extend(simulator.simulate_batch(chunk))
+    return done
 
 
 def fuzz_units(
@@ -130,22 +102,11 @@ def fuzz_units(
     pairs: list[FuzzPair] = []
     for name, mine in pending(explanations, by_key, cfg.simulate.simulators, done):
         judge = make_fuzz_judge(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
-        # A judge working across units (``judge_many``) gets many explanations at once: the
-        # in-process baselines batch them; an LLM judge puts their calls in one pool of its
-        # concurrency (an endpoint would otherwise wait for each unit's few calls in turn).
-        many = getattr(judge, "judge_many", None)
-        step = 2 * judge.max_concurrency if isinstance(judge, LLMFuzzJudge) else (
-            BATCH_JOBS if many else 1
-        )
-        for chunk in track_chunks(mine, step, f"fuzz     {name}"):
-            jobs = [(e, items[e.unit_key]) for e in chunk]
-            if many:
-                verdicts = many(jobs, windows)
-            else:
-                verdicts = []
-                for e, its in jobs:
-                    with for_unit(e.unit_key):
-                        verdicts.append(judge.judge(e, its, windows))
+        # A judge gets ``batch_jobs`` explanations per call: the in-process baselines batch
+        # them; an LLM judge puts their calls in one pool of its concurrency (an endpoint would
+        # otherwise wait for each unit's few calls in turn).
+        for chunk in track_chunks(mine, judge.batch_jobs, f"fuzz     {name}"):
+            verdicts = judge.judge_many([(e, items[e.unit_key]) for e in chunk], windows)
             for e, mine_verdicts in zip(chunk, verdicts, strict=True):
                 no_items = (
                     "unit never fires" if by_key[e.unit_key].stats.max <= 0

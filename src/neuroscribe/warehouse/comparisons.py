@@ -60,6 +60,7 @@ def save_comparison(
                 "threshold": threshold,
                 "similarity": similarity,
                 "score_change": score_change,
+                "cka_method": p.cka_method,
             }
         )
         if p.matches is None:
@@ -107,7 +108,8 @@ def cka_matrix(con: duckdb.DuckDBPyConnection, run_id: str) -> list[dict[str, An
     """Every site pair's CKA in one comparison run (matched or CKA-only): the heatmap's cells."""
     return fetch_dicts(
         con,
-        "SELECT subject_a_id, subject_b_id, site_a, site_b, cka, matched FROM site_comparisons"
+        "SELECT subject_a_id, subject_b_id, site_a, site_b, cka, cka_method, matched"
+        " FROM site_comparisons"
         " WHERE run_id = ? ORDER BY subject_a_id, subject_b_id, site_a, site_b",
         [run_id],
     )
