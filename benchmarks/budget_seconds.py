@@ -16,8 +16,11 @@ shuffled control, under any simulator.
 Timings on a shared machine are noisy: the load average before and after is printed; the ratio
 comes from two runs made in this one invocation.
 
+With ``--ci-width W`` a third run adds adaptive scoring to the budget (``--ci-width``): its
+CPU-seconds against the first run's, and per unit the best score and the windows it rests on.
+
     OMP_NUM_THREADS=1 python benchmarks/budget_seconds.py [--units 8] [--below 0.3]
-        [--escalate 'local/*'] [--max-windows 400] [--keep DIR]
+        [--escalate 'local/*'] [--max-windows 400] [--keep DIR] [--ci-width W]
 """
 
 from __future__ import annotations
@@ -63,9 +66,9 @@ def _per_unit(warehouse: Path) -> dict[str, dict[str, Any]]:
         ).fetchone()
         best = con.execute(
             "SELECT unit_key, unit_index, max(score), arg_max(explainer || ' x ' || simulator,"
-            " score) FROM scored_explanations WHERE run_id = ? AND score_kind = ?"
-            " AND selected AND explainer <> shuffled_control() AND score IS NOT NULL"
-            " GROUP BY ALL",
+            " score), arg_max(n_windows, score) FROM scored_explanations"
+            " WHERE run_id = ? AND score_kind = ? AND selected"
+            " AND explainer <> shuffled_control() AND score IS NOT NULL GROUP BY ALL",
             [run_id, HEADLINE_SCORE],
         ).fetchall()
         spend = con.execute(
@@ -74,13 +77,30 @@ def _per_unit(warehouse: Path) -> dict[str, dict[str, Any]]:
             [run_id],
         ).fetchall()
     out: dict[str, dict[str, Any]] = {}
-    for key, index, score, pair in best:
-        out.setdefault(key, {}).update(index=index, best=score, pair=pair)
+    for key, index, score, pair, windows in best:
+        out.setdefault(key, {}).update(index=index, best=score, pair=pair, windows=windows)
     for key, escalated, cheap, calls, prompt, completion in spend:
         out.setdefault(key, {}).update(
             escalated=escalated, cheap=cheap, calls=calls, tokens=prompt + completion
         )
     return out
+
+
+def _adaptive(
+    name: str, ratio: float, full: dict[str, dict[str, Any]], adaptive: dict[str, dict[str, Any]]
+) -> None:
+    """The run with adaptive scoring against every annotator: CPU, best scores, windows."""
+    print(f"\n{name}: CPU-s per unit / every annotator {ratio:.2f} ({1 / ratio:.2f}x fewer)")
+    print("| unit | best, every annotator | best, this run | windows of that score |")
+    print("|---:|---|---|---:|")
+    for key in sorted(full, key=lambda k: full[k].get("index", 0)):
+        f, a = full[key], adaptive.get(key, {})
+        best = [
+            "n/a" if v.get("best") is None else f"{v['best']:+.3f} ({v['pair']})" for v in (f, a)
+        ]
+        print(f"| {f.get('index')} | {best[0]} | {best[1]} | {a.get('windows', 'n/a')} |")
+    defined = [v["best"] for v in adaptive.values() if v.get("best") is not None]
+    print(f"mean best headline score per unit: {sum(defined) / max(1, len(defined)):+.3f}")
 
 
 def _load() -> str:
@@ -94,6 +114,7 @@ def main() -> None:
     ap.add_argument("--escalate", default="local/*")
     ap.add_argument("--max-windows", type=int, default=400)
     ap.add_argument("--keep", type=Path, help="keep the warehouses in this folder")
+    ap.add_argument("--ci-width", type=float, help="a third run: the budget and adaptive scoring")
     args = ap.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="neuroscribe-budget-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -111,6 +132,9 @@ def main() -> None:
             str(args.below),
         ],
     }
+    if args.ci_width is not None:
+        adaptive = [*runs[list(runs)[1]], "--ci-width", str(args.ci_width)]
+        runs[f"{list(runs)[1]}, ci_width {args.ci_width}"] = adaptive
     figures = {}
     for i, (name, extra) in enumerate(runs.items()):
         warehouse = folder / f"run{i}.duckdb"
@@ -120,7 +144,7 @@ def main() -> None:
         print(f"{name}: {wall:.0f} s wall, {cpu:.0f} CPU-s, {cpu / args.units:.1f} CPU-s per unit")
     print(f"load average after: {_load()}")
 
-    (full_name, (_, full_cpu, full)), (budget_name, (_, budget_cpu, budget)) = figures.items()
+    (_, (_, full_cpu, full)), (_, (_, budget_cpu, budget)), *third = figures.items()
     print(
         f"\nCPU-s per unit, budget / every annotator: {budget_cpu / full_cpu:.2f}"
         f" ({full_cpu / budget_cpu:.2f}x fewer)"
@@ -153,6 +177,8 @@ def main() -> None:
         f"\nmean best headline score per unit: every annotator {means[0]:+.3f},"
         f" budget {means[1]:+.3f}"
     )
+    for name, (_, cpu, adaptive) in third:
+        _adaptive(name, cpu / full_cpu, full, adaptive)
     if not args.keep:
         shutil.rmtree(folder, ignore_errors=True)
 
