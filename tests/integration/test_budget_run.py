@@ -18,6 +18,7 @@ from neuroscribe.cli import app
 from neuroscribe.llm.cache import clear_response_cache
 from neuroscribe.llm.fake import register_fake, unregister_fake
 from neuroscribe.registry import HEADLINE_SCORE
+from neuroscribe.score.controls import SHUFFLED_CONTROL
 
 pytestmark = pytest.mark.slow
 
@@ -200,7 +201,7 @@ def test_only_units_below_the_threshold_reach_the_llm_and_a_rerun_makes_no_call(
         assert unsimulated == []
         controls = _all(
             con, "SELECT count(DISTINCT unit_key) FROM explanations WHERE explainer = ?",
-            ["control/shuffled"],
+            [SHUFFLED_CONTROL],
         )[0][0]
         assert controls == len(live)
 
