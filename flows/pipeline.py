@@ -25,7 +25,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.exceptions import MissingContextError
 
-from flows import engine
+from flows import budget, engine
 from flows.retry import retry_unless_bad_input
 from neuroscribe import search
 from neuroscribe.agree import agree_units
@@ -112,14 +112,19 @@ def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
 
 
 @task(name="explain", cache_policy=NONE, tags=[LLM_TAG], **RETRY)
-def explain_task(cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str]) -> list[str]:
+def explain_task(
+    cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str],
+    work: RunConfig | None = None, only: list[str] | None = None,
+) -> list[str]:
+    """``work``: the config to explain with instead (a phase of ``flows.budget``), ``only``: the
+    unit keys to explain; rows carry ``cfg``'s hash either way."""
     _stage(warehouse, run_id, "explain")
     with closing(connect(warehouse)) as con:
         units = collection.load_units(con, unit_keys)
         windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
         calls.prime_cache_from_warehouse(con)  # a call made before (by any run) is not made again
     with closing(connect(warehouse)) as calls_con, _ledger(calls_con, run_id) as ledger:
-        explanations = explain_units(units, windows, cfg, ledger)
+        explanations = explain_units(units, windows, work or cfg, ledger, only)
     embeddings = search.embedding_rows(explanations)  # MiniLM vectors for `neuroscribe search`
     with closing(connect(warehouse)) as con:
         annotated.save_explanations(con, run_id, cfg.config_hash, explanations)
@@ -183,6 +188,9 @@ def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: lis
     with closing(connect(warehouse)) as con:
         annotated.save_agreements(con, run_id, agreements)
     return len(agreements)
+
+
+STAGES = budget.Stages(explain_task, simulate_task, score_task)  # flows.budget's phases
 
 
 def _reason(e: BaseException) -> str:
@@ -285,6 +293,8 @@ def run_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False)
         unit_keys = collect_task(cfg, warehouse, run_id)
         if cfg.engine.kind == "dask":  # explain, simulate and score on Dask workers
             explanation_ids = engine.fan_out(cfg, warehouse, run_id, unit_keys)
+        elif cfg.budget.escalate:  # cheap annotators first, then the escalated units
+            explanation_ids = budget.escalating(cfg, warehouse, run_id, unit_keys, STAGES)
         else:
             explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
             simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
@@ -322,6 +332,8 @@ def score_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = Fals
             ids = annotated.current_explanation_ids(con, unit_keys)
         if cfg.engine.kind == "dask":
             return engine.fan_out(cfg, warehouse, run_id, unit_keys, ids)
+        if cfg.budget.escalate:  # escalated simulators on escalated units only
+            return budget.rescore(cfg, warehouse, run_id, unit_keys, ids, STAGES)
         simulate_task(cfg, warehouse, run_id, unit_keys, ids)
         score_task(cfg, warehouse, run_id, unit_keys, ids)
         return ids

@@ -38,6 +38,7 @@ def check_flows(cfg: RunConfig, flows: Iterable[str]) -> None:
         check_annotators(cfg, explainers=False)
     if flows & {"run", "score"}:
         check_engine(cfg.engine)
+        cfg.budget.check(cfg.explain.explainers, cfg.simulate.simulators, cfg.engine.kind)
 
 
 def check_engine(engine: EngineConfig) -> None:

@@ -18,6 +18,7 @@ from pydantic import (
     field_validator,
 )
 
+from neuroscribe.budget.config import BudgetConfig
 from neuroscribe.errors import BadInput
 from neuroscribe.ids import content_hash
 from neuroscribe.redact import public_url
@@ -25,6 +26,7 @@ from neuroscribe.schedule import SchedulableFlow, ScheduleConfig, check_cron
 from neuroscribe.sections import CompareConfig, EngineConfig, Section
 
 __all__ = [
+    "BudgetConfig",
     "CompareConfig",
     "ConfigError",
     "EngineConfig",
@@ -258,6 +260,8 @@ class RunConfig(Section):
     """Controls beyond the shuffled explanation (see ``ControlsConfig``); hashed only when set."""
     engine: EngineConfig = EngineConfig()
     """Where the fan-out runs (see ``EngineConfig``); left out of the hash."""
+    budget: BudgetConfig = BudgetConfig()
+    """Escalation (see ``BudgetConfig``); hashed only when set."""
 
     @field_validator("collect")
     @classmethod
@@ -281,8 +285,8 @@ class RunConfig(Section):
     @property
     def config_hash(self) -> str:
         exclude = dict(NOT_HASHED)
-        for name, default in (("compare", CompareConfig()), ("controls", ControlsConfig())):
-            if getattr(self, name) == default:
+        for name in ("compare", "controls", "budget"):  # hashed only when set
+            if getattr(self, name) == type(getattr(self, name))():
                 exclude[name] = True
         return content_hash(self.model_dump(mode="json", exclude=exclude))
 

@@ -45,9 +45,9 @@ UNIT_SELECTION = ("collect.site", "collect.units", "collect.sae")
 """What finds already collected units in the warehouse (``score`` and ``agree``)."""
 
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "run": ("subject", "corpus", "collect", "explain", "simulate", "score", "controls"),
+    "run": ("subject", "corpus", "collect", "explain", "simulate", "score", "controls", "budget"),
     "collect": ("subject", "corpus", "collect"),
-    "score": ("subject", *UNIT_SELECTION, "collect.seed", "simulate", "score"),
+    "score": ("subject", *UNIT_SELECTION, "collect.seed", "simulate", "score", "budget"),
     "agree": ("subject", *UNIT_SELECTION),
 }
 """The parts of the run config (sections, or single fields) each command takes as options."""

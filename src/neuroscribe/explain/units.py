@@ -13,7 +13,7 @@ under its one concurrency limit, and in-process simulators batch across units.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from neuroscribe.config import RunConfig
 from neuroscribe.explain.factory import make_explainer
@@ -29,12 +29,17 @@ from neuroscribe.simulate import Simulator, make_simulator
 
 
 def explain_units(
-    units: Sequence[UnitExamples], windows: Mapping[str, Window], cfg: RunConfig, ledger: Ledger
+    units: Sequence[UnitExamples],
+    windows: Mapping[str, Window],
+    cfg: RunConfig,
+    ledger: Ledger,
+    only: Collection[str] | None = None,
 ) -> list[Explanation]:
     """Every explainer of ``cfg.explain.explainers`` on every live unit; several samples are
     reduced to one by best-of-n on the validation split (never the split that is reported),
     with the simulator ``cfg.explain.select_with``. With ``cfg.score.controls``, the shuffled
-    control explanations (``shuffled_controls``) follow."""
+    control explanations (``shuffled_controls``) follow. With ``only`` (unit keys), the other
+    units are skipped; every unit keeps the sampling seed it has in a run of all of them."""
     live = [u for u in units if not u.stats.dead]
     selector = make_simulator(
         cfg.explain.select_with,
@@ -45,7 +50,11 @@ def explain_units(
     out: list[Explanation] = []
     for name in cfg.explain.explainers:
         explainer = make_explainer(name, cfg.explain, ledger, cfg.annotators.get(name))
-        seeded = [(u, cfg.collect.seed + i) for i, u in enumerate(live)]
+        seeded = [
+            (u, cfg.collect.seed + i)
+            for i, u in enumerate(live)
+            if only is None or u.unit.key in only
+        ]
         step = 2 * explainer.max_concurrency
         for chunk in track_chunks(seeded, step, f"explain  {name}"):
             units_in, seeds = [u for u, _ in chunk], [s for _, s in chunk]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import Field
 
@@ -86,6 +88,36 @@ class LLMCall(Record):
     cache_hit: bool = False
     retries: int = Field(default=0, ge=0)
     """Attempts beyond the first (429, 5xx, timeouts, connection errors)."""
+    unit_key: str | None = None
+    """The unit the call worked for (``CALL_UNIT`` when it was made; None: no single unit)."""
+
+
+CALL_UNIT: ContextVar[str | None] = ContextVar("neuroscribe_call_unit", default=None)
+"""The unit whose work the calls made in this context are for: the stages set it per unit
+(``for_unit``, ``in_unit``), and every ledger row carries it (``llm_calls.unit_key``)."""
+
+BATCH_UNITS: ContextVar[tuple[str | None, ...] | None] = ContextVar(
+    "neuroscribe_batch_units", default=None
+)
+"""For requests answered together (``llm.coalesce``): each request's ``CALL_UNIT``, in order."""
+
+T = TypeVar("T")
+
+
+@contextmanager
+def for_unit(unit_key: str | None) -> Iterator[None]:
+    """Calls made inside are recorded as the work of ``unit_key``."""
+    token = CALL_UNIT.set(unit_key)
+    try:
+        yield
+    finally:
+        CALL_UNIT.reset(token)
+
+
+async def in_unit(unit_key: str | None, work: Awaitable[T]) -> T:
+    """``await work`` with its calls recorded as the work of ``unit_key`` (for ``fan_out``)."""
+    with for_unit(unit_key):
+        return await work
 
 
 LedgerSink = Callable[[list[LLMCall]], object]

@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from neuroscribe.llm.base import BATCH_UNITS, CALL_UNIT
+
 X = TypeVar("X")
 T = TypeVar("T")
 
@@ -32,13 +34,13 @@ class Coalescer(Generic[X, T]):
     def __init__(self, run: Callable[[list[X]], Sequence[T | BaseException]], limit: int) -> None:
         self.run = run
         self.limit = max(1, limit)
-        self._pending: list[tuple[X, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[X, asyncio.Future[Any], str | None]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, item: X) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((item, future))
+        self._pending.append((item, future, CALL_UNIT.get()))  # whose work, for the ledger
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._drain())
         result: T = await future
@@ -49,13 +51,16 @@ class Coalescer(Generic[X, T]):
             await self._settle()
             batch = self._pending[: self.limit]
             del self._pending[: self.limit]
+            token = BATCH_UNITS.set(tuple(unit for _, _, unit in batch))  # copied to the thread
             try:
                 results: Sequence[Any] = await asyncio.to_thread(
-                    self.run, [item for item, _ in batch]
+                    self.run, [item for item, _, _ in batch]
                 )
             except BaseException as e:  # the whole batch failed: every request raises it
                 results = [e] * len(batch)
-            for (_, future), result in zip(batch, results, strict=True):
+            finally:
+                BATCH_UNITS.reset(token)
+            for (_, future, _), result in zip(batch, results, strict=True):
                 if future.cancelled():
                     continue
                 if isinstance(result, BaseException):

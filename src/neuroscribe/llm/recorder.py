@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
 from neuroscribe.errors import BadInput
-from neuroscribe.llm.base import ChatRequest, Ledger, LLMCall, Message
+from neuroscribe.llm.base import CALL_UNIT, ChatRequest, Ledger, LLMCall, Message
 from neuroscribe.llm.cache import RESPONSE_CACHE, CachedResponse, Codec, ResponseCache
 from neuroscribe.redact import redact
 
@@ -210,6 +210,7 @@ class CallRecorder:
                 cost_usd=0.0 if cache_hit else self.cost(prompt_tokens, completion_tokens),
                 cache_hit=cache_hit,
                 retries=retries,
+                unit_key=CALL_UNIT.get(),
             )
         )
 

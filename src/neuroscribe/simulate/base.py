@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from neuroscribe.ids import content_hash
+from neuroscribe.llm.base import in_unit
 from neuroscribe.llm.fanout import fan_out
 from neuroscribe.records import Explanation, PromptRef, Simulation, Window
 
@@ -87,7 +88,11 @@ def simulate_many(
         parts = [(i, e, [w]) for i, (e, ws) in enumerate(jobs) for w in ws]
     else:
         parts = [(i, e, list(ws)) for i, (e, ws) in enumerate(jobs)]
-    done = fan_out(lambda p: simulator.asimulate(p[1], p[2]), parts, simulator.max_concurrency)
+    done = fan_out(
+        lambda p: in_unit(p[1].unit_key, simulator.asimulate(p[1], p[2])),  # calls: its unit's
+        parts,
+        simulator.max_concurrency,
+    )
     out: list[list[Simulation]] = [[] for _ in jobs]
     for (i, _, _), sims in zip(parts, done, strict=True):
         out[i].extend(sims)

@@ -43,6 +43,7 @@ import numpy as np
 
 from neuroscribe.explain.render import display_pieces, mark_runs
 from neuroscribe.ids import content_hash
+from neuroscribe.llm.base import for_unit
 from neuroscribe.records import Explanation, PromptRef, Record, Split, UnitExamples, Window
 from neuroscribe.score.detection import DETECTION_FRACTION
 
@@ -198,7 +199,11 @@ class FuzzJudgeBase(ABC):
         return 1
 
     def judge_many(self, jobs: FuzzJobs, windows: Mapping[str, Window]) -> list[list[FuzzVerdict]]:
-        return [self.judge(e, items, windows) for e, items in jobs]
+        out = []
+        for e, items in jobs:
+            with for_unit(e.unit_key):  # the judge's calls are its unit's
+                out.append(self.judge(e, items, windows))
+        return out
 
 
 class JudgeOneJobAtATime(FuzzJudgeBase):

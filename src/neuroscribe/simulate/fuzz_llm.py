@@ -20,7 +20,14 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from neuroscribe.llm.base import Backend, ChatRequest, Message, TokenLogprobs
+from neuroscribe.llm.base import (
+    Backend,
+    ChatRequest,
+    Message,
+    TokenLogprobs,
+    for_unit,
+    in_unit,
+)
 from neuroscribe.llm.fanout import fan_out
 from neuroscribe.llm.recorder import BackendError
 from neuroscribe.prompts import Prompt, load_prompt
@@ -153,7 +160,11 @@ class LLMFuzzJudge(FuzzJudgeBase):
         (``max_concurrency`` 1) run in order; in-process models with prompt distributions
         batch each explanation's windows in their forward passes."""
         if self.backend.capabilities.prompt_distributions:
-            return [self._judge_from_distributions(e, items, windows) for e, items in jobs]
+            out = []
+            for e, items in jobs:
+                with for_unit(e.unit_key):
+                    out.append(self._judge_from_distributions(e, items, windows))
+            return out
         calls = [
             (i, e, group)
             for i, (e, items) in enumerate(jobs)
@@ -161,7 +172,9 @@ class LLMFuzzJudge(FuzzJudgeBase):
                           [[item] for item in items])
         ]
         done = fan_out(
-            lambda c: self._judge_call(c[1], c[2], windows), calls, self.max_concurrency
+            lambda c: in_unit(c[1].unit_key, self._judge_call(c[1], c[2], windows)),
+            calls,
+            self.max_concurrency,
         )
         verdicts: list[dict[FuzzItem, FuzzVerdict]] = [{} for _ in jobs]
         for (i, _, group), result in zip(calls, done, strict=True):

@@ -7,6 +7,7 @@ the (explanation id, simulator) pairs already done, so a resumed run only does w
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 from neuroscribe.config import RunConfig
@@ -14,7 +15,8 @@ from neuroscribe.llm.base import Ledger
 from neuroscribe.progress import track_chunks
 from neuroscribe.records import Explanation, Score, Simulation, Split, UnitExamples, Window
 from neuroscribe.score.fuzz import FuzzPair, fuzz_scores_many
-from neuroscribe.simulate.base import simulate_many
+from neuroscribe.simulate.adaptive import Jobs, simulate_adaptive
+from neuroscribe.simulate.base import Simulator, simulate_many
 from neuroscribe.simulate.fuzz import build_fuzz_items
 from neuroscribe.simulate.plugin import make_fuzz_judge, make_simulator
 
@@ -50,19 +52,32 @@ def simulate_units(
     """Every simulator on every selected explanation, over the held-out windows of its unit
     (``SIMULATED_SPLITS``), except the (explanation id, simulator) pairs in ``done``.
     Explanations go ``simulator.batch_jobs`` at a time to ``simulator.simulate_batch``: an
-    endpoint's windows pooled under its concurrency, the in-process baselines batched."""
+    endpoint's windows pooled under its concurrency, the in-process baselines batched. With
+    ``cfg.budget.ci_width``, the held-out windows go in steps (``simulate.adaptive``)."""
     by_key = {u.unit.key: u for u in units}
     out: list[Simulation] = []
     for name, mine in pending(explanations, by_key, cfg.simulate.simulators, done):
         simulator = make_simulator(name, cfg.simulate, ledger, annotator=cfg.annotators.get(name))
+        run = functools.partial(simulate_jobs, simulator, name)
+        if cfg.budget.ci_width is not None:  # adaptive scoring: windows in steps
+            out.extend(simulate_adaptive(name, mine, by_key, windows, cfg, run))
+            continue
         jobs = [
             (e, [windows[w.window_id] for w in by_key[e.unit_key].in_splits(*SIMULATED_SPLITS)])
             for e in mine
         ]
-        for chunk in track_chunks(jobs, simulator.batch_jobs, f"simulate {name}"):
-            for sims in simulator.simulate_batch(chunk):
-                out.extend(sims)
+        for sims in run(jobs):
+            out.extend(sims)
     return out
+
+
+def simulate_jobs(simulator: Simulator, name: str, jobs: Jobs) -> list[list[Simulation]]:
+    """``simulator.simulate_batch`` of every (explanation, windows) job, in order,
+    ``simulator.batch_jobs`` at a time; the progress advances by each call."""
+    done: list[list[Simulation]] = []
+    for chunk in track_chunks(jobs, simulator.batch_jobs, f"simulate {name}"):
+        done.extend(simulator.simulate_batch(chunk))
+    return done
 
 
 def fuzz_units(

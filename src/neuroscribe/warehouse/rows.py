@@ -41,6 +41,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "agreements": ("run_id", "statistic_key"),
     "null_models": ("trained_run_id",),
     "null_model_explanations": ("trained_run_id", "explanation_id"),
+    "unit_budget": ("run_id", "unit_key"),
 }
 """Tables keyed by content ids, where a repeated write is skipped. ``agreements`` is keyed per
 run: each run records its own value of a statistic (once, however often it writes it).
