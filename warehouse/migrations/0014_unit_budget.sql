@@ -1,4 +1,4 @@
--- 0013: a budget ([budget] escalate). Which units each run escalated to its escalated
+-- 0014: a budget ([budget] escalate). Which units each run escalated to its escalated
 -- annotators and why, and the unit each LLM call worked for. Calls stored before this
 -- migration, and calls of no single unit (an endpoint's preflight check), have no unit: NULL.
 
