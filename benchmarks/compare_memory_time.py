@@ -2,7 +2,8 @@
 
 (a) Memory: the comparison pass over N and over 10 N tokens, each under ``tracemalloc``, which
 sees the accumulators (numpy-allocated: float64 totals and their float32 buffers; one
-``Moments`` per subject and site, its sums and Gram matrix; one ``CrossProducts`` per site pair)
+``Moments`` per subject and site, its sums and squares, or its Gram matrix when every site pair
+fits ``compare.cka_budget_mb``; one ``CrossProducts`` per accumulated site pair)
 and every other Python/numpy allocation of the pass, but not torch's own tensors (the model, its
 activations and each batch's products, the same at any corpus size). Printed: both peaks, their
 ratio (the issue wants at most 1.1) and the accumulators' own size, for comparison; plus the
@@ -136,12 +137,14 @@ def perturbed_copy(model: str, sigma: float, folder: Path) -> str:
     return str(folder)
 
 
-def sampling_cost(sampled: Comparison, exact: Comparison) -> str:
+def sampling_cost(sampled: Comparison, exact: Comparison, threshold: float) -> str:
     """How far the matches from sampled positions are from those from every position: the
-    share of units whose best partner is the same, the largest difference of a best partner's
-    r, and of a site pair's CKA."""
-    same = total = 0
-    dr = dcka = 0.0
+    share of units whose best partner is the same, the median, 99th percentile and largest
+    difference of a best partner's r, the units on the other side of the threshold, and the
+    largest difference of a site pair's CKA."""
+    same = total = flipped = 0
+    diffs: list[np.ndarray] = []
+    dcka = 0.0
     for s, e in zip(sampled.pairs, exact.pairs, strict=True):
         dcka = max(dcka, abs(s.cka - e.cka))
         if s.matches is None or e.matches is None:
@@ -149,19 +152,26 @@ def sampling_cost(sampled: Comparison, exact: Comparison) -> str:
         best = np.array(s.matches.kind) == "best_a"
         same += int((s.matches.unit_b[best] == e.matches.unit_b[best]).sum())
         total += int(best.sum())
-        diff = np.abs(s.matches.r[best] - e.matches.r[best])
-        dr = max(dr, float(np.nanmax(diff)) if np.isfinite(diff).any() else 0.0)
-    return (
-        f"same best partner for {same}/{total} units ({same / max(total, 1):.4f}); "
-        f"largest |r difference| of a best partner {dr:.4f}; of a CKA {dcka:.4f}"
-    )
+        rs, re_ = s.matches.r[best], e.matches.r[best]
+        both = np.isfinite(rs) & np.isfinite(re_)
+        diffs.append(np.abs(rs[both] - re_[both]))
+        flipped += int(((rs[both] >= threshold) != (re_[both] >= threshold)).sum())
+    d = np.concatenate(diffs) if diffs else np.zeros(1)
+    return (f"same best partner for {same}/{total} units ({same / max(total, 1):.4f}); "
+            f"|r difference| of a best partner: median {np.median(d):.4f}, 99th percentile "
+            f"{np.quantile(d, 0.99):.4f}, largest {d.max():.4f}; {flipped} units on the other "
+            f"side of r = {threshold}; largest |CKA difference| {dcka:.4f}")
 
 
 def accumulator_bytes(result: Comparison, subjects: list[LoadedSubject]) -> int:
-    """The totals (float64) and their float32 buffers (``stats.FLUSH_TOKENS``): each pair's
-    cross-products, each subject's sites' Gram matrices; sums and squares."""
+    """The totals (float64) and their float32 buffers (``stats.FLUSH_TOKENS``): the
+    cross-products of each pair accumulated whole (the matched pairs, and every pair within
+    ``compare.cka_budget_mb``), each subject's sites' Gram matrices (kept only then); sums and
+    squares."""
     widths = [site.width for s in subjects for site in s.sites]
-    matrices = sum(p.n_a * p.n_b for p in result.pairs) + sum(w * w for w in widths)
+    accumulated = [p for p in result.pairs if p.matches is not None or p.cka_method == "corpus"]
+    grams = sum(w * w for w in widths) if result.all_site_pairs else 0
+    matrices = sum(p.n_a * p.n_b for p in accumulated) + grams
     return (8 + 4) * matrices + 8 * 2 * sum(widths)
 
 
@@ -267,7 +277,7 @@ def main() -> None:
         print(
             f"(c) every position (max_stat_tokens 0): {exact_s:.2f} s, ratio "
             f"{exact_s / sum(forward_s):.2f}; sampled vs every position: "
-            f"{sampling_cost(r_large, r_exact)}"
+            f"{sampling_cost(r_large, r_exact, large.compare.threshold)}"
         )
 
 

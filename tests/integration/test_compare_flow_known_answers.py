@@ -164,9 +164,9 @@ def test_sampled_positions_keep_the_known_answers(known):
 
 
 def test_pairs_over_the_budget_get_the_minibatch_cka(known, warehouse_path):
-    """With no CKA budget, the same-site pairs keep their whole-corpus statistics and every
-    other pair of the heatmap gets the minibatch estimate, stored as such and near the
-    whole-corpus CKA of the same pair (from a run with the budget)."""
+    """With no CKA budget, no Gram matrix is kept: every pair of the heatmap, the matched ones
+    too, gets the minibatch estimate, stored as such and near the whole-corpus CKA of the same
+    pair (from a run with the budget); the matching still finds every unit's own copy."""
     cfg = compare_cfg([known.original, known.original], known.corpus, cka_budget_mb=0)
     run_id, comparison = _stored(warehouse_path, cfg)
     assert not comparison.all_site_pairs
@@ -174,13 +174,17 @@ def test_pairs_over_the_budget_get_the_minibatch_cka(known, warehouse_path):
     corpus_cka = {(p.site_a, p.site_b): p.cka for p in exact.pairs}
     with closing(open_readonly(warehouse_path)) as con:
         cells = cka_matrix(con, run_id)
+        for site in ("layers.0.mlp", "layers.1.mlp"):
+            matched = _matches(con, run_id, site, "one_to_one")
+            assert all(m[0] == u and m[1] == pytest.approx(1.0, abs=1e-5)
+                       for u, m in matched.items())
     assert len(cells) == 4
     for c in cells:
+        assert c["cka_method"] == "minibatch"
+        assert c["matched"] == (c["site_a"] == c["site_b"])
         if c["site_a"] == c["site_b"]:
-            assert c["matched"] and c["cka_method"] == "corpus"
             assert c["cka"] == pytest.approx(1.0, abs=1e-9)
         else:
-            assert not c["matched"] and c["cka_method"] == "minibatch"
             print(c["site_a"], c["site_b"], c["cka"], corpus_cka[c["site_a"], c["site_b"]])
             assert 0 < c["cka"] < 1
             assert c["cka"] == pytest.approx(corpus_cka[c["site_a"], c["site_b"]], abs=0.05)

@@ -11,8 +11,9 @@ turning from window to window), so their cost, which per token is about that of 
 pass itself, stops growing with the corpus; every window still goes through every subject.
 
 Site pairs: every compared site with the same site of the other subject (these are matched unit
-by unit), and every other pair for CKA only (the layer x layer heatmap): from the whole-corpus
-statistics when ``compare.cka_budget_mb`` allows, else from the minibatch estimator
+by unit), and every other pair for CKA only (the layer x layer heatmap). Every pair's CKA comes
+from the whole-corpus statistics (each side's Gram matrix) when ``compare.cka_budget_mb`` allows
+them all; else no Gram matrix is kept and every pair's CKA comes from the minibatch estimator
 (``minibatch``), whose memory does not grow with the widths' product. Subject pairs: every
 pair (i, j), i < j, in the order given.
 """
@@ -44,6 +45,11 @@ Array = np.ndarray
 
 MINIBATCH = 256
 """Tokens per minibatch of the minibatch CKA."""
+
+STAT_ROWS = 1024
+"""Positions held (every compared site's activations at them) before they are added to the
+statistics: products over at least this many rows keep the matmuls efficient when positions are
+sampled (``compare.max_stat_tokens``); at most a few MiB per site."""
 
 
 @dataclass(frozen=True)
@@ -149,27 +155,55 @@ def compare_subjects(cfg: RunConfig) -> Comparison:
     c = cfg.collect
     pairs, all_pairs = plan_pairs(subjects, cfg.compare.cka_budget_mb * 2**20)
     used = sorted({(i, a) for i, a, _, _ in pairs} | {(j, b) for _, _, j, b in pairs})
-    sides = {(i, a): Moments(subjects[i].sites[a].width, gram=True) for i, a in used}
+    # Within the budget every pair's CKA comes from the whole-corpus statistics (each side's
+    # Gram matrix kept); over it, no Gram matrix is kept and every pair's CKA, the matched ones'
+    # too, comes from the minibatch estimator (one estimator across the heatmap).
+    sides = {(i, a): Moments(subjects[i].sites[a].width, gram=all_pairs) for i, a in used}
     acc = {(i, a, j, b): CrossProducts(sides[i, a], sides[j, b]) for i, a, j, b in pairs}
     exact = set(pairs)
     rest = [(i, a, j, b) for i, a, j, b in every_pair(subjects) if (i, a, j, b) not in exact]
-    mini = MinibatchCKA((((i, a), (j, b)) for i, a, j, b in rest), MINIBATCH) if rest else None
+    mini = (
+        None
+        if all_pairs
+        else MinibatchCKA((((i, a), (j, b)) for i, a, j, b in every_pair(subjects)), MINIBATCH)
+    )
     docs = open_corpus(cfg.corpus.source, cfg.corpus.text_field, cfg.corpus.max_documents)
     windows = cut_windows(docs, subjects[0].tokenizer, c.window_tokens, c.max_windows)
     stride = position_stride(cfg, lambda: _count_windows(cfg, subjects[0].tokenizer))
     n_windows = 0
+    pending: list[list[list[torch.Tensor]]] = []  # per batch, per subject, per site
+    held = 0
+
+    def accumulate() -> None:
+        """The held positions into the statistics, in one product per pair: a few sampled
+        positions per batch would make thin matmuls that only move the totals about."""
+        nonlocal held
+        if not held:
+            return
+        acts = {
+            (i, a): torch.cat([b[i][a] for b in pending]) if len(pending) > 1 else pending[0][i][a]
+            for i, a in sides
+        }
+        pending.clear()
+        held = 0
+        shifted = {(i, a): m.add(acts.pop((i, a))) for (i, a), m in sides.items()}
+        for (i, a, j, b), cross in acc.items():
+            cross.add(shifted[i, a], shifted[j, b])
+        if mini is not None:
+            mini.add(shifted)  # type: ignore[arg-type]
+
     with progress.task("compare", c.max_windows) as advance:
         for batch in prefetched(batched(windows, c.batch_size)):
             keep = sampled_positions(n_windows, len(batch), len(batch[0].token_ids), stride)
-            acts = [site_activations(s, batch, keep) for s in subjects]
-            shifted = {(i, a): m.add(acts[i][a]) for (i, a), m in sides.items()}
-            del acts
-            for (i, a, j, b), cross in acc.items():
-                cross.add(shifted[i, a], shifted[j, b])
-            if mini is not None:
-                mini.add(shifted)  # type: ignore[arg-type]
+            pending.append([site_activations(s, batch, keep) for s in subjects])
+            held += len(pending[-1][0][0])
+            if held >= STAT_ROWS:
+                accumulate()
             n_windows += len(batch)
             advance(len(batch))
+        accumulate()
+    if mini is not None:
+        mini.finish()
     results = []
     for i, a, j, b in list(acc):
         cc = acc.pop((i, a, j, b))  # dropped once read: r [n_a, n_b] is made one pair at a time
@@ -186,12 +220,12 @@ def compare_subjects(cfg: RunConfig) -> Comparison:
                 n_b=cc.n_b,
                 live_a=int(live_a.sum()),
                 live_b=int(live_b.sum()),
-                cka=cc.cka(),
+                cka=cc.cka() if mini is None else mini.value((i, a), (j, b)),
                 matches=match_units(cc.correlation()) if site_a == site_b else None,
+                cka_method="corpus" if mini is None else "minibatch",
             )
         )
     if mini is not None:
-        mini.finish()
         for i, a, j, b in rest:
             results.append(
                 SitePair(
