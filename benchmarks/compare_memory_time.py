@@ -241,7 +241,8 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}"
     )
     print(
-        f"accumulators (cross-products per pair, Gram per site; float64 + float32 buffers): "
+        "accumulators (cross-products of the accumulated pairs, Gram matrices when kept; "
+        f"float64 + float32 buffers): "
         f"{accumulator_bytes(r_large, subjects) / mib:.1f} MiB"
     )
     print(
