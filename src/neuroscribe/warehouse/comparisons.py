@@ -166,7 +166,7 @@ def diff_candidates(
         SELECT subject_id, site, unit_index, sae_id, o_subject AS partner_subject_id,
                o_site AS partner_site, o_unit AS partner_index, o_sae AS partner_sae_id
         FROM p
-        ORDER BY 1 - r DESC, site, subject_id, sae_id NULLS FIRST, unit_index
+        ORDER BY round(1 - r, 6) DESC, site, subject_id, sae_id NULLS FIRST, unit_index
         LIMIT ?
         """,
         [run_id, int(top)],
