@@ -14,7 +14,8 @@ from contextlib import closing
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from flows.pipeline import RETRY, run_flow
+from flows.pipeline import run_flow
+from flows.retry import RETRY
 from neuroscribe.audit import AuditPlan, PlantedCopy, audit_rows, copy_config, planted_copy
 from neuroscribe.audit.sanity import metric_sanity, plants_by_key
 from neuroscribe.config import RunConfig

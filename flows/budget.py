@@ -20,20 +20,13 @@ from typing import Any, NamedTuple
 from prefect import task
 from prefect.cache_policies import NONE
 
-from flows.retry import retry_unless_bad_input
+from flows.retry import RETRY
 from neuroscribe.budget.decide import decide
 from neuroscribe.config import RunConfig
 from neuroscribe.explain.units import shuffled_controls
 from neuroscribe.warehouse import annotations as annotated
 from neuroscribe.warehouse import budget as budgeted
 from neuroscribe.warehouse import collection, connect, runs
-
-RETRY: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": 10,
-    "retry_condition_fn": retry_unless_bad_input,
-}
-"""As the pipeline's stage tasks: rows are content-keyed, so a retry is safe."""
 
 
 class Stages(NamedTuple):

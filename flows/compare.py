@@ -13,7 +13,8 @@ from dataclasses import replace
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from flows.pipeline import RETRY, _recorded, _stage, run_flow
+from flows.pipeline import _recorded, _stage, run_flow
+from flows.retry import RETRY
 from neuroscribe.compare.diff import candidate_units, explain_configs
 from neuroscribe.compare.run import check_compare, run_comparison
 from neuroscribe.compare.stream import Comparison

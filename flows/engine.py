@@ -38,7 +38,7 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.futures import as_completed
 
-from flows.retry import retry_unless_bad_input
+from flows.retry import RETRY
 from neuroscribe import progress, search
 from neuroscribe.config import EngineConfig, RunConfig
 from neuroscribe.errors import BadInput
@@ -54,13 +54,6 @@ from neuroscribe.warehouse import calls, collection, connect, rows, runs
 CacheRows = list[tuple[str, str | None, int | None, int | None]]
 
 
-CHUNK_RETRY: dict[str, Any] = {
-    "retries": 2,
-    "retry_delay_seconds": 10,
-    "retry_condition_fn": retry_unless_bad_input,
-}
-"""A failed chunk is tried again (a lost worker, a flaky endpoint), as the stage tasks of
-``flows.pipeline`` are; bad input never is. Chunks write nothing, so a retry is safe."""
 
 
 def dask_task_runner(engine: EngineConfig) -> Any:
@@ -116,7 +109,7 @@ class SimulateChunk:
     calls: list[LLMCall] = field(default_factory=list)
 
 
-@task(name="explain-chunk", cache_policy=NONE, **CHUNK_RETRY)
+@task(name="explain-chunk", cache_policy=NONE, **RETRY)
 def explain_chunk(
     cfg: RunConfig,
     units: list[UnitExamples],
@@ -138,7 +131,7 @@ def explain_chunk(
     return ExplainChunk(explanations, search.embedding_rows(explanations), ledger.drain())
 
 
-@task(name="simulate-score-chunk", cache_policy=NONE, **CHUNK_RETRY)
+@task(name="simulate-score-chunk", cache_policy=NONE, **RETRY)
 def simulate_score_chunk(
     cfg: RunConfig,
     units: list[UnitExamples],

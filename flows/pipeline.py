@@ -26,7 +26,7 @@ from prefect.cache_policies import NONE
 from prefect.exceptions import MissingContextError
 
 from flows import budget, engine
-from flows.retry import retry_unless_bad_input
+from flows.retry import RETRY
 from neuroscribe import search
 from neuroscribe.agree import agree_units
 from neuroscribe.checks import check_flows, preflight
@@ -50,18 +50,6 @@ LLM_TAG = "llm"
 (`prefect concurrency-limit create llm 1`) bounds how many of them run at once across flow runs;
 the slot is taken once per task, not per LLM call."""
 
-TASK_RETRIES = 2
-"""Retries of a failed stage task. Safe: warehouse rows are content-keyed and written with
-INSERT OR IGNORE in one transaction per stage, and LLM calls already stored are answered from the
-cache. Bad input (``neuroscribe.errors.BadInput``: config, corpus, model, endpoint check) is
-never retried; any other failure is (a garbled response's ValueError included)."""
-
-
-RETRY: dict[str, Any] = {
-    "retries": TASK_RETRIES,
-    "retry_delay_seconds": 10,
-    "retry_condition_fn": retry_unless_bad_input,
-}
 
 
 def _stage(warehouse: str, run_id: str, name: str) -> None:
