@@ -11,6 +11,11 @@ and one unit is run, before the clock starts (one-off costs). CPU-seconds are th
 (all its threads, ``time.process_time``); the per-annotator rows sum the calls' latencies (a
 batched call's latency is its share of its batch's time).
 
+``--dtypes float32,int8`` runs the stages once per ``local_dtype`` (explainer, simulator and fuzz
+judge alike) in one process on the same units and prints each one's CPU-seconds per unit, their
+ratio, and each unit's best headline score (the local simulator's ``corr_top_random`` of the
+explanation each explainer kept) under both, with the shuffled control's beside it.
+
 ``--compare`` runs the stages twice in one process on the same units: first one prompt per
 forward pass (``[annotators."local/..."] concurrency = 1``), then batched (``--batch``, default
 the backend's), and prints both, their ratio, and how far the outputs differ (explanation texts,
@@ -19,7 +24,7 @@ as JSON; ``--against FILE`` compares this run with such a dump (e.g. one made by
 of neuroscribe: ``PYTHONPATH=/other/src python benchmarks/llm_local_seconds.py --dump old.json``).
 
     OMP_NUM_THREADS=1 python benchmarks/llm_local_seconds.py [--units 8] [--batch N] [--compare]
-        [--dump FILE] [--against FILE] [--warehouse FILE]
+        [--dtypes float32,int8] [--dump FILE] [--against FILE] [--warehouse FILE]
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from neuroscribe.explain.units import explain_units  # noqa: E402
 from neuroscribe.llm.base import Ledger, LLMCall  # noqa: E402
 from neuroscribe.llm.cache import clear_response_cache  # noqa: E402
 from neuroscribe.llm.local import PREFIX_TOKENS  # noqa: E402
+from neuroscribe.registry import HEADLINE_SCORE  # noqa: E402
+from neuroscribe.score.controls import SHUFFLED_CONTROL  # noqa: E402
 from neuroscribe.score.score import score_explanation  # noqa: E402
 from neuroscribe.simulate import fuzz_units, simulate_units  # noqa: E402
 
@@ -62,18 +69,24 @@ class Result:
     """What the annotators produced, keyed by unit and annotator (for comparisons)."""
 
 
-def config(batch: int | None) -> RunConfig:
+def config(batch: int | None, dtype: str = "float32") -> RunConfig:
     cfg = RunConfig()
+    cfg = cfg.model_copy(
+        update={
+            "explain": cfg.explain.model_copy(update={"local_dtype": dtype}),
+            "simulate": cfg.simulate.model_copy(update={"local_dtype": dtype}),
+        }
+    )
     if batch is not None:
         annotators = {LOCAL: AnnotatorConfig(concurrency=batch)}
         cfg = cfg.model_copy(update={"annotators": annotators})
     return cfg
 
 
-def measure(n_units: int, batch: int | None) -> Result:
+def measure(n_units: int, batch: int | None, dtype: str = "float32") -> Result:
     """The default config's LLM stages on planted units (``batch``: prompts per batch of the
     local annotator; None: its default)."""
-    cfg = config(batch)
+    cfg = config(batch, dtype)
     units, windows = planted_units(n_units)
     clear_response_cache()
     ledger = Ledger()
@@ -124,6 +137,38 @@ def outputs(explanations: list, sims: list, fuzz: list, units: list, cfg: RunCon
     return {"texts": texts, "predictions": preds, "scores": scores}
 
 
+def best_scores(out: dict) -> dict[str, dict[str, float]]:
+    """Unit -> explainer -> the local simulator's headline score of the explanation kept."""
+    best: dict[str, dict[str, float]] = {}
+    for k, v in out["scores"].items():
+        unit, explainer, _sample, kind = k.split("|")
+        if kind == HEADLINE_SCORE and v is not None:
+            row = best.setdefault(unit, {})
+            row[explainer] = max(v, row.get(explainer, float("-inf")))
+    return best
+
+
+def score_lines(a: dict, b: dict, label_a: str, label_b: str) -> list[str]:
+    """Per explainer, the mean headline score over the units both runs scored, and each unit's
+    best explainer's score under both."""
+    ba, bb = best_scores(a), best_scores(b)
+    units = sorted(set(ba) & set(bb))
+    lines = []
+    for explainer in sorted({e for u in units for e in ba[u]}):
+        both = [u for u in units if explainer in ba[u] and explainer in bb[u]]
+        if both:
+            ma = sum(ba[u][explainer] for u in both) / len(both)
+            mb = sum(bb[u][explainer] for u in both) / len(both)
+            lines.append(f"{explainer}: mean {HEADLINE_SCORE} over {len(both)} units "
+                         f"{label_a} {ma:.3f}, {label_b} {mb:.3f}")
+    shuffled = {SHUFFLED_CONTROL}
+    for u in units:
+        xa = max((v for e, v in ba[u].items() if e not in shuffled), default=float("nan"))
+        xb = max((v for e, v in bb[u].items() if e not in shuffled), default=float("nan"))
+        lines.append(f"unit {u}: best {label_a} {xa:.3f}, {label_b} {xb:.3f} ({xb - xa:+.3f})")
+    return lines
+
+
 def differences(a: dict, b: dict) -> list[str]:
     """How the outputs of two runs differ, one line per kind of output."""
     lines = []
@@ -159,12 +204,13 @@ def run_default(n_units: int) -> tuple[list[LLMCall], dict[str, float], RunConfi
     return r.calls, {s: wall for s, (wall, _) in r.stages.items()}, config(None)
 
 
-def warm_up() -> None:
-    """Load the model and run one unit (not timed)."""
+def warm_up(dtypes: list[str] | None = None) -> None:
+    """Load the model and run one unit, per dtype (not timed)."""
     from neuroscribe.models import load_model
 
-    load_model(EMBEDDED_SUBJECT, None, RunConfig().explain.local_dtype)
-    measure(1, None)
+    for dtype in dtypes or [RunConfig().explain.local_dtype]:
+        load_model(EMBEDDED_SUBJECT, None, dtype)
+        measure(1, None, dtype)
 
 
 def from_warehouse(path: str) -> tuple[list[LLMCall], int, str]:
@@ -254,6 +300,7 @@ def main() -> None:
     parser.add_argument("--dump", help="write this run's outputs and figures as JSON")
     parser.add_argument("--against", help="compare with a --dump of another run")
     parser.add_argument("--warehouse", help="read a finished run's llm_calls instead")
+    parser.add_argument("--dtypes", help="e.g. float32,int8: one run per local_dtype")
     args = parser.parse_args()
     print(
         f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
@@ -272,18 +319,28 @@ def main() -> None:
         f"simulators {cfg.simulate.simulators}, fuzz={cfg.score.fuzz}, "
         f"controls={cfg.score.controls}"
     )
-    warm_up()
+    dtypes = args.dtypes.split(",") if args.dtypes else []
+    warm_up(dtypes)
     PREFIX_TOKENS.clear()
     results = []
+    for dtype in dtypes[:-1]:
+        results.append((dtype, measure(n, args.batch, dtype)))
     if args.compare:
         results.append(("batch 1", measure(n, 1)))
-    results.append((f"batch {args.batch or 'default'}", measure(n, args.batch)))
+    last = dtypes[-1] if dtypes else "float32"
+    label = last if dtypes else f"batch {args.batch or 'default'}"
+    results.append((label, measure(n, args.batch, last)))
     for label, r in results:
         print(f"--- {label}")
         print_table(r.calls, n)
     print("---")
     cpus = [print_stages(label, r, n) for label, r in results]
-    if len(cpus) == 2:
+    if len(dtypes) == 2:
+        (la, ra), (lb, rb) = results
+        print(f"CPU-seconds per unit, {la} / {lb}: {cpus[0] / cpus[1]:.2f}x")
+        for line in score_lines(ra.outputs, rb.outputs, la, lb):
+            print(line)
+    elif len(cpus) == 2:
         print(f"CPU-seconds per unit, batch 1 / batched: {cpus[0] / cpus[1]:.2f}x")
         for line in differences(results[0][1].outputs, results[1][1].outputs):
             print(f"batch 1 vs batched: {line}")

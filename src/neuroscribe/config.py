@@ -133,9 +133,11 @@ class ExplainConfig(Section):
     """Sampling temperature of LLM explainers."""
     max_tokens: int = Field(default=40, ge=1)
     """Longest explanation an LLM explainer may write, in tokens."""
-    local_dtype: Literal["float32", "bfloat16"] = "float32"
+    local_dtype: Literal["float32", "bfloat16", "int8"] = "float32"
     """Dtype of ``local/...`` explainers. bf16 pays only on CPUs with native bf16 (AVX512-BF16,
-    AMX); on an AVX2-only CPU it was 6x slower than float32 (benchmarks/forward_dtype.py)."""
+    AMX); on an AVX2-only CPU it was 6x slower than float32 (benchmarks/forward_dtype.py).
+    ``int8``: the decoder's linear layers in int8 (``neuroscribe/llm/int8.py``), faster on CPU
+    but the outputs move a little (README: figures)."""
     select_with: str = Field(
         default="baseline/lexical", json_schema_extra={"registry": "SIMULATORS"}
     )
@@ -159,8 +161,8 @@ class SimulateConfig(Section):
         json_schema_extra={"registry": "SIMULATORS"},
     )
     """Simulators, each ``backend/model`` (e.g. ``local/...``, ``baseline/lexical``)."""
-    local_dtype: Literal["float32", "bfloat16"] = "float32"
-    """Dtype of ``local/...`` simulators (see ``ExplainConfig.local_dtype``)."""
+    local_dtype: Literal["float32", "bfloat16", "int8"] = "float32"
+    """Dtype of ``local/...`` simulators and fuzz judges (see ``ExplainConfig.local_dtype``)."""
 
 
 class ScoreConfig(Section):

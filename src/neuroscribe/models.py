@@ -133,7 +133,8 @@ def weights_hash(source: ModelSource) -> str:
 
 @functools.lru_cache(maxsize=4)
 def load_model(name: str, gguf_file: str | None = None, dtype: str = "float32") -> LoadedModel:
-    """Load (once per process) the model and tokenizer named by ``name``."""
+    """Load (once per process) the model and tokenizer named by ``name``. ``dtype`` "int8"
+    (annotators only) loads float32 and turns the decoder's linear layers to int8."""
     import torch
     import transformers
     from safetensors import SafetensorError
@@ -150,13 +151,17 @@ def load_model(name: str, gguf_file: str | None = None, dtype: str = "float32") 
         config = transformers.AutoConfig.from_pretrained(directory)
         is_causal = _is_causal(config)
         auto = transformers.AutoModelForCausalLM if is_causal else transformers.AutoModel
-        torch_dtype = getattr(torch, dtype)
+        torch_dtype = torch.float32 if dtype == "int8" else getattr(torch, dtype)
         model = auto.from_pretrained(directory, dtype=torch_dtype)
         tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
     except (OSError, ValueError, KeyError, SafetensorError) as e:  # missing, corrupt, unknown
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelNotFoundError(f"could not load model '{name}': {first}") from e
     model.eval()
+    if dtype == "int8":
+        from neuroscribe.llm.int8 import quantize_layers
+
+        quantize_layers(model)
     return LoadedModel(source, model, tokenizer, whash, is_causal)
 
 

@@ -108,6 +108,25 @@ def test_local_explainer_returns_n_samples(tiny):
     assert all((e.status == "ok") == (e.text is not None) for e in out)
 
 
+def test_int8_simulator_stays_near_float32_and_is_cached_apart(tiny):
+    clear_response_cache()
+    explanation = Explanation(explanation_id="e", unit_key="u", explainer="x", text="zebras")
+    unit, planted = planted_unit(length=32)
+    windows = [planted[uw.window_id] for uw in unit.in_splits(Split.EXPLAIN)]
+    runs = {}
+    for dtype in ("float32", "int8"):
+        ledger = Ledger()
+        cfg = SimulateConfig(local_dtype=dtype)
+        runs[dtype] = (make_simulator(tiny, cfg, ledger).simulate(explanation, windows), ledger)
+    (f32, _), (i8, i8_ledger) = runs["float32"], runs["int8"]
+    assert [s.status for s in i8] == ["ok"] * len(windows)
+    assert not any(c.cache_hit for c in i8_ledger.calls)  # float32 answers are not reused
+    diffs = [abs(a - b) for x, y in zip(f32, i8, strict=True)
+             for a, b in zip(x.predictions, y.predictions, strict=True)]
+    assert max(diffs) > 0  # the int8 model did run
+    assert max(diffs) < 0.5  # on the 0-10 scale
+
+
 @pytest.mark.slow
 def test_smollm2_explains_and_simulates_with_right_shapes():
     """Shapes and ranges only: SmolLM2-135M's quality is near zero (DESIGN.md)."""
