@@ -16,11 +16,16 @@ shuffled control, under any simulator.
 Timings on a shared machine are noisy: the load average before and after is printed; the ratio
 comes from two runs made in this one invocation.
 
+With ``--local-dtype int8`` the budget run's local annotators run in int8
+(``local_dtype``), and one more run, every annotator in int8 without a budget, shows that part
+alone; the shuffled-control-free best score per unit is printed for every run.
+
 With ``--ci-width W`` a third run adds adaptive scoring to the budget (``--ci-width``): its
 CPU-seconds against the first run's, and per unit the best score and the windows it rests on.
 
     OMP_NUM_THREADS=1 python benchmarks/budget_seconds.py [--units 8] [--below 0.3]
         [--escalate 'local/*'] [--max-windows 400] [--keep DIR] [--ci-width W]
+        [--local-dtype int8]
 """
 
 from __future__ import annotations
@@ -115,6 +120,7 @@ def main() -> None:
     ap.add_argument("--max-windows", type=int, default=400)
     ap.add_argument("--keep", type=Path, help="keep the warehouses in this folder")
     ap.add_argument("--ci-width", type=float, help="a third run: the budget and adaptive scoring")
+    ap.add_argument("--local-dtype", help="local annotators' dtype in the budget run (int8)")
     args = ap.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="neuroscribe-budget-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,18 +129,19 @@ def main() -> None:
     base = folder / "collected.duckdb"
     wall, cpu = _cli(base, "collect", *common)
     print(f"collect: {wall:.0f} s wall, {cpu:.0f} CPU-s (not counted below)")
+    dtype = args.local_dtype
+    dtype_args = ["--explain-local-dtype", dtype, "--simulate-local-dtype", dtype] if dtype else []
+    budget_name = f"budget: {args.escalate} below {args.below}" + (f", {dtype}" if dtype else "")
     runs = {
         "every annotator": [],
-        f"budget: {args.escalate} below {args.below}": [
-            "--escalate",
-            args.escalate,
-            "--escalate-below",
-            str(args.below),
-        ],
+        budget_name: ["--escalate", args.escalate, "--escalate-below", str(args.below)]
+        + dtype_args,
     }
     if args.ci_width is not None:
-        adaptive = [*runs[list(runs)[1]], "--ci-width", str(args.ci_width)]
-        runs[f"{list(runs)[1]}, ci_width {args.ci_width}"] = adaptive
+        adaptive = [*runs[budget_name], "--ci-width", str(args.ci_width)]
+        runs[f"{budget_name}, ci_width {args.ci_width}"] = adaptive
+    if dtype:
+        runs[f"every annotator, {dtype}"] = dtype_args
     figures = {}
     for i, (name, extra) in enumerate(runs.items()):
         warehouse = folder / f"run{i}.duckdb"
@@ -144,7 +151,14 @@ def main() -> None:
         print(f"{name}: {wall:.0f} s wall, {cpu:.0f} CPU-s, {cpu / args.units:.1f} CPU-s per unit")
     print(f"load average after: {_load()}")
 
-    (_, (_, full_cpu, full)), (_, (_, budget_cpu, budget)), *third = figures.items()
+    (_, (_, full_cpu, full)), (_, (_, budget_cpu, budget)), *others = figures.items()
+    third = [(n, f) for n, f in others if "ci_width" in n]
+    for name, (_, cpu, per_unit) in figures.items():
+        best = [v["best"] for v in per_unit.values() if v.get("best") is not None]
+        print(
+            f"{name}: {full_cpu / cpu:.2f}x fewer CPU-s than every annotator; mean best"
+            f" headline score {sum(best) / max(1, len(best)):+.3f} over {len(best)} units"
+        )
     print(
         f"\nCPU-s per unit, budget / every annotator: {budget_cpu / full_cpu:.2f}"
         f" ({full_cpu / budget_cpu:.2f}x fewer)"
