@@ -87,3 +87,17 @@ def test_a_model_without_linear_blocks_is_refused_by_name():
         quantize_layers(gpt2)
     with pytest.raises(BadInput, match="cannot find the decoder layers"):
         quantize_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_the_int8_copy_of_an_input_lives_no_longer_than_the_input():
+    model = tiny_llama()
+    quantize_layers(model)
+    shared = model.model.layers[0].self_attn.q_proj.shared
+    assert shared is model.model.layers[0].self_attn.k_proj.shared
+    x = torch.randn(2, 5, 48)
+    first = model.model.layers[0].self_attn.q_proj(x)
+    assert shared.q is not None
+    model.model.layers[0].self_attn.k_proj(x)  # same tensor: quantised once
+    assert torch.equal(first, model.model.layers[0].self_attn.q_proj(x))
+    del x
+    assert shared.q is None and shared.ref is None

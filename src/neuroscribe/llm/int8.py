@@ -14,6 +14,7 @@ both the time and how far predictions and scores move.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from neuroscribe.errors import BadInput
@@ -68,10 +69,11 @@ _INT8_LINEAR: Any = None
 
 class _LastInput:
     """The int8 rows of the last input seen by a block's linear layers: query, key and value
-    projections (and gate and up projections) read the same tensor, quantised once."""
+    projections (and gate and up projections) read the same tensor, quantised once. Only a weak
+    reference to that tensor is kept, and its int8 copy goes with it."""
 
     def __init__(self) -> None:
-        self.x: Any = None
+        self.ref: Any = None
         self.q: Any = None
         self.step: Any = None
 
@@ -79,12 +81,17 @@ class _LastInput:
         """``x`` as int8 rows and each row's step (its largest magnitude / 127)."""
         import torch
 
-        if x is not self.x:
+        if self.ref is None or self.ref() is not x:
             rows = x.reshape(-1, x.shape[-1]).float()
             peak = rows.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
             self.q = (rows * (QMAX / peak)).round_().to(torch.int8)
-            self.x, self.step = x, peak / QMAX
+            self.step = peak / QMAX
+            self.ref = weakref.ref(x, self._forget)
         return self.q, self.step
+
+    def _forget(self, ref: Any) -> None:
+        if ref is self.ref:
+            self.ref = self.q = self.step = None
 
 
 def check_int8() -> None:
