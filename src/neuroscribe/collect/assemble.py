@@ -16,7 +16,7 @@ import contextlib
 import gc
 import itertools
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -191,11 +191,14 @@ def assemble(
     """
     main, ood, tokens, stats = state
     # The quantiles (a partial sort of every unit's token sample, in numpy, which releases the
-    # GIL) are computed in a thread while the units are dealt and their activations gathered.
+    # GIL) are computed in a thread, a chunk of units at a time, while the units are dealt and
+    # the records of the chunks before are built.
+    sample, qs = tokens.kept_rows(), list(cfg.quantiles)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantiles") as pool:
-        unit_quantiles = pool.submit(
-            lambda: quantiles(tokens.kept_rows(), list(cfg.quantiles)).t().tolist()
-        )
+        unit_quantiles = [
+            pool.submit(lambda lo=lo: quantiles(sample[:, lo : lo + CHUNK], qs).t().tolist())
+            for lo in range(0, len(columns), CHUNK)
+        ]
         placed = _placed(cfg, main, ood, stats)
         # The used windows, main corpus first, each in corpus order; each placed window's number.
         key = placed.source * (1 << 48) + placed.index
@@ -204,9 +207,31 @@ def assemble(
             decoder.window(corpus_ids[s], (main, ood)[s].store[i])
             for s, i in zip((used >> 48).tolist(), (used & ((1 << 48) - 1)).tolist(), strict=True)
         ]
-        acts = placed.activations
-        quantile_rows = unit_quantiles.result()
-    ids = [w.window_id for w in used_windows]
+        units = _records(
+            cfg,
+            columns,
+            unit_id,
+            stats,
+            placed,
+            [w.window_id for w in used_windows],
+            number,
+            unit_quantiles,
+        )
+    return tuple(used_windows), tuple(units)
+
+
+def _records(
+    cfg: CollectConfig,
+    columns: Sequence[tuple[str, int]],
+    unit_id: Callable[[str, int], UnitId],
+    stats: RunningStats,
+    placed: Placed,
+    ids: list[str],
+    number: torch.Tensor,
+    unit_quantiles: list[Future[list[list[float]]]],
+) -> list[UnitExamples]:
+    """Every unit's record: its statistics and its placed windows (``number``: each placed
+    window's position in ``ids``, the used windows' ids)."""
     rows = zip(
         [ids[n] for n in number.tolist()],
         [SPLITS[s] for s in placed.split.tolist()],
@@ -220,19 +245,20 @@ def assemble(
     done = 0
     for lo in range(0, len(columns), CHUNK):
         n_chunk = sum(counts[lo : lo + CHUNK])
-        values = map(tuple, acts[done : done + n_chunk].tolist())
+        values = map(tuple, placed.activations[done : done + n_chunk].tolist())
         done += n_chunk
+        quantile_rows = unit_quantiles[lo // CHUNK].result()
         for u in range(lo, min(lo + CHUNK, len(columns))):
             windows = [
                 {"window_id": w, "split": s, "rank": r, "activations": a}
-                for (w, s, r), a in zip(itertools.islice(rows, counts[u]), values)
+                for (w, s, r), a in zip(itertools.islice(rows, counts[u]), values, strict=False)
             ]
             unit_stats = UnitStats(
                 n_tokens=stats.n_tokens,
                 max=maxes[u],
                 mean=means[u],
                 firing_rate=rates[u],
-                quantiles=tuple(quantile_rows[u]),
+                quantiles=tuple(quantile_rows[u - lo]),
                 dead=bool(dead[u]),
             )
             # One validation per unit builds its windows' records (faster than one each).
@@ -241,7 +267,7 @@ def assemble(
                     {"unit": unit_id(*columns[u]), "stats": unit_stats, "windows": windows}
                 )
             )
-    return tuple(used_windows), tuple(units)
+    return units
 
 
 @dataclass(frozen=True)

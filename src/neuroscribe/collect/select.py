@@ -15,7 +15,6 @@ every batch cost more in page faults than the arithmetic.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 
