@@ -194,11 +194,13 @@ def assemble(
     # GIL) are computed in a thread, a chunk of units at a time, while the units are dealt and
     # the records of the chunks before are built.
     sample, qs = tokens.kept_rows(), list(cfg.quantiles)
+
+    def chunk_quantiles(lo: int) -> list[list[float]]:
+        rows: list[list[float]] = quantiles(sample[:, lo : lo + CHUNK], qs).t().tolist()
+        return rows
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantiles") as pool:
-        unit_quantiles = [
-            pool.submit(lambda lo=lo: quantiles(sample[:, lo : lo + CHUNK], qs).t().tolist())
-            for lo in range(0, len(columns), CHUNK)
-        ]
+        unit_quantiles = [pool.submit(chunk_quantiles, lo) for lo in range(0, len(columns), CHUNK)]
         placed = _placed(cfg, main, ood, stats)
         # The used windows, main corpus first, each in corpus order; each placed window's number.
         key = placed.source * (1 << 48) + placed.index
@@ -294,9 +296,9 @@ def _placed(cfg: CollectConfig, main: CorpusPass, ood: CorpusPass, stats: Runnin
     n_units = top_index.shape[0]
     content: dict[tuple[int, ...], int] = {}
     lookups = []
-    for p in (main, ood):
-        index = torch.tensor(sorted(p.store), dtype=torch.long)
-        ids = [content.setdefault(p.store[i].token_ids, len(content)) for i in index.tolist()]
+    for scan in (main, ood):
+        index = torch.tensor(sorted(scan.store), dtype=torch.long)
+        ids = [content.setdefault(scan.store[i].token_ids, len(content)) for i in index.tolist()]
         lookups.append((index, torch.tensor(ids, dtype=torch.long)))
 
     def content_ids(source: int, corpus_index: torch.Tensor) -> torch.Tensor:
