@@ -88,3 +88,40 @@ def test_running_stats_and_quantiles_match_numpy() -> None:
     np.testing.assert_allclose(
         quantiles(torch.from_numpy(flat), qs).numpy(), np.quantile(flat, qs, axis=0), rtol=1e-6
     )
+
+
+@pytest.mark.parametrize("batches", [[1] * 40, [3, 1, 7, 2, 16, 11], [40]])
+def test_top_windows_with_many_ties_and_signed_zeros(batches: list[int]) -> None:
+    """Ties everywhere (a few distinct values, 0.0 and -0.0 among them, negative values and
+    -inf): the kept windows are the k largest, ties to the earlier window, whatever the batches."""
+    g = torch.Generator().manual_seed(3)
+    values = torch.tensor([-float("inf"), -2.0, -0.5, -0.0, 0.0, 0.25, 1.0, 3.0])
+    acts = values[torch.randint(len(values), (40, 3, 6), generator=g)]
+    top = TopWindows(k=9, n_units=6, window_tokens=3)
+    start = 0
+    for n in batches:
+        top.update(acts[start : start + n], torch.arange(start, start + n))
+        start += n
+    best = acts.amax(dim=1)  # [window, unit]
+    for u in range(6):
+        expected = sorted(range(40), key=lambda w: (-best[w, u].item(), w))[:9]
+        assert top.index[u].tolist() == expected
+        assert torch.equal(top.acts[u], acts[expected, :, u])
+
+
+def test_top_windows_resume_from_state_dict() -> None:
+    """A state saved mid-stream and loaded into a fresh selection continues identically."""
+    g = torch.Generator().manual_seed(4)
+    acts = torch.randn(60, 4, 5, generator=g).round(decimals=1)
+    whole = TopWindows(k=6, n_units=5, window_tokens=4)
+    first = TopWindows(k=6, n_units=5, window_tokens=4)
+    for a, idx in stream(acts, 7):
+        whole.update(a, idx)
+    for a, idx in stream(acts[:28], 7):
+        first.update(a, idx)
+    resumed = TopWindows(k=6, n_units=5, window_tokens=4)
+    resumed.load_state_dict(first.state_dict())
+    for a, idx in stream(acts[28:], 7):
+        resumed.update(a, idx + 28)
+    assert torch.equal(resumed.index, whole.index)
+    assert torch.equal(resumed.acts, whole.acts)

@@ -141,3 +141,62 @@ def test_dealing_on_content_ids_equals_assign_unit() -> None:
             (f"{names[kind]}{b if kind == 1 else ''}{pos}", split) for kind, b, pos, split in placed
         ]
         assert got == [(w.window_id, w.split) for w in expected], trial
+
+
+def test_dealing_many_units_at_once_equals_dealing_each() -> None:
+    """``assemble.deal`` over a batch of units (shared random and OOD rows, -1 where a unit
+    has fewer candidates, dead units) places what ``assign_unit`` places unit by unit."""
+    import random
+
+    import torch
+
+    from neuroscribe.collect.assemble import QUANTILE, SPLITS, deal
+
+    rng = random.Random(1)
+    cfg = CollectConfig(
+        n_explain=3,
+        n_validate=2,
+        n_calibrate=1,
+        n_score_top=2,
+        n_random=2,
+        n_quantile=2,
+        quantile_bins=3,
+    )
+    n_units, pool = 50, 12
+    top = torch.tensor([[rng.randrange(pool) for _ in range(9)] for _ in range(n_units)])
+    top[::7, 6:] = -1  # units with fewer top windows
+    bins = torch.tensor(
+        [[[rng.randrange(-1, pool) for _ in range(4)] for _ in range(3)] for _ in range(n_units)]
+    )
+    shared = torch.tensor([rng.randrange(pool) for _ in range(14)])
+    ood = torch.tensor([rng.randrange(pool) for _ in range(5)])
+    alive = torch.tensor([u % 5 != 0 for u in range(n_units)])
+    dealt = deal(cfg, top, bins, shared, ood, alive)
+    lists = (
+        ("t", top.tolist()),
+        ("q0", bins[:, 0].tolist()),
+        ("q1", bins[:, 1].tolist()),
+        ("q2", bins[:, 2].tolist()),
+    )
+    for u in range(n_units):
+
+        def cands(kind: str, ids: list[int]) -> list[Candidate]:
+            return [Candidate(f"{kind}{i}", (c,), (0.0,)) for i, c in enumerate(ids) if c >= 0]
+
+        per_unit = {kind: rows[u] for kind, rows in lists}
+        expected = assign_unit(
+            list(enumerate(cands("t", per_unit["t"]))),
+            cands("r", shared.tolist()),
+            cands("o", ood.tolist()),
+            cfg,
+            [cands(f"q{b}", per_unit[f"q{b}"]) for b in range(3)],
+        )
+        column = dealt.taken[u].nonzero()[:, 0]
+        kinds, positions = dealt.kind(column).tolist(), dealt.position(column).tolist()
+        bin_ = ((column - dealt.n_top) // dealt.n_slots).tolist()
+        names = ["t", "q", "r", "o"]
+        got = [
+            (f"{names[k]}{bin_[i] if k == QUANTILE else ''}{positions[i]}", SPLITS[s])
+            for i, (k, s) in enumerate(zip(kinds, dealt.split[u, column].tolist(), strict=True))
+        ]
+        assert got == ([(w.window_id, w.split) for w in expected] if alive[u] else []), u

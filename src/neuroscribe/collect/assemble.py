@@ -2,18 +2,21 @@
 
 Dealing needs only which windows a unit may use and which repeat each other, so it runs on
 integers: each kept window gets a content id (windows with the same tokens share one, main and
-out-of-distribution corpus alike), and a unit's candidates are lists of content ids. The result
-is the same as ``splits.assign_unit`` on the same candidates (a unit test holds them equal).
-The activations of every placed window are then gathered from the selections' tensors in a few
-indexing operations and converted to Python floats once per chunk of units; no tensor work is
-done per unit or per window.
+out-of-distribution corpus alike), and a unit's candidates are rows of content ids, dealt for
+every unit at once with tensor operations (``deal``). The result is the same as
+``splits.assign_unit`` on the same candidates (a unit test holds them equal). The activations of
+every placed window are then gathered from the selections' tensors in a few indexing operations
+and converted to Python floats once per chunk of units; no tensor work is done per unit or per
+window. The token quantiles are computed in a thread meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Callable, Hashable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -26,24 +29,10 @@ from neuroscribe.config import CollectConfig
 from neuroscribe.records import Split, UnitExamples, UnitId, UnitStats, Window
 
 CHUNK = 1024
-"""Units whose activations are gathered and converted to Python floats at once."""
+"""Units whose activations are converted to Python floats at once."""
 
 TOP, QUANTILE, RANDOM, OOD = 0, 1, 2, 3
-
-
-def take_new(keys: Sequence[Hashable], used: set[Hashable], n: int) -> list[int]:
-    """Positions of the first ``n`` keys not yet in ``used``; each taken key joins ``used``."""
-    taken: list[int] = []
-    if n <= 0:
-        return taken
-    for pos, key in enumerate(keys):
-        if key in used:
-            continue
-        used.add(key)
-        taken.append(pos)
-        if len(taken) == n:
-            break
-    return taken
+SPLITS = list(Split)
 
 
 @dataclass(frozen=True)
@@ -58,30 +47,120 @@ class Candidates:
     ood: Sequence[int]
 
 
+@dataclass(frozen=True)
+class Dealt:
+    """What ``deal`` chose for every unit: ``taken[unit, column]`` over the candidate columns
+    ``[top | quantile bins, highest first | random | ood]``, and each taken column's split as an
+    index into ``SPLITS``. Row-major order of the taken columns is the order of dealing."""
+
+    taken: torch.Tensor
+    split: torch.Tensor
+    n_top: int
+    n_slots: int
+    n_bins: int
+    n_random: int
+
+    def kind(self, column: torch.Tensor) -> torch.Tensor:
+        """TOP, QUANTILE, RANDOM or OOD of each column."""
+        edges = torch.tensor(
+            [self.n_top, self.n_top + self.n_bins * self.n_slots, self._ood_start()]
+        )
+        return torch.bucketize(column, edges, right=True)
+
+    def position(self, column: torch.Tensor) -> torch.Tensor:
+        """Each column's position in its own candidate list (a bin's, for quantile windows)."""
+        start = torch.tensor([0, self.n_top, self.n_top + self.n_bins * self.n_slots])
+        start = torch.cat([start, torch.tensor([self._ood_start()])])
+        pos = column - start[self.kind(column)]
+        return torch.where(self.kind(column) == QUANTILE, pos % max(self.n_slots, 1), pos)
+
+    def _ood_start(self) -> int:
+        return self.n_top + self.n_bins * self.n_slots + self.n_random
+
+
+def deal(
+    cfg: CollectConfig,
+    top: torch.Tensor,
+    bins: torch.Tensor,
+    random: torch.Tensor,
+    ood: torch.Tensor,
+    alive: torch.Tensor | None = None,
+) -> Dealt:
+    """Deal every unit's candidates at once: the same choice and order as
+    ``splits.assign_unit`` (top by rank round-robin, the quantile bins, random, then OOD
+    windows, passing over any window whose content the unit already uses).
+
+    ``top[unit, rank]`` and ``bins[unit, bin (highest first), slot]`` are content ids, -1 where
+    there is none; ``random`` and ``ood`` are shared by every unit. Units where ``alive`` is
+    False are dealt nothing."""
+    n_units = top.shape[0]
+    top_splits = split_sequence(top_quotas(cfg))
+    random_splits = split_sequence(random_quotas(cfg))
+    used = torch.empty(n_units, 0, dtype=torch.long)
+    taken: list[torch.Tensor] = []
+    splits: list[torch.Tensor] = []
+
+    def take(cands: torch.Tensor, n: int, split_order: list[Split]) -> None:
+        nonlocal used
+        got = _take(cands, used, n)
+        order = (got.cumsum(dim=1) - 1).clamp_(min=0)
+        codes = torch.tensor([SPLITS.index(s) for s in split_order] or [0])
+        taken.append(got)
+        splits.append(codes[order.clamp(max=len(codes) - 1)])
+        used = torch.cat([used, torch.where(got, cands, -1)], dim=1)
+
+    take(top, len(top_splits), top_splits)
+    for b in range(bins.shape[1]):
+        take(bins[:, b], cfg.n_quantile, [Split.EXPLAIN] * cfg.n_quantile)
+    take(random.unsqueeze(0), len(random_splits), random_splits)
+    take(ood.unsqueeze(0), cfg.n_random, [Split.SCORE_OOD] * cfg.n_random)
+    got = torch.cat(taken, dim=1)
+    if alive is not None:
+        got &= alive.unsqueeze(1)
+    return Dealt(
+        got, torch.cat(splits, dim=1), top.shape[1], bins.shape[2], bins.shape[1], len(random)
+    )
+
+
+def _take(cands: torch.Tensor, used: torch.Tensor, n: int) -> torch.Tensor:
+    """Per row of ``used``, the first ``n`` valid candidates whose content is neither in the
+    row of ``used`` nor repeats an earlier candidate (``cands``: one row per unit, or one row
+    shared by all)."""
+    shape = (used.shape[0], cands.shape[1])
+    if n <= 0 or cands.shape[1] == 0:
+        return torch.zeros(shape, dtype=torch.bool)
+    valid = cands >= 0
+    repeat = (cands.unsqueeze(2) == cands.unsqueeze(1)).tril(diagonal=-1).any(dim=2)
+    free = (valid & ~repeat).expand(shape)
+    if used.shape[1]:
+        free = free & ~(cands.unsqueeze(2) == used.unsqueeze(1)).any(dim=2)
+    return free & (free.cumsum(dim=1) <= n)
+
+
 class Dealer:
-    """Deals one unit's candidates: the same choice and order as ``splits.assign_unit`` (top by
-    rank round-robin, quantile bins, random, then OOD windows, passing over any window whose
-    content the unit already uses)."""
+    """Deals one unit's candidates (``deal`` for a single unit, on Python lists)."""
 
     def __init__(self, cfg: CollectConfig) -> None:
-        self.top_splits = split_sequence(top_quotas(cfg))
-        self.random_splits = split_sequence(random_quotas(cfg))
-        self.n_quantile = cfg.n_quantile
-        self.n_ood = cfg.n_random
+        self.cfg = cfg
 
     def __call__(self, c: Candidates) -> list[tuple[int, int, int, Split]]:
         """Placed windows as (kind, bin, position in its candidate list, split)."""
-        used: set[Hashable] = set()
-        taken = take_new(c.top, used, len(self.top_splits))
-        placed = [(TOP, 0, p, s) for p, s in zip(taken, self.top_splits, strict=False)]
+        slots = max((len(b) for b in c.quantile), default=0)
+        bins = torch.full((1, len(c.quantile), slots), -1, dtype=torch.long)
         for b, keys in enumerate(c.quantile):
-            placed += [
-                (QUANTILE, b, p, Split.EXPLAIN) for p in take_new(keys, used, self.n_quantile)
-            ]
-        taken = take_new(c.random, used, len(self.random_splits))
-        placed += [(RANDOM, 0, p, s) for p, s in zip(taken, self.random_splits, strict=False)]
-        placed += [(OOD, 0, p, Split.SCORE_OOD) for p in take_new(c.ood, used, self.n_ood)]
-        return placed
+            bins[0, b, : len(keys)] = torch.tensor(keys, dtype=torch.long)
+
+        def row(keys: Sequence[int]) -> torch.Tensor:
+            return torch.tensor(list(keys), dtype=torch.long).reshape(1, -1)
+
+        dealt = deal(self.cfg, row(c.top), bins, row(c.random)[0], row(c.ood)[0])
+        column = dealt.taken[0].nonzero()[:, 0]
+        kinds, positions = dealt.kind(column).tolist(), dealt.position(column).tolist()
+        bin_ = ((column - dealt.n_top) // max(slots, 1)).tolist()
+        return [
+            (k, bin_[i] if k == QUANTILE else 0, positions[i], SPLITS[s])
+            for i, (k, s) in enumerate(zip(kinds, dealt.split[0, column].tolist(), strict=True))
+        ]
 
 
 @contextlib.contextmanager
@@ -111,118 +190,160 @@ def assemble(
     statistics).
     """
     main, ood, tokens, stats = state
-    top, qsample = main.top, main.quantile
-    assert top is not None
-    content: dict[tuple[int, ...], int] = {}
-    main_ids, ood_ids = (
-        {i: content.setdefault(w.token_ids, len(content)) for i, w in p.store.items()}
-        for p in (main, ood)
-    )
-    top_index = top.index.tolist()
-    sample_index = main.sample.index.tolist()
-    ood_index = ood.sample.index.tolist()
-    sample_keys = [main_ids[i] for i in sample_index]
-    ood_keys = [ood_ids[i] for i in ood_index]
-    n_bins = qsample.bins if qsample is not None and cfg.n_quantile else 0
-    q_slot: list = []
-    q_index: list = []
-    if n_bins:
-        # Every kept window of a bin, in key order: the first n_quantile that the unit does
-        # not already use (as a top window, or the same text) are dealt.
-        slot_t, index_t = qsample.chosen(qsample.slots)  # type: ignore[union-attr]
-        q_slot, q_index = slot_t.tolist(), index_t.tolist()
-    dead = (stats.max <= cfg.firing_threshold).tolist()
+    # The quantiles (a partial sort of every unit's token sample, in numpy, which releases the
+    # GIL) are computed in a thread, a chunk of units at a time, while the units are dealt and
+    # the records of the chunks before are built.
+    sample, qs = tokens.kept_rows(), list(cfg.quantiles)
 
-    deal = Dealer(cfg)
-    # Deal every unit on integers; each placed window: (kind, gather coordinates, source,
-    # corpus index, split, rank).
-    plans: list[list[tuple[int, tuple[int, ...], int, int, Split, int]]] = []
-    for u in range(len(columns)):
-        plan: list[tuple[int, tuple[int, ...], int, int, Split, int]] = []
-        plans.append(plan)
-        if dead[u]:
-            continue
-        bins = [  # highest bin first: (bin, slot, corpus index) of its chosen windows
-            [(j, s, i) for s, i in zip(q_slot[u][j], q_index[u][j], strict=True) if i >= 0]
-            for j in reversed(range(n_bins))
+    def chunk_quantiles(lo: int) -> list[list[float]]:
+        rows: list[list[float]] = quantiles(sample[:, lo : lo + CHUNK], qs).t().tolist()
+        return rows
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantiles") as pool:
+        unit_quantiles = [pool.submit(chunk_quantiles, lo) for lo in range(0, len(columns), CHUNK)]
+        placed = _placed(cfg, main, ood, stats)
+        # The used windows, main corpus first, each in corpus order; each placed window's number.
+        key = placed.source * (1 << 48) + placed.index
+        used, number = torch.unique(key, sorted=True, return_inverse=True)
+        used_windows = [
+            decoder.window(corpus_ids[s], (main, ood)[s].store[i])
+            for s, i in zip((used >> 48).tolist(), (used & ((1 << 48) - 1)).tolist(), strict=True)
         ]
-        cands = Candidates(
-            [main_ids[i] for i in top_index[u]],
-            [[main_ids[i] for _, _, i in b] for b in bins],
-            sample_keys,
-            ood_keys,
+        units = _records(
+            cfg,
+            columns,
+            unit_id,
+            stats,
+            placed,
+            [w.window_id for w in used_windows],
+            number,
+            unit_quantiles,
         )
-        for kind, b, pos, split in deal(cands):
-            if kind == TOP:
-                plan.append((TOP, (u, pos), 0, top_index[u][pos], split, pos))
-            elif kind == QUANTILE:
-                j, s, i = bins[b][pos]
-                plan.append((QUANTILE, (u, j, s), 0, i, split, -2 - b))
-            elif kind == RANDOM:
-                plan.append((RANDOM, (pos, u), 0, sample_index[pos], split, -1))
-            else:
-                plan.append((OOD, (pos, u), 1, ood_index[pos], split, -1))
+    return tuple(used_windows), tuple(units)
 
-    used = sorted({(source, i) for plan in plans for _, _, source, i, _, _ in plan})
-    windows = {
-        (source, i): decoder.window(corpus_ids[source], (main, ood)[source].store[i])
-        for source, i in used
-    }
+
+def _records(
+    cfg: CollectConfig,
+    columns: Sequence[tuple[str, int]],
+    unit_id: Callable[[str, int], UnitId],
+    stats: RunningStats,
+    placed: Placed,
+    ids: list[str],
+    number: torch.Tensor,
+    unit_quantiles: list[Future[list[list[float]]]],
+) -> list[UnitExamples]:
+    """Every unit's record: its statistics and its placed windows (``number``: each placed
+    window's position in ``ids``, the used windows' ids)."""
+    rows = zip(
+        [ids[n] for n in number.tolist()],
+        [SPLITS[s] for s in placed.split.tolist()],
+        placed.rank.tolist(),
+        strict=True,
+    )
+    counts = torch.bincount(placed.unit, minlength=len(columns)).tolist()
+    dead = (stats.max <= cfg.firing_threshold).tolist()
     maxes, means, rates = stats.max.tolist(), stats.mean.tolist(), stats.firing_rate.tolist()
-    unit_quantiles = quantiles(tokens.kept_rows(), list(cfg.quantiles)).t().tolist()
-    gatherers: dict[int, Callable[..., torch.Tensor]] = {
-        TOP: top.acts_at,
-        RANDOM: main.sample.rows_at,
-        OOD: ood.sample.rows_at,
-    }
-    if qsample is not None:
-        gatherers[QUANTILE] = qsample.acts_at
     units: list[UnitExamples] = []
+    done = 0
     for lo in range(0, len(columns), CHUNK):
-        chunk = plans[lo : lo + CHUNK]
-        acts = _activations(chunk, gatherers)
-        for u, plan in enumerate(chunk, start=lo):
-            placed = [
-                {
-                    "window_id": windows[source, i].window_id,
-                    "split": split,
-                    "rank": rank,
-                    "activations": next(acts[kind]),
-                }
-                for kind, _, source, i, split, rank in plan
+        n_chunk = sum(counts[lo : lo + CHUNK])
+        values = map(tuple, placed.activations[done : done + n_chunk].tolist())
+        done += n_chunk
+        quantile_rows = unit_quantiles[lo // CHUNK].result()
+        for u in range(lo, min(lo + CHUNK, len(columns))):
+            windows = [
+                {"window_id": w, "split": s, "rank": r, "activations": a}
+                for (w, s, r), a in zip(itertools.islice(rows, counts[u]), values, strict=False)
             ]
             unit_stats = UnitStats(
                 n_tokens=stats.n_tokens,
                 max=maxes[u],
                 mean=means[u],
                 firing_rate=rates[u],
-                quantiles=tuple(unit_quantiles[u]),
+                quantiles=tuple(quantile_rows[u - lo]),
                 dead=bool(dead[u]),
             )
             # One validation per unit builds its windows' records (faster than one each).
             units.append(
                 UnitExamples.model_validate(
-                    {"unit": unit_id(*columns[u]), "stats": unit_stats, "windows": placed}
+                    {"unit": unit_id(*columns[u]), "stats": unit_stats, "windows": windows}
                 )
             )
-    return tuple(windows[key] for key in used), tuple(units)
+    return units
 
 
-def _activations(
-    plans: Sequence[Sequence[tuple[int, tuple[int, ...], int, int, Split, int]]],
-    gatherers: dict[int, Callable[..., torch.Tensor]],
-) -> dict[int, Iterator[tuple[float, ...]]]:
-    """Per kind, the activations of the placed windows of that kind, in the plans' order: one
-    gather and one conversion to Python floats per kind."""
-    coords: dict[int, list[tuple[int, ...]]] = {kind: [] for kind in gatherers}
-    for plan in plans:
-        for kind, at, *_ in plan:
-            coords[kind].append(at)
-    out: dict[int, Iterator[tuple[float, ...]]] = {}
-    for kind, points in coords.items():
-        if not points:
-            out[kind] = iter(())
+@dataclass(frozen=True)
+class Placed:
+    """Every placed window of every unit, in dealing order (unit by unit)."""
+
+    unit: torch.Tensor
+    split: torch.Tensor
+    """Index into ``SPLITS``."""
+    rank: torch.Tensor
+    source: torch.Tensor
+    """0: the main corpus, 1: the out-of-distribution corpus."""
+    index: torch.Tensor
+    """Corpus-order index of the window in its corpus."""
+    activations: torch.Tensor
+    """[placed, pos] the unit's activations on the window."""
+
+
+def _placed(cfg: CollectConfig, main: CorpusPass, ood: CorpusPass, stats: RunningStats) -> Placed:
+    """Deal every unit on content ids, then gather what each placed window needs."""
+    top, qsample = main.top, main.quantile
+    assert top is not None
+    top_index = top.index
+    n_units = top_index.shape[0]
+    content: dict[tuple[int, ...], int] = {}
+    lookups = []
+    for scan in (main, ood):
+        index = torch.tensor(sorted(scan.store), dtype=torch.long)
+        ids = [content.setdefault(scan.store[i].token_ids, len(content)) for i in index.tolist()]
+        lookups.append((index, torch.tensor(ids, dtype=torch.long)))
+
+    def content_ids(source: int, corpus_index: torch.Tensor) -> torch.Tensor:
+        index, ids = lookups[source]
+        if len(index) == 0:
+            return torch.full_like(corpus_index, -1)
+        found = torch.searchsorted(index, corpus_index).clamp_(max=len(index) - 1)
+        return torch.where((index[found] == corpus_index) & (corpus_index >= 0), ids[found], -1)
+
+    sample_index, ood_index = main.sample.index, ood.sample.index
+    n_bins = qsample.bins if qsample is not None and cfg.n_quantile else 0
+    if n_bins:
+        # Every kept window of a bin, in key order (highest bin first): the first n_quantile
+        # that the unit does not already use (as a top window, or the same text) are dealt.
+        q_slot, q_index = (t.flip(1) for t in qsample.chosen(qsample.slots))  # type: ignore[union-attr]
+    else:
+        q_slot = q_index = torch.full((n_units, 0, 0), -1, dtype=torch.long)
+    dealt = deal(
+        cfg,
+        content_ids(0, top_index),
+        content_ids(0, q_index),
+        content_ids(0, sample_index),
+        content_ids(1, ood_index),
+        alive=stats.max > cfg.firing_threshold,
+    )
+    unit, column = dealt.taken.nonzero(as_tuple=True)
+    kind, pos = dealt.kind(column), dealt.position(column)
+    rank = torch.full_like(column, -1)
+    source = torch.zeros_like(column)
+    index = torch.empty_like(column)
+    acts = torch.empty(len(column), cfg.window_tokens)
+    for k in (TOP, QUANTILE, RANDOM, OOD):
+        at = (kind == k).nonzero()[:, 0]
+        if len(at) == 0:
             continue
-        columns = torch.tensor(points, dtype=torch.long).t()
-        out[kind] = map(tuple, gatherers[kind](*columns).tolist())
-    return out
+        u, p = unit[at], pos[at]
+        if k == TOP:
+            rank[at], index[at], acts[at] = p, top_index[u, p], top.acts_at(u, p)
+        elif k == QUANTILE:
+            b = (column[at] - dealt.n_top) // dealt.n_slots  # position among the bins
+            j = n_bins - 1 - b  # the bin itself
+            rank[at], index[at] = -2 - b, q_index[u, b, p]
+            acts[at] = qsample.acts_at(u, j, q_slot[u, b, p])  # type: ignore[union-attr]
+        elif k == RANDOM:
+            index[at], acts[at] = sample_index[p], main.sample.rows_at(p, u)
+        else:
+            source[at], index[at], acts[at] = 1, ood_index[p], ood.sample.rows_at(p, u)
+    return Placed(unit, dealt.split[unit, column], rank, source, index, acts)

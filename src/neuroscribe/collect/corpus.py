@@ -239,8 +239,11 @@ def module_docstrings(path: Path) -> str | None:
             doc = ast.get_docstring(node, clean=True)
             if doc:
                 docs.append(doc)
+        # Definitions are statements, and only statements (or the except and case clauses
+        # that hold them) contain statements: expressions are never walked.
         for child in ast.iter_child_nodes(node):
-            visit(child)
+            if isinstance(child, ast.stmt | ast.excepthandler | ast.match_case):
+                visit(child)
 
     visit(tree)
     return "\n\n".join(docs)

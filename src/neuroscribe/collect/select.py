@@ -15,7 +15,6 @@ every batch cost more in page faults than the arithmetic.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 
@@ -23,9 +22,10 @@ class TopWindows:
     """Per unit, the ``k`` windows with the largest max activation, best first.
 
     Order: larger max activation first, and among equal values the earlier window, which makes
-    the result independent of the batch size. Kept windows live in fixed slots; a batch only
-    touches the (unit, slot) pairs that a better window takes over, so the cost per batch is the
-    per-unit maxima plus the windows that enter, not a re-sort of everything kept.
+    the result independent of the batch size. Kept windows live in fixed slots; once they are
+    filled, a batch only looks at the windows above a unit's worst kept value (usually none),
+    and copies only the windows that enter, so the cost per batch is one comparison of the
+    per-unit maxima, not a re-sort of everything kept.
     """
 
     def __init__(self, k: int, n_units: int, window_tokens: int) -> None:
@@ -35,6 +35,10 @@ class TopWindows:
         self._index = torch.full((n_units, k), -1, dtype=torch.long)
         self._acts = torch.zeros(n_units, k, window_tokens)
         self._order: torch.Tensor | None = None
+        self._floor = torch.full((n_units,), float("-inf"))
+        """Each unit's worst kept value once all k slots are filled."""
+        self._key = torch.empty(0, dtype=torch.long)
+        """The kept windows' ``_order_keys`` once all k slots are filled."""
 
     def update(
         self, acts: torch.Tensor, window_index: torch.Tensor, best: torch.Tensor | None = None
@@ -52,31 +56,37 @@ class TopWindows:
             self._acts[:, kept] = acts[:fill].permute(2, 0, 1)
             self.n_filled += fill
             self._order = None
+            if self.n_filled == self.k:
+                self._full()
         if fill < n_batch:
             self._merge(best[:, fill:], window_index[fill:], acts[fill:])
 
     def _merge(self, best: torch.Tensor, window_index: torch.Tensor, acts: torch.Tensor) -> None:
-        k, n_batch = self.k, best.shape[1]
         # Only a window strictly above a unit's worst kept value can enter (ties go to the
-        # earlier, kept window), so only units with such a window are merged.
-        rows = (best > self._score.min(dim=1, keepdim=True).values).any(dim=1).nonzero()[:, 0]
+        # earlier, kept window), so only units with such a window are merged, on keys that
+        # order (value descending, corpus index ascending) as one integer each.
+        rows = (best.amax(dim=1) > self._floor).nonzero()[:, 0]
         if rows.numel() == 0:
             return
-        score = torch.cat([self._score[rows], best[rows]], dim=1)
-        index = torch.cat([self._index[rows], window_index.expand(len(rows), n_batch)], dim=1)
-        keep = torch.zeros_like(score, dtype=torch.bool)
-        keep.scatter_(1, _rank(score, index)[:, :k], True)
-        # Pair the slots that lose their window with the batch windows that enter.
-        n = min(k, n_batch)
-        freed = (~keep[:, :k]).to(torch.uint8).sort(dim=1, descending=True, stable=True)
-        entering = keep[:, k:].to(torch.uint8).sort(dim=1, descending=True, stable=True)
-        mask = entering.values[:, :n].bool()
-        unit = rows.unsqueeze(1).expand(-1, n)[mask]
-        slot = freed.indices[:, :n][mask]
-        src = entering.indices[:, :n][mask]
+        k, best_rows = self.k, best[rows]
+        entering = torch.where(
+            best_rows > self._floor[rows].unsqueeze(1),
+            _order_keys(best_rows, window_index),
+            torch.iinfo(torch.long).min,
+        )
+        keys = torch.cat([self._key[rows], entering], dim=1)
+        keep = torch.zeros(keys.shape, dtype=torch.bool)
+        keep.scatter_(1, keys.topk(k, dim=1, sorted=False).indices, True)
+        # Per row as many slots are freed as batch windows enter; nonzero lists both row by
+        # row, so the i-th freed slot and the i-th entering window belong to the same unit.
+        row, slot = (~keep[:, :k]).nonzero(as_tuple=True)
+        src = keep[:, k:].nonzero()[:, 1]
+        unit = rows[row]
         self._score[unit, slot] = best[unit, src]
         self._index[unit, slot] = window_index[src]
+        self._key[unit, slot] = entering[row, src]
         self._acts[unit, slot] = acts[src, :, unit]
+        self._floor[rows] = self._score[rows].amin(dim=1)
         self._order = None
 
     def _ranked(self) -> torch.Tensor:
@@ -121,6 +131,24 @@ class TopWindows:
         self.n_filled = int(state["n_filled"])
         self._score, self._index, self._acts = state["score"], state["index"], state["acts"]
         self._order = None
+        if self.n_filled == self.k:
+            self._full()
+        else:
+            self._floor = torch.full((self._score.shape[0],), float("-inf"))
+
+    def _full(self) -> None:
+        """Every slot is filled: from now on, windows enter only by beating a kept one."""
+        self._key = _order_keys(self._score, self._index)
+        self._floor = self._score.amin(dim=1)
+
+
+def _order_keys(score: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """One int64 per (value, corpus index) that orders as value descending, then index
+    ascending: the value's float32 bits made order-preserving (-0.0 counted as 0.0) in the high
+    32 bits, the complement of the index in the low 32."""
+    bits = (score + 0.0).view(torch.int32)
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
+    return ordered * (1 << 32) + ((1 << 32) - 1 - index)
 
 
 def _rank(score: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -291,7 +319,8 @@ def quantiles(sample: torch.Tensor, qs: list[float]) -> torch.Tensor:
     hi = pos.ceil().long()
     kth = sorted(set(lo.tolist()) | set(hi.tolist()))
     by_unit = sample.t().contiguous().numpy()  # [unit, row]: each unit's values contiguous
-    ordered = torch.from_numpy(np.partition(by_unit, kth, axis=1)).t()  # [row, unit]
+    by_unit.partition(kth, axis=1)  # in place: the copy is already ours
+    ordered = torch.from_numpy(by_unit).t()  # [row, unit]
     frac = (pos - lo).float().unsqueeze(1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * frac
 
