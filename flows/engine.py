@@ -336,9 +336,13 @@ def fan_out(
     explanation_ids: list[str] | None = None,
 ) -> list[str]:
     """``fan_out_flow`` on the Dask task runner of ``cfg.engine`` (one cluster for the whole
-    fan-out; a local one is stopped when it ends)."""
+    fan-out; a local one is stopped when it ends). A chunk's data travels with its task, once
+    (sealed), by design: Dask's warning about task graphs over 10 MB is raised to 1 GB."""
+    import dask
+
     runner = dask_task_runner(cfg.engine)
-    result: list[str] = fan_out_flow.with_options(task_runner=runner)(
-        cfg, warehouse, run_id, unit_keys, explanation_ids
-    )
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1GB"}):
+        result: list[str] = fan_out_flow.with_options(task_runner=runner)(
+            cfg, warehouse, run_id, unit_keys, explanation_ids
+        )
     return result
