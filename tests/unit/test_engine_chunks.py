@@ -102,8 +102,9 @@ def test_warm_up_runs_once_on_every_worker():
 
     assert warm_workers(None, print) == []
     with (
-        LocalCluster(n_workers=3, threads_per_worker=1, processes=False, dashboard_address=None)
-        as cluster,
+        LocalCluster(
+            n_workers=3, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
         Client(cluster) as client,
     ):
         futures = warm_workers(client, lambda: get_worker().address)
