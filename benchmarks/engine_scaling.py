@@ -75,7 +75,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--units", type=int, default=4096, help="a multiple of 4")
     parser.add_argument("--windows", type=int, default=2000)
-    parser.add_argument("--chunk-units", type=int, default=128)
+    parser.add_argument(
+        "--chunk-units", type=int, default=None, help="default: the engine's (4 chunks a worker)"
+    )
     parser.add_argument("--local", action="store_true", help="also the single-process engine")
     parser.add_argument("--skip-warm", action="store_true")
     parser.add_argument("--skip-cold", action="store_true")
@@ -131,7 +133,7 @@ def main() -> None:
             )
             return seconds
 
-        chunk = {"chunk_units": args.chunk_units}
+        chunk = {"chunk_units": args.chunk_units} if args.chunk_units else {}
         results: dict[str, float] = {}
         if args.local:
             results["local"] = measure("local (1 process)", config(args.units, args.windows))
@@ -165,7 +167,7 @@ def main() -> None:
         for kind in ("cold", "warm"):
             if f"{kind} 1" in results:
                 ratio = results[f"{kind} 1"] / results[f"{kind} 2"]
-                print(f"{kind}: 2 workers are {ratio:.2f}x as fast as 1")
+                print(f"{kind}: 2 workers are {ratio:.2f}x as fast as 1 (load now {_load()})")
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -60,9 +60,10 @@ class EngineConfig(Section):
     address: str | None = None
     """An existing Dask scheduler (e.g. ``tcp://10.0.0.5:8786``) whose workers do the work;
     ``workers`` is then ignored."""
-    chunk_units: int = Field(default=128, ge=1)
+    chunk_units: int | None = Field(default=None, ge=1)
     """Units per Dask task: each task gets these units with their windows, and returns their
-    records."""
+    records. By default (None) each round's units are cut evenly into 4 chunks per worker
+    thread of the cluster."""
 
     @field_validator("address")
     @classmethod

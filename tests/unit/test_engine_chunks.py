@@ -1,0 +1,113 @@
+"""What a Dask chunk costs the flow's process: its inputs are sealed (``flows.sealed``), so
+Prefect does not walk them, Dask does not hash them, and they are unpickled only where they are
+used; chunks are sized to the cluster (``flows.cluster``)."""
+
+from __future__ import annotations
+
+import pickle
+
+import cloudpickle
+import pytest
+
+from flows.cluster import CHUNKS_PER_WORKER, chunk_size, chunks, warm_workers
+from flows.sealed import Sealed
+from neuroscribe.config import EngineConfig
+
+UNPICKLED: list[int] = []
+
+
+class Counted:
+    """A value that records each time it is unpickled."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __reduce__(self):
+        return _counted, (self.n,)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Counted) and other.n == self.n
+
+
+def _counted(n: int) -> Counted:
+    UNPICKLED.append(n)
+    return Counted(n)
+
+
+def test_a_sealed_value_is_unpickled_only_when_read():
+    UNPICKLED.clear()
+    value = {"units": [Counted(i) for i in range(5)], "first": 7}
+    arrived = pickle.loads(pickle.dumps(Sealed(value)))
+    assert not arrived.loaded and UNPICKLED == []
+    again = pickle.loads(pickle.dumps(arrived))  # the scheduler's round trip: bytes only
+    assert UNPICKLED == [] and again.token == arrived.token
+    assert again.value == value
+    assert UNPICKLED == [0, 1, 2, 3, 4] and again.loaded
+    assert again.value is again.value  # once
+    assert cloudpickle.loads(cloudpickle.dumps(Sealed(value))).value == value
+
+
+def test_prefect_does_not_walk_a_sealed_value():
+    from prefect.utilities.collections import visit_collection
+
+    units = [[float(i)] * 32 for i in range(200)]
+    seen: list[object] = []
+    visit_collection({"sealed": Sealed(units)}, visit_fn=seen.append, return_data=False)
+    assert len(seen) == 3  # the dict, its key, the sealed value
+    seen.clear()
+    visit_collection({"plain": units}, visit_fn=seen.append, return_data=False)
+    assert len(seen) > 200 * 32  # what sealing saves: every element
+
+
+def test_dask_names_a_sealed_value_without_pickling_it():
+    from dask.base import tokenize
+
+    UNPICKLED.clear()
+    sealed = Sealed([Counted(1)])
+    calls: list[int] = []
+    original = Sealed.__reduce__
+
+    def counting(self):
+        calls.append(1)
+        return original(self)
+
+    try:
+        Sealed.__reduce__ = counting  # type: ignore[method-assign]
+        assert tokenize(sealed) == tokenize(sealed)
+        assert calls == []
+    finally:
+        Sealed.__reduce__ = original  # type: ignore[method-assign]
+    assert tokenize(sealed) != tokenize(Sealed([Counted(1)]))  # each submission is new work
+
+
+@pytest.mark.parametrize(
+    ("units", "workers", "want"),
+    [(4096, 2, 512), (4096, 1, 1024), (10, 2, 2), (3, 2, 1), (1, 8, 1)],
+)
+def test_chunks_are_sized_to_the_cluster(units, workers, want):
+    size = chunk_size(EngineConfig(kind="dask"), units, workers)
+    assert size == want
+    parts = chunks(list(range(units)), size)
+    assert len(parts) <= CHUNKS_PER_WORKER * workers
+    assert [x for _, part in parts for x in part] == list(range(units))
+    assert [first for first, _ in parts] == list(range(0, units, size))
+
+
+def test_a_set_chunk_size_is_kept():
+    assert chunk_size(EngineConfig(kind="dask", chunk_units=3), 4096, 2) == 3
+
+
+def test_warm_up_runs_once_on_every_worker():
+    from distributed import Client, LocalCluster, get_worker
+
+    assert warm_workers(None, print) == []
+    with (
+        LocalCluster(
+            n_workers=3, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        futures = warm_workers(client, lambda: get_worker().address)
+        ran = [f.result() for f in futures]
+        assert sorted(ran) == sorted(client.scheduler_info()["workers"])
+        assert len(set(ran)) == 3
