@@ -72,6 +72,17 @@ def test_random_sample_keeps_everything_when_small() -> None:
     assert sorted(sample.index.tolist()) == list(range(12))
 
 
+def test_quantiles_leave_the_token_sample_as_it_was() -> None:
+    """The partial sort works on a copy, also where the transposed sample needs none (one
+    unit, or one row)."""
+    for sample in (torch.tensor([[3.0], [1.0], [2.0], [5.0]]), torch.tensor([[4.0, -1.0, 2.0]])):
+        before = sample.clone()
+        got = quantiles(sample, [0.5, 0.9])
+        assert torch.equal(sample, before)
+        expected = np.quantile(before.numpy(), [0.5, 0.9], axis=0)
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+
+
 def test_running_stats_and_quantiles_match_numpy() -> None:
     torch.manual_seed(1)
     acts = torch.randn(30, 5, 3)

@@ -318,8 +318,10 @@ def quantiles(sample: torch.Tensor, qs: list[float]) -> torch.Tensor:
     lo = pos.floor().long()
     hi = pos.ceil().long()
     kth = sorted(set(lo.tolist()) | set(hi.tolist()))
-    by_unit = sample.t().contiguous().numpy()  # [unit, row]: each unit's values contiguous
-    by_unit.partition(kth, axis=1)  # in place: the copy is already ours
+    # [unit, row]: each unit's values contiguous, always a copy (``contiguous`` returns the
+    # sample itself for one unit or one row), so partitioning it in place leaves the sample be
+    by_unit = sample.t().numpy().copy()
+    by_unit.partition(kth, axis=1)
     ordered = torch.from_numpy(by_unit).t()  # [row, unit]
     frac = (pos - lo).float().unsqueeze(1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * frac
