@@ -97,12 +97,28 @@ def test_check_disjoint_reports_a_window_in_two_splits() -> None:
     assert "window b is in split score_top twice" in problems[1]
 
 
+def dealt_names(dealt, u: int) -> list[tuple[str, Split]]:
+    """Unit ``u``'s placed windows as (``t``/``q<bin>``/``r``/``o`` + position, split)."""
+    from neuroscribe.collect.assemble import QUANTILE, SPLITS
+
+    column = dealt.taken[u].nonzero()[:, 0]
+    kinds, positions = dealt.kind(column).tolist(), dealt.position(column).tolist()
+    bin_ = ((column - dealt.n_top) // max(dealt.n_slots, 1)).tolist()
+    names = ["t", "q", "r", "o"]
+    return [
+        (f"{names[k]}{bin_[i] if k == QUANTILE else ''}{positions[i]}", SPLITS[s])
+        for i, (k, s) in enumerate(zip(kinds, dealt.split[u, column].tolist(), strict=True))
+    ]
+
+
 def test_dealing_on_content_ids_equals_assign_unit() -> None:
-    """The batched final step deals on integers (``assemble.Dealer``); it must choose exactly
-    what ``assign_unit`` chooses, repeats, overlaps and short lists included."""
+    """The batched final step deals on integers (``assemble.deal``); for one unit it must
+    choose exactly what ``assign_unit`` chooses, repeats, overlaps and short lists included."""
     import random
 
-    from neuroscribe.collect.assemble import TOP, Candidates, Dealer
+    import torch
+
+    from neuroscribe.collect.assemble import deal
 
     rng = random.Random(0)
     for trial in range(300):
@@ -135,12 +151,16 @@ def test_dealing_on_content_ids_equals_assign_unit() -> None:
             cfg,
             [cands(f"q{b}") for b in range(cfg.quantile_bins)],
         )
-        placed = Dealer(cfg)(Candidates(top, bins, random_, ood))
-        names = {TOP: "t", 1: "q", 2: "r", 3: "o"}
-        got = [
-            (f"{names[kind]}{b if kind == 1 else ''}{pos}", split) for kind, b, pos, split in placed
-        ]
-        assert got == [(w.window_id, w.split) for w in expected], trial
+        slots = max(len(x) for x in bins)
+        bin_rows = torch.full((1, len(bins), slots), -1, dtype=torch.long)
+        for b, keys in enumerate(bins):
+            bin_rows[0, b, : len(keys)] = torch.tensor(keys, dtype=torch.long)
+
+        def row(keys: list[int]) -> torch.Tensor:
+            return torch.tensor(keys, dtype=torch.long)
+
+        dealt = deal(cfg, row(top).reshape(1, -1), bin_rows, row(random_), row(ood))
+        assert dealt_names(dealt, 0) == [(w.window_id, w.split) for w in expected], trial
 
 
 def test_dealing_many_units_at_once_equals_dealing_each() -> None:
@@ -150,7 +170,7 @@ def test_dealing_many_units_at_once_equals_dealing_each() -> None:
 
     import torch
 
-    from neuroscribe.collect.assemble import QUANTILE, SPLITS, deal
+    from neuroscribe.collect.assemble import deal
 
     rng = random.Random(1)
     cfg = CollectConfig(
@@ -191,12 +211,5 @@ def test_dealing_many_units_at_once_equals_dealing_each() -> None:
             cfg,
             [cands(f"q{b}", per_unit[f"q{b}"]) for b in range(3)],
         )
-        column = dealt.taken[u].nonzero()[:, 0]
-        kinds, positions = dealt.kind(column).tolist(), dealt.position(column).tolist()
-        bin_ = ((column - dealt.n_top) // dealt.n_slots).tolist()
-        names = ["t", "q", "r", "o"]
-        got = [
-            (f"{names[k]}{bin_[i] if k == QUANTILE else ''}{positions[i]}", SPLITS[s])
-            for i, (k, s) in enumerate(zip(kinds, dealt.split[u, column].tolist(), strict=True))
-        ]
-        assert got == ([(w.window_id, w.split) for w in expected] if alive[u] else []), u
+        expected_names = [(w.window_id, w.split) for w in expected] if alive[u] else []
+        assert dealt_names(dealt, u) == expected_names, u

@@ -36,18 +36,6 @@ SPLITS = list(Split)
 
 
 @dataclass(frozen=True)
-class Candidates:
-    """One unit's candidates as content ids, in the order they are dealt."""
-
-    top: Sequence[int]
-    """By rank, best first."""
-    quantile: Sequence[Sequence[int]]
-    """Per bin, highest bin first; each in key order."""
-    random: Sequence[int]
-    ood: Sequence[int]
-
-
-@dataclass(frozen=True)
 class Dealt:
     """What ``deal`` chose for every unit: ``taken[unit, column]`` over the candidate columns
     ``[top | quantile bins, highest first | random | ood]``, and each taken column's split as an
@@ -135,32 +123,6 @@ def _take(cands: torch.Tensor, used: torch.Tensor, n: int) -> torch.Tensor:
     if used.shape[1]:
         free = free & ~(cands.unsqueeze(2) == used.unsqueeze(1)).any(dim=2)
     return free & (free.cumsum(dim=1) <= n)
-
-
-class Dealer:
-    """Deals one unit's candidates (``deal`` for a single unit, on Python lists)."""
-
-    def __init__(self, cfg: CollectConfig) -> None:
-        self.cfg = cfg
-
-    def __call__(self, c: Candidates) -> list[tuple[int, int, int, Split]]:
-        """Placed windows as (kind, bin, position in its candidate list, split)."""
-        slots = max((len(b) for b in c.quantile), default=0)
-        bins = torch.full((1, len(c.quantile), slots), -1, dtype=torch.long)
-        for b, keys in enumerate(c.quantile):
-            bins[0, b, : len(keys)] = torch.tensor(keys, dtype=torch.long)
-
-        def row(keys: Sequence[int]) -> torch.Tensor:
-            return torch.tensor(list(keys), dtype=torch.long).reshape(1, -1)
-
-        dealt = deal(self.cfg, row(c.top), bins, row(c.random)[0], row(c.ood)[0])
-        column = dealt.taken[0].nonzero()[:, 0]
-        kinds, positions = dealt.kind(column).tolist(), dealt.position(column).tolist()
-        bin_ = ((column - dealt.n_top) // max(slots, 1)).tolist()
-        return [
-            (k, bin_[i] if k == QUANTILE else 0, positions[i], SPLITS[s])
-            for i, (k, s) in enumerate(zip(kinds, dealt.split[0, column].tolist(), strict=True))
-        ]
 
 
 @contextlib.contextmanager
