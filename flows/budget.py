@@ -64,7 +64,7 @@ def decide_task(
     cheap_x, escalated_x = cfg.budget.split(cfg.explain.explainers)
     cheap_s, escalated_s = cfg.budget.split(cfg.simulate.simulators)
     with closing(connect(warehouse)) as con:
-        live = [u.unit.key for u in collection.load_units(con, unit_keys) if not u.stats.dead]
+        live = collection.live_unit_keys(con, unit_keys)
         explanations = annotated.load_explanations(con, explanation_ids)
         scores = annotated.load_scores(con, explanation_ids)
     decisions = decide(live, explanations, scores, cheap_x, cheap_s, cfg.budget)
@@ -80,7 +80,7 @@ def controls_task(
     """The shuffled controls (``explain.units.shuffled_controls``) of every explanation, the
     explainers in the config's order as in a run without a budget; returns their ids."""
     with closing(connect(warehouse)) as con:
-        live = [u.unit.key for u in collection.load_units(con, unit_keys) if not u.stats.dead]
+        live = collection.live_unit_keys(con, unit_keys)
         explanations = annotated.load_explanations(con, explanation_ids)
     order = {name: i for i, name in enumerate(cfg.explain.explainers)}
     explanations.sort(key=lambda e: order.get(e.explainer, len(order)))  # stable

@@ -32,6 +32,7 @@ from neuroscribe.warehouse.annotations import (
 from neuroscribe.warehouse.calls import save_llm_calls
 from neuroscribe.warehouse.collection import (
     CollectionConflict,
+    live_unit_keys,
     load_units,
     load_windows,
     save_collection,
@@ -77,6 +78,25 @@ def test_migrations_are_numbered_and_idempotent(warehouse_path):
             r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
         }
     assert {"runs", "units", "unit_windows", "scores", "llm_calls", "scored_explanations"} <= tables
+
+
+def test_live_unit_keys_keep_the_order_and_leave_dead_units_out(warehouse_path):
+    subject, windows, unit = _records()
+    dead_stats = unit.stats.model_copy(update={"max": 0.0, "firing_rate": 0.0, "dead": True})
+    others = [
+        unit.model_copy(update={"unit": unit.unit.model_copy(update={"index": i}), "stats": stats})
+        for i, stats in ((1, dead_stats), (2, unit.stats))
+    ]
+    units = [unit, *others]
+    with closing(connect(warehouse_path)) as con:
+        start_run(con, "r1", RunConfig())
+        save_collection(con, "r1", subject, "c", windows, units)
+        keys = [u.unit.key for u in reversed(units)]
+        expected = [u.unit.key for u in load_units(con, keys) if not u.stats.dead]
+        assert live_unit_keys(con, keys) == expected == [keys[0], keys[2]]
+        assert live_unit_keys(con, []) == []
+        with pytest.raises(KeyError, match="not in the warehouse"):
+            live_unit_keys(con, [*keys, "nowhere"])
 
 
 def test_records_round_trip_and_writes_are_idempotent(warehouse_path):

@@ -223,6 +223,23 @@ def load_units(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list
     return [found[k] for k in unit_keys]
 
 
+def live_unit_keys(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list[str]:
+    """The keys among ``unit_keys`` of units that are not dead, in the given order, without
+    loading their windows (``KeyError`` for a key not in the warehouse, as ``load_units``)."""
+    if not unit_keys:
+        return []
+    rows = fetch_dicts(
+        con,
+        "SELECT unit_key, dead FROM units WHERE list_contains(?, unit_key)",
+        [list(unit_keys)],
+    )
+    dead = {r["unit_key"]: r["dead"] for r in rows}
+    missing = [k for k in unit_keys if k not in dead]
+    if missing:
+        raise KeyError(f"units not in the warehouse: {missing[:3]}")
+    return [k for k in unit_keys if not dead[k]]
+
+
 def load_windows(con: duckdb.DuckDBPyConnection, window_ids: Iterable[str]) -> dict[str, Window]:
     """The stored windows with these ids, by id."""
     ids = sorted(set(window_ids))
