@@ -40,7 +40,6 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.futures import as_completed
@@ -63,6 +62,7 @@ from neuroscribe.llm.cache import prime_cache
 from neuroscribe.records import Explanation, Score, Simulation, UnitExamples, Window
 from neuroscribe.score import FUZZ_KINDS, score_units
 from neuroscribe.simulate import fuzz_units, simulate_units
+from neuroscribe.simulate.base import as_stored
 from neuroscribe.warehouse import annotations as annotated
 from neuroscribe.warehouse import calls, collection, connect, rows, runs
 
@@ -72,12 +72,6 @@ CacheRows = list[tuple[str, str | None, int | None, int | None]]
 def windows_of(units: Iterable[UnitExamples], windows: Mapping[str, Window]) -> dict[str, Window]:
     """The windows these units use (the slice of ``windows`` a chunk is sent with)."""
     return {w.window_id: windows[w.window_id] for u in units for w in u.windows}
-
-
-def as_stored(simulation: Simulation) -> Simulation:
-    """The simulation as the warehouse gives it back: predictions rounded to 32-bit floats."""
-    rounded = np.asarray(simulation.predictions, dtype=np.float32).tolist()
-    return simulation.model_copy(update={"predictions": tuple(rounded)})
 
 
 @dataclass

@@ -18,12 +18,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 
-import numpy as np
-
 from neuroscribe.config import RunConfig
 from neuroscribe.records import Explanation, Simulation, Split, UnitExamples, UnitWindow, Window
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score.batched import score_pairs
+from neuroscribe.simulate.base import as_stored
 
 Jobs = list[tuple[Explanation, list[Window]]]
 Runner = Callable[[Jobs], list[list[Simulation]]]
@@ -42,12 +41,6 @@ def steps(unit: UnitExamples, step: int, seed: int) -> list[list[UnitWindow]]:
         (first if i == 0 else []) + top[i * step : (i + 1) * step] + rnd[i * step : (i + 1) * step]
         for i in range(n)
     ]
-
-
-def as_stored(simulation: Simulation) -> Simulation:
-    """The simulation as the warehouse gives it back: predictions rounded to 32-bit floats."""
-    rounded = np.asarray(simulation.predictions, dtype=np.float32).tolist()
-    return simulation.model_copy(update={"predictions": tuple(rounded)})
 
 
 def simulate_adaptive(

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Protocol
 
+import numpy as np
+
 from neuroscribe.ids import content_hash
 from neuroscribe.llm.base import in_unit
 from neuroscribe.llm.fanout import fan_out
@@ -178,6 +180,12 @@ def ok_simulation(
         predictions=tuple(float(p) for p in predictions),
         prompt=prompt,
     )
+
+
+def as_stored(simulation: Simulation) -> Simulation:
+    """The simulation as the warehouse gives it back: predictions rounded to 32-bit floats."""
+    rounded = np.asarray(simulation.predictions, dtype=np.float32).tolist()
+    return simulation.model_copy(update={"predictions": tuple(rounded)})
 
 
 def failed_simulation(
