@@ -18,6 +18,15 @@ stage's time from its progress lines. Three parts, each optional:
   layer ``--sites`` must be the model's number of layers (30 for SmolLM2-135M): with fewer, the
   fixed part leaves out most of the forward pass and the projection is far too low.
 
+``--tiny-local`` builds a two-layer Llama with random weights and the embedded SmolLM2's
+tokenizer (hidden size 64) and runs it as the ``local/...`` explainer, simulator and fuzz judge
+(with ``baseline/ngram`` and ``baseline/lexical``, as the default pairs them): every step of the
+in-process path (prompts, chat template, batching, prefix cache, generation, the ledger) with
+almost none of SmolLM2's arithmetic. A model's arithmetic per unit does not depend on how many
+units a run has, so SmolLM2's ratio of time per unit lies between 1 and the one measured here:
+the pipeline's own per-unit cost is what could grow with the run, and here it is most of the
+time. Its explanations are random words; only the times mean anything.
+
 ``--annotators`` names the annotators: each is an explainer, a simulator or both, as the
 registries say (``local/...`` and ``openai/...`` are both). Timings on a shared machine are
 noisy; every ratio printed comes from runs made in this one invocation.
@@ -102,6 +111,28 @@ def run(args: argparse.Namespace, model: str, sites: str, units: str, windows: i
     return Measured(units, wall, cpu, lines, stages)
 
 
+def tiny_llama(directory: Path) -> Path:
+    """A two-layer Llama with random weights (seeded) and the embedded SmolLM2's tokenizer and
+    chat template, saved where ``local/<directory>`` loads it."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from neuroscribe.models import resolve_source
+
+    source = resolve_source("smollm2-135m-instruct")
+    tokenizer = AutoTokenizer.from_pretrained(source.directory, gguf_file=source.gguf_file)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 def site_list(n_sites: int) -> str:
     return ",".join(f"layers.{i}.mlp" for i in range(n_sites))
 
@@ -145,11 +176,17 @@ def main() -> None:
                         help="project to this many units at --tokens tokens (e.g. 46080)")
     parser.add_argument("--tokens", type=int, default=200_000)
     parser.add_argument("--window-tokens", type=int, default=32)
+    parser.add_argument("--tiny-local", action="store_true",
+                        help="a random two-layer Llama as the local annotator (see above)")
     parser.add_argument("extra", nargs="*", help="more `run` options, after --")
     args = parser.parse_args()
     args.extra = [*args.extra, "--window-tokens", str(args.window_tokens)]
     with tempfile.TemporaryDirectory(prefix="units-per-hour-") as tmp:
         workdir = Path(tmp)
+        if args.tiny_local:
+            tiny = tiny_llama(workdir / "tiny-llama")
+            args.annotators = f"baseline/ngram,baseline/lexical,local/{tiny}"  # lexical selects
+            print(f"annotators: {args.annotators} (random weights: times only)", flush=True)
         if args.units and not args.project:
             scaling(args, workdir, args.windows)
         if args.catalogue:

@@ -59,7 +59,8 @@ def test_a_wide_width_stops_after_the_first_step_a_narrow_one_uses_every_window(
     full, full_scores = _simulate(unit, windows, explanations, full_cfg)
     assert {s.n_windows for s in full_scores.values()} == {12}
 
-    _, _, _, wide = _setup(ci_width=2.5)  # no interval of a correlation is wider than 2
+    # no interval of a correlation is wider than 2
+    _, _, _, wide = _setup(ci_width=2.5, ci_min_windows=1)
     first, scores = _simulate(unit, windows, explanations, wide)
     assert len(first) == 2 * 4 and {s.n_windows for s in scores.values()} == {4}
     assert all("8 not simulated" in (s.reason or "") for s in scores.values())
@@ -76,7 +77,7 @@ def test_a_wide_width_stops_after_the_first_step_a_narrow_one_uses_every_window(
 
 def test_pairs_stop_on_their_own_interval():
     unit, windows, explanations, _ = _setup()
-    _, _, _, cfg = _setup(ci_width=0.2)
+    _, _, _, cfg = _setup(ci_width=0.2, ci_min_windows=1)
     sims, scores = _simulate(unit, windows, explanations, cfg)
     used = {e: s.n_windows for e, s in scores.items()}
     for e, s in scores.items():  # stopped narrow, or ran out of windows
@@ -86,3 +87,13 @@ def test_pairs_stop_on_their_own_interval():
     assert counts == used
     assert len(set(used.values())) > 1  # the right explanation stops before the wrong one
     assert used["e0"] < used["e1"]
+
+
+def test_no_pair_stops_before_the_minimum_of_held_out_windows():
+    unit, windows, explanations, _ = _setup()
+    for minimum, expected in ((5, 8), (8, 8), (9, 12), (None, 12)):  # None: the default, 10
+        budget = {"ci_width": 2.5} | ({} if minimum is None else {"ci_min_windows": minimum})
+        _, _, _, cfg = _setup(**budget)
+        sims, scores = _simulate(unit, windows, explanations, cfg)
+        assert {s.n_windows for s in scores.values()} == {expected}, minimum
+        assert len(sims) == 2 * expected

@@ -40,6 +40,10 @@ class BudgetConfig(BaseModel):
     many windows each score rests on (with ``score.bootstrap = 0``, no interval: every window)."""
     ci_step: int = Field(default=2, ge=1)
     """Top and random held-out windows added per step of adaptive scoring (``ci_width``)."""
+    ci_min_windows: int = Field(default=10, ge=1)
+    """Adaptive scoring never stops a pair before this many of its top and random held-out
+    windows are simulated: a bootstrap interval over a few windows can be narrow by chance
+    (with 4 windows, pairs stopped on intervals that the full split did not bear out)."""
 
     def escalated(self, name: str) -> bool:
         """Whether the annotator ``name`` is escalated (matches a name or pattern)."""

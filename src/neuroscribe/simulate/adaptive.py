@@ -7,7 +7,8 @@ random held-out splits (each split in an order drawn once per unit from ``collec
 ``ci_step`` more of each per step. After each step the pair is scored as the score stage will
 score it (every kind, predictions rounded to 32-bit floats as the warehouse stores them), and
 it stops once its headline score (``registry.HEADLINE_SCORE``) has an interval narrower than
-``ci_width``, or when its windows run out. A window's simulation does not depend on the windows
+``ci_width`` and at least ``ci_min_windows`` top and random windows are simulated, or when its
+windows run out. A window's simulation does not depend on the windows
 simulated with it, so the rows are those of a full simulation, fewer; the scores then rest on
 the windows simulated (``scores.n_windows``; the reason notes the windows not simulated).
 Deterministic: a resumed or repeated run stops every pair at the same step.
@@ -52,13 +53,16 @@ def simulate_adaptive(
     run: Runner,
 ) -> list[Simulation]:
     """The simulations of ``simulator`` for ``explanations``, step by step, each pair stopping
-    once its headline interval is narrower than ``cfg.budget.ci_width``."""
+    once its headline interval is narrower than ``cfg.budget.ci_width`` (after at least
+    ``ci_min_windows`` top and random windows)."""
     width = cfg.budget.ci_width
     assert width is not None, "adaptive scoring needs budget.ci_width"
     planned = {
         e.explanation_id: steps(by_key[e.unit_key], cfg.budget.ci_step, cfg.collect.seed)
         for e in explanations
     }
+    held_out = {Split.SCORE_TOP, Split.SCORE_RANDOM}
+    seen = {e.explanation_id: 0 for e in explanations}  # top and random windows simulated
     done: dict[str, list[Simulation]] = {e.explanation_id: [] for e in explanations}
     active, k = list(explanations), 0
     while active:
@@ -67,11 +71,15 @@ def simulate_adaptive(
         ]
         for e, sims in zip(active, run(jobs), strict=True):
             done[e.explanation_id].extend(sims)
+            seen[e.explanation_id] += sum(
+                w.split in held_out for w in planned[e.explanation_id][k]
+            )
         k += 1
         pairs = [
             (e.explanation_id, simulator, by_key[e.unit_key],
              [as_stored(s) for s in done[e.explanation_id]])
             for e in active
+            if seen[e.explanation_id] >= cfg.budget.ci_min_windows
         ]
         narrow = {
             s.explanation_id
