@@ -25,12 +25,12 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.exceptions import MissingContextError
 
-from flows import budget, engine
+from flows import budget, engine, shards
 from flows.retry import RETRY
 from neuroscribe import search
 from neuroscribe.agree import agree_units
 from neuroscribe.checks import check_flows, preflight
-from neuroscribe.collect.incremental import collect_missing, unit_selector
+from neuroscribe.collect.incremental import collect_missing, missing_config, unit_selector
 from neuroscribe.config import RunConfig
 from neuroscribe.errors import BadInput
 from neuroscribe.explain.units import explain_units
@@ -87,7 +87,13 @@ def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
         with closing(connect(warehouse)) as con:  # not held while the forward pass runs
             return collection.unit_collections(con, keys)
 
-    keys, result = collect_missing(cfg, stored)
+    if cfg.engine.kind == "dask":  # one shard of the units per worker (flows.shards)
+        keys, todo = missing_config(cfg, stored)
+        if todo is not None:
+            shards.collect_on_workers(todo, warehouse, run_id)
+        result = None
+    else:
+        keys, result = collect_missing(cfg, stored)
     if result is not None:
         with closing(connect(warehouse)) as con:
             collection.save_collection(

@@ -3,10 +3,12 @@
 A tiny random-weight GPT-2 and the baseline annotators, through the ``neuroscribe run`` command
 in-process (a real Prefect run, a real DuckDB file): once with the local engine, once with
 ``[engine] kind = "dask"`` on a local cluster of 2 worker processes and chunks of 3 units (so
-every worker gets several chunks, and the last one is short). Every row of
-``scored_explanations``, ``explanations``, ``simulations``, ``scores`` and ``agreements`` must
-be the same, but for the run that wrote it; and the run passes through the same stages
-(``runs.stage``) on both engines.
+every worker gets several chunks, and the last one is short). The Dask run collects on the
+workers too, one shard of the units each (``flows.shards``). Every row of the collection
+(``windows``, ``units``, ``unit_windows``) and of ``scored_explanations``, ``explanations``,
+``simulations``, ``scores`` and ``agreements`` must be the same, but for the run that wrote it
+(and ``units.mean_activation``, equal to float32 rounding); and the run passes through the same
+stages (``runs.stage``) on both engines.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ workers = 2
 chunk_units = 3
 """
 
+COLLECTED = ("windows", "unit_windows")
 TABLES = ("scored_explanations", "explanations", "simulations", "scores", "agreements")
 PROVENANCE = ("run_id", "created_at")
 """Columns that name the run that wrote a row, or when (names ending so)."""
@@ -50,6 +53,15 @@ def _rows(path: Path, table: str) -> list[tuple]:
         columns = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
         kept = [c for c in columns if not c.endswith(PROVENANCE)]
         return sorted(con.execute(f"SELECT {', '.join(kept)} FROM {table}").fetchall(), key=repr)
+
+
+def _units(path: Path) -> list[tuple]:
+    """Each unit's row, ``mean_activation`` last."""
+    with closing(duckdb.connect(str(path), read_only=True)) as con:
+        return con.execute(
+            "SELECT unit_key, n_tokens, max_activation, firing_rate, quantiles, dead,"
+            " mean_activation FROM units ORDER BY unit_key"
+        ).fetchall()
 
 
 def test_two_dask_workers_store_the_rows_of_the_local_engine(
@@ -76,6 +88,17 @@ def test_two_dask_workers_store_the_rows_of_the_local_engine(
 
         return record
 
+    from flows import shards
+
+    cut: list[list[int]] = []
+    shard_configs = shards.shard_configs
+
+    def recorded_shards(cfg, workers):
+        out = shard_configs(cfg, workers)
+        cut.extend(s.collect.units for s in out)
+        return out
+
+    monkeypatch.setattr(shards, "shard_configs", recorded_shards)
     with prefect_test_harness(server_startup_timeout=120):
         for name, config in (("local", local), ("dask", dask)):
             monkeypatch.setattr(runs, "set_stage", recorded(name))
@@ -86,11 +109,17 @@ def test_two_dask_workers_store_the_rows_of_the_local_engine(
             assert result.exit_code == 0, result.output
     assert stages["local"] == ["collect", "explain", "simulate", "score", "agree"]
     assert stages["dask"] == stages["local"]
-    for table in TABLES:
+    assert cut == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]  # the Dask run collected on both workers
+    for table in COLLECTED + TABLES:
         want = _rows(tmp_path / "local.duckdb", table)
         got = _rows(tmp_path / "dask.duckdb", table)
         assert want, f"the local run stored no {table}"
         assert got == want, table
+    want_units, got_units = (_units(tmp_path / f"{n}.duckdb") for n in ("local", "dask"))
+    assert [u[:-1] for u in got_units] == [u[:-1] for u in want_units]
+    assert [u[-1] for u in got_units] == pytest.approx([u[-1] for u in want_units], abs=1e-6)
+    with closing(duckdb.connect(str(tmp_path / "dask.duckdb"), read_only=True)) as con:
+        assert con.execute("SELECT count(DISTINCT run_id) FROM units").fetchone() == (1,)
     scored = _rows(tmp_path / "dask.duckdb", "scored_explanations")
     assert len({r[0] for r in scored}) > 6  # more units than two chunks hold: chunks were merged
 

@@ -111,3 +111,33 @@ def test_warm_up_runs_once_on_every_worker():
         ran = [f.result() for f in futures]
         assert sorted(ran) == sorted(client.scheduler_info()["workers"])
         assert len(set(ran)) == 3
+
+
+def test_collection_shards_deal_the_units_in_turn():
+    from flows.shards import shard_configs
+    from neuroscribe.config import load_config
+
+    cfg = load_config(None, {"collect.units": [3, 5, 7, 9, 11]})
+    assert [s.collect.units for s in shard_configs(cfg, 2)] == [[3, 7, 11], [5, 9]]
+    assert [s.collect.units for s in shard_configs(cfg, 9)] == [[3], [5], [7], [9], [11]]
+    assert shard_configs(cfg, 1)[0].collect == cfg.collect
+    assert all(s.collect.site == cfg.collect.site for s in shard_configs(cfg, 2))
+
+
+def test_a_whole_catalogue_is_dealt_by_index_and_odd_sites_go_alone(monkeypatch):
+    from flows import shards
+    from neuroscribe.config import load_config
+    from neuroscribe.records import UnitId
+
+    widths = {"layers.0.mlp": 4, "layers.1.mlp": 4, "layers.2.mlp": 2}
+    planned = [
+        UnitId(subject_id="s", site=site, index=i) for site, n in widths.items() for i in range(n)
+    ]
+    monkeypatch.setattr(shards, "planned_units", lambda cfg: planned)
+    cfg = load_config(None, {"collect.units": "all", "collect.site": ["layers.*.mlp"]})
+    got = [(s.collect.site, s.collect.units) for s in shards.shard_configs(cfg, 2)]
+    assert got == [
+        (["layers.0.mlp", "layers.1.mlp"], [0, 2]),
+        (["layers.0.mlp", "layers.1.mlp"], [1, 3]),
+        (["layers.2.mlp"], "all"),
+    ]

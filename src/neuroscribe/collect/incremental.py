@@ -33,6 +33,15 @@ def collect_missing(
     """The collect stage: the config's unit keys, and a collection of those that ``stored``
     (asked with the keys) does not hold as this config would collect them, or None when it holds
     them all (no forward pass)."""
+    keys, todo = missing_config(cfg, stored)
+    return keys, None if todo is None else collect_units(todo)
+
+
+def missing_config(
+    cfg: RunConfig, stored: Callable[[list[str]], StoredCollections]
+) -> tuple[list[str], RunConfig | None]:
+    """The config's unit keys, and the config that collects those ``stored`` does not hold as
+    this config would collect them (None when it holds them all)."""
     planned = planned_units(cfg)
     keys = [u.key for u in planned]
     todo = uncollected(cfg, planned, stored(keys))
@@ -40,7 +49,7 @@ def collect_missing(
         return keys, None
     # With units = "all" the sites' widths may differ, so one list of indices cannot name the
     # missing units of each: the whole catalogue is collected again (one pass either way).
-    return keys, collect_units(cfg if cfg.every_unit else with_units(cfg, todo))
+    return keys, cfg if cfg.every_unit else with_units(cfg, todo)
 
 
 def planned_units(cfg: RunConfig) -> list[UnitId]:
