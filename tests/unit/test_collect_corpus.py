@@ -153,7 +153,8 @@ def test_cached_docstrings_harvest_once_and_again_when_the_file_changes(
     path.write_text('"""Module doc."""\n\ndef f():\n    """Function doc."""\n')
     bad = tmp_path / "bad.py"
     bad.write_bytes(b"x = '\xff'\n")
-    assert cached_docstrings(path, cache) == module_docstrings(path) == "Module doc.\n\nFunction doc."
+    expected = "Module doc.\n\nFunction doc."
+    assert cached_docstrings(path, cache) == module_docstrings(path) == expected
     assert cached_docstrings(bad, cache) is None
     assert len(list(cache.iterdir())) == 2  # one entry per file, no temporary file left
 
