@@ -12,6 +12,9 @@ bf16/fp32 speed-up of each as measured (bf16 runs use fewer tokens, ``--bf16-tok
 without native bf16, which the first line reports, they are several times slower and the
 speed-up is below 1). The corpus is the standard library's docstrings (``stdlib``); collection
 reads and tokenizes it inside the timed run, the bare forward pass gets its batches ready-made.
+The harvested docstrings are cached on disk after their first read (``corpus.py``), and the
+warm-up reads them first, so the timed collection reads the cache, as every collection after a
+machine's first does.
 
     python benchmarks/collect_throughput.py [--models all-minilm-l6-v2 smollm2-135m-instruct]
         [--tokens 20000] [--dtypes float32 bfloat16] [--batch-size 16] [--window-tokens 32]

@@ -14,6 +14,7 @@ from collect_fixtures import write_jsonl, write_parquet, write_txt  # noqa: E402
 
 from neuroscribe.collect import CollectError  # noqa: E402
 from neuroscribe.collect.corpus import (  # noqa: E402
+    cached_docstrings,
     check_source,
     module_docstrings,
     open_corpus,
@@ -141,6 +142,53 @@ def test_module_docstrings_joins_docstrings_in_source_order(tmp_path: Path) -> N
     assert module_docstrings(path) == "Module doc.\n\nClass doc.\n\nMethod doc.\n\nMore."
     path.write_bytes(b"x = '\xff'\n")
     assert module_docstrings(path) is None
+
+
+def test_cached_docstrings_harvest_once_and_again_when_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import neuroscribe.collect.corpus as corpus
+
+    path, cache = tmp_path / "m.py", tmp_path / "cache"
+    path.write_text('"""Module doc."""\n\ndef f():\n    """Function doc."""\n')
+    bad = tmp_path / "bad.py"
+    bad.write_bytes(b"x = '\xff'\n")
+    expected = "Module doc.\n\nFunction doc."
+    assert cached_docstrings(path, cache) == module_docstrings(path) == expected
+    assert cached_docstrings(bad, cache) is None
+    assert len(list(cache.iterdir())) == 2  # one entry per file, no temporary file left
+
+    harvested: list[Path] = []
+
+    def counting(p: Path) -> str | None:
+        harvested.append(p)
+        return module_docstrings(p)
+
+    monkeypatch.setattr(corpus, "module_docstrings", counting)
+    assert cached_docstrings(path, cache) == "Module doc.\n\nFunction doc."
+    assert cached_docstrings(bad, cache) is None
+    assert harvested == []  # both read from the cache
+    path.write_text('"""Changed, and longer, module doc."""\n')
+    assert cached_docstrings(path, cache) == "Changed, and longer, module doc."
+    assert harvested == [path]
+    # A cache that cannot be written (here: a file where the folder should be) is passed over.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("")
+    assert cached_docstrings(path, blocked) == "Changed, and longer, module doc."
+
+
+def test_stdlib_corpus_reads_the_same_documents_from_its_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NEUROSCRIBE_CACHE", str(tmp_path))
+    import sysconfig
+
+    first = read("stdlib", max_documents=12)
+    assert len(list((tmp_path / "stdlib-docstrings").iterdir())) >= 12
+    root = Path(sysconfig.get_paths()["stdlib"])
+    fresh = [(str(f.relative_to(root)), module_docstrings(f)) for f in stdlib_files()[:60]]
+    assert first[0] == [(d, t) for d, t in fresh if t and t.strip()][:12]
+    assert read("stdlib", max_documents=12) == first  # from the cache
 
 
 def test_prefetched_yields_in_order_and_raises_the_readers_error() -> None:

@@ -5,7 +5,10 @@ Sources (``CorpusConfig.source``):
 - ``stdlib``: the docstrings of the installed Python standard library, harvested with ``ast``
   (no module is imported). One document per module file, its docstrings (module, classes,
   functions, in source order) joined by blank lines; files in sorted path order; ``test``,
-  ``tests``, ``idlelib`` and ``site-packages`` folders are skipped.
+  ``tests``, ``idlelib`` and ``site-packages`` folders are skipped. Each file's harvest is kept
+  in the cache directory (``stdlib-docstrings/``), keyed by the file's path, size and
+  modification time and the Python version: later reads skip ``ast.parse``, which holds the GIL
+  for a whole file while the forward pass waits on it.
 - a ``.txt`` file: documents are separated by blank lines (one or more empty lines). Write one
   document per file in a directory, or use ``.jsonl``, for documents with blank lines inside.
 - a ``.jsonl`` file: one JSON object per line, text in ``text_field``.
@@ -21,6 +24,7 @@ is a CollectError that names it.
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import os
@@ -33,10 +37,14 @@ from pathlib import Path
 
 from neuroscribe.collect.errors import CollectError
 from neuroscribe.ids import content_hash, file_hash
+from neuroscribe.models import cache_dir
 
 SUFFIXES = (".txt", ".jsonl", ".parquet")
 STDLIB_SKIP_DIRS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "__pycache__"}
 _BLANK_LINES = re.compile(r"\n[ \t]*\n")
+HARVEST_VERSION = 1
+"""Part of every cached harvest's key: raise it whenever ``module_docstrings`` changes what it
+returns, and the files are harvested afresh."""
 
 RawDoc = tuple[str, str | None]
 """(doc_id, text); text is None when the document could not be decoded."""
@@ -222,8 +230,39 @@ def stdlib_files() -> list[Path]:
 
 def _read_stdlib() -> Iterator[RawDoc]:
     root = Path(sysconfig.get_paths()["stdlib"])
+    cache = cache_dir() / "stdlib-docstrings"
     for path in stdlib_files():
-        yield str(path.relative_to(root)), module_docstrings(path)
+        yield str(path.relative_to(root)), cached_docstrings(path, cache)
+
+
+def cached_docstrings(path: Path, cache: Path) -> str | None:
+    """``module_docstrings(path)``, kept under ``cache`` by the file's path, size and
+    modification time, the Python version and ``HARVEST_VERSION``: a changed file is harvested
+    again. A cache that cannot be read or written is passed over (the file is harvested)."""
+    stat = path.stat()
+    key = content_hash(
+        sys.version, str(path.resolve()), stat.st_size, stat.st_mtime_ns, HARVEST_VERSION
+    )
+    entry = cache / key
+    try:
+        kept = entry.read_bytes()
+    except OSError:
+        kept = b""
+    if kept[:1] == b"-":
+        return None  # harvested before: not readable as UTF-8 Python
+    if kept[:1] == b"+":
+        return kept[1:].decode("utf-8")
+    docs = module_docstrings(path)
+    data = b"-" if docs is None else b"+" + docs.encode("utf-8")
+    tmp = entry.with_name(f"{key}.tmp{os.getpid()}")
+    try:  # written whole, then renamed: a reader never sees half an entry
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, entry)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return docs
 
 
 def module_docstrings(path: Path) -> str | None:
