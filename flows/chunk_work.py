@@ -123,9 +123,7 @@ def explain_score_chunk(cfg: RunConfig, sealed: Sealed[ExplainWork]) -> ChunkRes
         }
     )
     explanations = explain_units(units, windows, part, ledger)
-    controls = shuffled_controls(explanations, keys) if cfg.score.controls else []
-    if not work.whole:  # the last unit's donor is the next chunk's first unit
-        controls = [c for c in controls if c.unit_key != keys[-1]]
+    controls = chunk_controls(explanations, keys, work.whole) if cfg.score.controls else []
     made = [*explanations, *controls]
     rows: dict[str, list[dict[str, Any]]] = {
         "explanations": explanation_rows(work.run_id, cfg.config_hash, made),
@@ -139,10 +137,40 @@ def explain_score_chunk(cfg: RunConfig, sealed: Sealed[ExplainWork]) -> ChunkRes
         adopted=[e.explanation_id for e in made],
         explained=[(e.explainer, e.explanation_id) for e in explanations],
         controls=[c.explanation_id for c in controls],
-        donors=[
-            e for e in explanations if e.unit_key == keys[0] and e.status == "ok" and e.selected
-        ],
+        donors=donors(explanations, keys[0]),
     )
+
+
+def chunk_controls(
+    explanations: list[Explanation], keys: list[str], whole: bool
+) -> list[Explanation]:
+    """The shuffled controls of a chunk's units (``keys``, in order) whose donor, the next
+    unit, is in the chunk: all of them when the chunk holds every live unit (``whole``), else
+    all but the last unit's (``boundary_controls``)."""
+    controls = shuffled_controls(explanations, keys)
+    return controls if whole else [c for c in controls if c.unit_key != keys[-1]]
+
+
+def donors(explanations: list[Explanation], key: str) -> list[Explanation]:
+    """The explanations of unit ``key`` that can be another unit's shuffled control."""
+    return [e for e in explanations if e.unit_key == key and e.status == "ok" and e.selected]
+
+
+def boundary_controls(
+    parts: list[list[str]], first_donors: dict[int, list[Explanation]]
+) -> dict[int, list[Explanation]]:
+    """The shuffled control of each chunk's last unit, by chunk: its donor is the next chunk's
+    first unit (the first chunk's, after the last), whose explanations that can be one are
+    ``first_donors`` (by chunk). With ``chunk_controls``, what ``shuffled_controls`` makes over
+    every live unit in one process."""
+    if len(parts) < 2:
+        return {}
+    made: dict[int, list[Explanation]] = {}
+    for i, part in enumerate(parts):
+        following = (i + 1) % len(parts)
+        controls = shuffled_controls(first_donors[following], [part[-1], parts[following][0]])
+        made[i] = [c for c in controls if c.unit_key == part[-1]]
+    return made
 
 
 @task(name="simulate-score-chunk", cache_policy=NONE, **RETRY)

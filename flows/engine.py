@@ -45,6 +45,7 @@ from flows.chunk_work import (
     ChunkResult,
     ExplainWork,
     ScoreWork,
+    boundary_controls,
     explain_score_chunk,
     simulate_score_chunk,
     warm_up,
@@ -60,7 +61,6 @@ from flows.cluster import (
 from flows.sealed import Sealed
 from neuroscribe import progress
 from neuroscribe.config import RunConfig
-from neuroscribe.explain.units import shuffled_controls
 from neuroscribe.records import Explanation
 from neuroscribe.warehouse import annotations as annotated
 from neuroscribe.warehouse import calls, collection, columnar, connect, rows, runs
@@ -126,7 +126,11 @@ def _explain_and_score(
         if not futures:  # nothing to explain: the local engine's stages pass all the same
             runs.set_stage(con, run_id, "simulate")
         runs.set_stage(con, run_id, "score")
-        boundary = _boundary_controls(cfg, [part for _, part in parts], done)
+        boundary = (
+            boundary_controls([part for _, part in parts], {i: r.donors for i, r in done.items()})
+            if cfg.score.controls
+            else {}
+        )
         made = [c for cs in boundary.values() for c in cs]
         if made:
             annotated.save_explanations(con, run_id, cfg.config_hash, made)
@@ -152,22 +156,6 @@ def _explain_and_score(
         for c in [*done[i].controls, *(b.explanation_id for b in boundary.get(i, []))]
     ]
     return [eid for _, eid in explained] + controls
-
-
-def _boundary_controls(
-    cfg: RunConfig, parts: list[list[str]], done: dict[int, ChunkResult]
-) -> dict[int, list[Explanation]]:
-    """The shuffled control of each chunk's last unit, whose donor is the next chunk's first
-    unit (the first chunk's, after the last), by chunk: what ``shuffled_controls`` makes for
-    it in a single-process run."""
-    if not cfg.score.controls or len(parts) < 2:
-        return {}
-    made: dict[int, list[Explanation]] = {}
-    for i, part in enumerate(parts):
-        following = (i + 1) % len(parts)
-        controls = shuffled_controls(done[following].donors, [part[-1], parts[following][0]])
-        made[i] = [c for c in controls if c.unit_key == part[-1]]
-    return made
 
 
 def _simulate_and_score(
