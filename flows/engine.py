@@ -3,33 +3,38 @@
 The run flow calls ``fan_out`` in place of its explain, simulate and score tasks. ``fan_out``
 runs a subflow on Prefect's ``DaskTaskRunner`` (package ``prefect-dask``): a local cluster of
 ``engine.workers`` processes started for the run, or the scheduler at ``engine.address``. One
-cluster serves the whole fan-out, in two rounds:
+cluster serves the whole fan-out:
 
-1. **explain**: the live units are cut into chunks (``chunk_size``: ``engine.chunk_units``, by
-   default 4 chunks per worker of the cluster); each chunk, with
-   the windows its units use, goes to a worker, which runs ``explain_units`` on it (best-of-n
-   included) and embeds the selected explanations for ``neuroscribe search``. Each chunk's
-   sampling seeds are those the chunk's units get in a single-process run. The shuffled
-   controls need every unit's explanation, so the flow makes them once all chunks are back.
-2. **simulate and score**: the units with explanations are chunked again; a worker simulates,
-   fuzzes and scores its chunk (``simulate_units``, ``fuzz_units``, ``score_units``) and
-   returns the records. The run's ``stage`` reads ``simulate`` until the first chunk's records
-   are written, then ``score`` (every chunk comes back scored), so both engines record the
-   same stages, and a finished ``score`` command reads ``score`` on either. It scores
-   the predictions as the warehouse stores them (32-bit floats, ``simulations.predictions``),
-   as the single-process score stage does, since it reads them back from the warehouse; so
-   both engines store the same rows.
+1. **every stage, chunk by chunk**: the live units are cut into chunks (``chunk_size``:
+   ``engine.chunk_units``, by default 4 chunks per worker of the cluster); each chunk goes to a
+   worker (``flows.chunk_work.explain_score_chunk``), which explains its units (best-of-n
+   included, with the sampling seeds the units get in a single-process run), embeds the
+   selected explanations for ``neuroscribe search``, makes the shuffled controls whose donor
+   (the next unit) is in the chunk, then simulates, fuzzes and scores the selected explanations
+   and those controls, and returns the rows. So a unit's data travels once, and a worker never
+   waits for the others between stages.
+2. **the controls across chunk boundaries**: each chunk's last unit's control is the next
+   chunk's first unit's explanation; the flow makes these once every chunk is back (one per
+   chunk, ``boundary_controls``), and one more task simulates, fuzzes and scores them.
 
-Workers never open the warehouse: the flow's process reads the units and windows once for both
-rounds, sends each chunk its part (sealed: ``flows.sealed``, so that neither Prefect nor Dask
-walks, hashes or re-pickles it in the flow's process), and writes every chunk's records
-(explanations, embeddings, simulations, scores and LLM calls) through one connection per round
-as the chunk comes back, one transaction each. It stays the only writer. A worker primes its
-response cache with the warehouse's stored calls sent along with each chunk, so a re-run makes
-no call that any run made before, as in a single-process run. As the fan-out starts, every
-worker imports the stages and loads MiniLM (``warm_up``) while the flow reads the inputs; models
-load once per worker process (``neuroscribe.models.load_model`` is cached per process), not
-once per chunk.
+The run's ``stage`` reads ``explain`` until the first chunk's rows are written, ``simulate``
+while chunks come back, and ``score`` from the last one on, so both engines record the same
+stages. With ``explanation_ids`` (the ``score`` command), the units with explanations are
+chunked and each chunk is simulated, fuzzed and scored (``simulate_score_chunk``); the stage
+reads ``simulate``, then ``score`` from the first chunk on. Workers score the predictions as the
+warehouse stores them (32-bit floats, ``simulations.predictions``), as the single-process score
+stage does, since it reads them back from the warehouse; so both engines store the same rows.
+
+Workers never open the warehouse, and the flow's process handles no record of a chunk: it reads
+each chunk's units, windows and the simulations stored for them as Arrow tables
+(``neuroscribe.warehouse.columnar``), sends them sealed (``flows.sealed``: neither Prefect nor
+Dask walks, hashes or re-pickles them), a chunk as soon as it is read, and writes the Arrow
+tables each chunk returns (explanations, embeddings, simulations, scores and LLM calls) as the
+chunk comes back, one transaction each. It stays the only writer. A worker primes its response
+cache with the warehouse's stored calls (pickled once per fan-out, sent with each chunk), so a
+re-run makes no call that any run made before, as in a single-process run. As the fan-out
+starts, every worker imports the stages and loads MiniLM (``warm_up``); models load once per
+worker process (``neuroscribe.models.load_model`` is cached per process), not once per chunk.
 """
 
 from __future__ import annotations
@@ -131,18 +136,7 @@ def _explain_and_score(
             if cfg.score.controls
             else {}
         )
-        made = [c for cs in boundary.values() for c in cs]
-        if made:
-            annotated.save_explanations(con, run_id, cfg.config_hash, made)
-            keys = [c.unit_key for c in made]
-            stored, fuzzed = columnar.stored_simulations(
-                con, explanation_ids=[c.explanation_id for c in made]
-            )
-            work = ScoreWork(
-                run_id, columnar.unit_tables(con, keys), stored, fuzzed, cache, explanations=made
-            )
-            result = simulate_score_chunk.submit(cfg, Sealed(work)).result()
-            _write(con, run_id, result, adopted=[c.explanation_id for c in made])
+        _score_controls(cfg, con, run_id, [c for cs in boundary.values() for c in cs], cache)
     # The single-process order: explainer by explainer, each over every unit in order; then the
     # controls, in unit order.
     order = {name: i for i, name in enumerate(cfg.explain.explainers)}
@@ -156,6 +150,21 @@ def _explain_and_score(
         for c in [*done[i].controls, *(b.explanation_id for b in boundary.get(i, []))]
     ]
     return [eid for _, eid in explained] + controls
+
+
+def _score_controls(
+    cfg: RunConfig, con: Any, run_id: str, controls: list[Explanation], cache: Sealed[Any]
+) -> None:
+    """Store these shuffled controls, then simulate, fuzz and score them on a worker, as one
+    chunk (they are few: one per chunk of the first round)."""
+    if not controls:
+        return
+    annotated.save_explanations(con, run_id, cfg.config_hash, controls)
+    ids = [c.explanation_id for c in controls]
+    stored, fuzzed = columnar.stored_simulations(con, explanation_ids=ids)
+    tables = columnar.unit_tables(con, [c.unit_key for c in controls])
+    work = ScoreWork(run_id, tables, stored, fuzzed, cache, explanations=controls)
+    _write(con, run_id, simulate_score_chunk.submit(cfg, Sealed(work)).result(), adopted=ids)
 
 
 def _simulate_and_score(
