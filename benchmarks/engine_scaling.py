@@ -17,9 +17,13 @@ loads, sends, receives and writes everything):
   that serves many runs.
 
 ``--local`` adds the single-process engine (the pipeline's own explain, simulate and score
-tasks) for reference. The machine's load (``os.getloadavg``) is printed before and after:
-timings on a shared machine are noisy, and two workers cannot beat one by more than the idle
-cores allow.
+tasks) for reference. Each line also gives the CPU seconds of the benchmark's own process over
+the same span (``CPU-s here``: the flow's reading, sending, receiving and writing, and the
+scheduler of a local cluster, which runs in it; not the workers'): what competes with the
+workers for the cores, and a figure that a busy machine changes far less than wall times. The
+machine's load (``os.getloadavg``) is printed before and after: timings on a shared machine
+are noisy, and two workers cannot beat one by more than the idle cores allow. ``--collected
+FILE`` keeps the collection in FILE and reuses it on the next run with the same arguments.
 
     python benchmarks/engine_scaling.py [--units 4096] [--windows 2000] [--local]
 """
