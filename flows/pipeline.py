@@ -51,6 +51,7 @@ LLM_TAG = "llm"
 the slot is taken once per task, not per LLM call."""
 
 
+
 def _stage(warehouse: str, run_id: str, name: str) -> None:
     with closing(connect(warehouse)) as con:
         runs.set_stage(con, run_id, name)
@@ -100,12 +101,8 @@ def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
 
 @task(name="explain", cache_policy=NONE, tags=[LLM_TAG], **RETRY)
 def explain_task(
-    cfg: RunConfig,
-    warehouse: str,
-    run_id: str,
-    unit_keys: list[str],
-    work: RunConfig | None = None,
-    only: list[str] | None = None,
+    cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str],
+    work: RunConfig | None = None, only: list[str] | None = None,
 ) -> list[str]:
     """``work``: the config to explain with instead (a phase of ``flows.budget``), ``only``: the
     unit keys to explain; rows carry ``cfg``'s hash either way."""
@@ -254,14 +251,10 @@ def null_link_task(
     warehouse: str, run_id: str, null_run: str, copy: NullCopy, ids: list[str], null_ids: list[str]
 ) -> None:
     link = {
-        "trained_run_id": run_id,
-        "null_run_id": null_run,
-        "subject": copy.subject,
-        "subject_weights_hash": copy.subject_weights_hash,
-        "null_model": copy.folder,
+        "trained_run_id": run_id, "null_run_id": null_run, "subject": copy.subject,
+        "subject_weights_hash": copy.subject_weights_hash, "null_model": copy.folder,
         "null_weights_hash": weights_hash(resolve_source(copy.folder)),
-        "method": copy.method,
-        "seed": copy.seed,
+        "method": copy.method, "seed": copy.seed,
     }
     with closing(connect(warehouse)) as con:
         nulls.save_null_model(con, link, ids, null_ids)
