@@ -17,9 +17,13 @@ loads, sends, receives and writes everything):
   that serves many runs.
 
 ``--local`` adds the single-process engine (the pipeline's own explain, simulate and score
-tasks) for reference. The machine's load (``os.getloadavg``) is printed before and after:
-timings on a shared machine are noisy, and two workers cannot beat one by more than the idle
-cores allow.
+tasks) for reference. Each line also gives the CPU seconds of the benchmark's own process over
+the same span (``CPU-s here``: the flow's reading, sending, receiving and writing, and the
+scheduler of a local cluster, which runs in it; not the workers'): what competes with the
+workers for the cores, and a figure that a busy machine changes far less than wall times. The
+machine's load (``os.getloadavg``) is printed before and after: timings on a shared machine
+are noisy, and two workers cannot beat one by more than the idle cores allow. ``--collected
+FILE`` keeps the collection in FILE and reuses it on the next run with the same arguments.
 
     python benchmarks/engine_scaling.py [--units 4096] [--windows 2000] [--local]
 """
@@ -81,6 +85,12 @@ def main() -> None:
     parser.add_argument("--local", action="store_true", help="also the single-process engine")
     parser.add_argument("--skip-warm", action="store_true")
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument(
+        "--collected",
+        type=Path,
+        default=None,
+        help="keep the collection in this file and reuse it when it exists (same arguments)",
+    )
     args = parser.parse_args()
 
     from flows.server import temporary_server
@@ -92,44 +102,48 @@ def main() -> None:
         from flows import engine, pipeline
         from neuroscribe.warehouse import collection, connect, runs
 
-        base = folder / "collected.duckdb"
+        base = args.collected or folder / "collected.duckdb"
         cfg = config(args.units, args.windows)
-        t0 = time.perf_counter()
-        keys = pipeline.collect_flow(cfg, str(base), new_run_id(cfg.config_hash))
-        print(
-            f"collected {len(keys)} units of {cfg.subject.model} on {args.windows} windows in "
-            f"{time.perf_counter() - t0:.0f} s; load {_load()}; {os.cpu_count()} cpus"
-        )
+        if base.exists():
+            print(f"reusing the collection in {base}; load {_load()}; {os.cpu_count()} cpus")
+        else:
+            t0 = time.perf_counter()
+            keys = pipeline.collect_flow(cfg, str(base), new_run_id(cfg.config_hash))
+            print(
+                f"collected {len(keys)} units of {cfg.subject.model} on {args.windows} windows "
+                f"in {time.perf_counter() - t0:.0f} s; load {_load()}; {os.cpu_count()} cpus"
+            )
 
         @flow(name="engine-scaling", validate_parameters=False)
-        def stages(cfg: RunConfig, warehouse: str) -> float:
+        def stages(cfg: RunConfig, warehouse: str) -> tuple[float, float]:
             run_id = new_run_id(cfg.config_hash)
             with closing(connect(warehouse)) as con:
                 runs.start_run(con, run_id, cfg)
                 subject, sites, sae = unit_selector(cfg)
                 unit_keys = collection.find_unit_keys(con, subject, sites, cfg.unit_indices, sae)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             if cfg.engine.kind == "dask":
                 engine.fan_out(cfg, warehouse, run_id, unit_keys)
             else:
                 ids = pipeline.explain_task(cfg, warehouse, run_id, unit_keys)
                 pipeline.simulate_task(cfg, warehouse, run_id, unit_keys, ids)
                 pipeline.score_task(cfg, warehouse, run_id, unit_keys, ids)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             with closing(connect(warehouse)) as con:
                 runs.finish_run(con, run_id, "finished")
-            return seconds
+            return seconds, cpu
 
         def measure(label: str, cfg: RunConfig) -> float:
             copy = folder / f"{label.replace(' ', '-')}.duckdb"
             shutil.copyfile(base, copy)
             load = _load()
-            seconds: float = stages(cfg, str(copy))
+            seconds, cpu = stages(cfg, str(copy))
             with closing(connect(str(copy))) as con:
                 n = con.execute("SELECT count(*) FROM scores").fetchone()
             print(
                 f"{label:<22}{seconds:>9.1f} s{args.units / seconds:>10.1f} units/s"
-                f"{n[0] if n else 0:>10} scores   load before {load}, after {_load()}"
+                f"{n[0] if n else 0:>10} scores{cpu:>8.1f} CPU-s here"
+                f"   load before {load}, after {_load()}"
             )
             return seconds
 

@@ -3,47 +3,58 @@
 The run flow calls ``fan_out`` in place of its explain, simulate and score tasks. ``fan_out``
 runs a subflow on Prefect's ``DaskTaskRunner`` (package ``prefect-dask``): a local cluster of
 ``engine.workers`` processes started for the run, or the scheduler at ``engine.address``. One
-cluster serves the whole fan-out, in two rounds:
+cluster serves the whole fan-out:
 
-1. **explain**: the live units are cut into chunks (``chunk_size``: ``engine.chunk_units``, by
-   default 4 chunks per worker of the cluster); each chunk, with
-   the windows its units use, goes to a worker, which runs ``explain_units`` on it (best-of-n
-   included) and embeds the selected explanations for ``neuroscribe search``. Each chunk's
-   sampling seeds are those the chunk's units get in a single-process run. The shuffled
-   controls need every unit's explanation, so the flow makes them once all chunks are back.
-2. **simulate and score**: the units with explanations are chunked again; a worker simulates,
-   fuzzes and scores its chunk (``simulate_units``, ``fuzz_units``, ``score_units``) and
-   returns the records. The run's ``stage`` reads ``simulate`` until the first chunk's records
-   are written, then ``score`` (every chunk comes back scored), so both engines record the
-   same stages, and a finished ``score`` command reads ``score`` on either. It scores
-   the predictions as the warehouse stores them (32-bit floats, ``simulations.predictions``),
-   as the single-process score stage does, since it reads them back from the warehouse; so
-   both engines store the same rows.
+1. **every stage, chunk by chunk**: the live units are cut into chunks (``chunk_size``:
+   ``engine.chunk_units``, by default 4 chunks per worker of the cluster); each chunk goes to a
+   worker (``flows.chunk_work.explain_score_chunk``), which explains its units (best-of-n
+   included, with the sampling seeds the units get in a single-process run), embeds the
+   selected explanations for ``neuroscribe search``, makes the shuffled controls whose donor
+   (the next unit) is in the chunk, then simulates, fuzzes and scores the selected explanations
+   and those controls, and returns the rows. So a unit's data travels once, and a worker never
+   waits for the others between stages.
+2. **the controls across chunk boundaries**: each chunk's last unit's control is the next
+   chunk's first unit's explanation; the flow makes these once every chunk is back (one per
+   chunk, ``boundary_controls``), and one more task simulates, fuzzes and scores them.
 
-Workers never open the warehouse: the flow's process reads the units and windows once for both
-rounds, sends each chunk its part (sealed: ``flows.sealed``, so that neither Prefect nor Dask
-walks, hashes or re-pickles it in the flow's process), and writes every chunk's records
-(explanations, embeddings, simulations, scores and LLM calls) through one connection per round
-as the chunk comes back, one transaction each. It stays the only writer. A worker primes its
-response cache with the warehouse's stored calls sent along with each chunk, so a re-run makes
-no call that any run made before, as in a single-process run. As the fan-out starts, every
-worker imports the stages and loads MiniLM (``warm_up``) while the flow reads the inputs; models
-load once per worker process (``neuroscribe.models.load_model`` is cached per process), not
-once per chunk.
+The run's ``stage`` reads ``explain`` until the first chunk's rows are written, ``simulate``
+while chunks come back, and ``score`` from the last one on, so both engines record the same
+stages. With ``explanation_ids`` (the ``score`` command), the units with explanations are
+chunked and each chunk is simulated, fuzzed and scored (``simulate_score_chunk``); the stage
+reads ``simulate``, then ``score`` from the first chunk on. Workers score the predictions as the
+warehouse stores them (32-bit floats, ``simulations.predictions``), as the single-process score
+stage does, since it reads them back from the warehouse; so both engines store the same rows.
+
+Workers never open the warehouse, and the flow's process handles no record of a chunk: it reads
+each chunk's units, windows and the simulations stored for them as Arrow tables
+(``neuroscribe.warehouse.columnar``), sends them sealed (``flows.sealed``: neither Prefect nor
+Dask walks, hashes or re-pickles them), a chunk as soon as it is read, and writes the Arrow
+tables each chunk returns (explanations, embeddings, simulations, scores and LLM calls) as the
+chunk comes back, one transaction each. It stays the only writer. A worker primes its response
+cache with the warehouse's stored calls (pickled once per fan-out, sent with each chunk), so a
+re-run makes no call that any run made before, as in a single-process run. As the fan-out
+starts, every worker imports the stages and loads MiniLM (``warm_up``); models load once per
+worker process (``neuroscribe.models.load_model`` is cached per process), not once per chunk.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NONE
+from prefect import flow
 from prefect.futures import as_completed
 
+from flows.chunk_work import (
+    ChunkResult,
+    ExplainWork,
+    ScoreWork,
+    boundary_controls,
+    explain_score_chunk,
+    simulate_score_chunk,
+    warm_up,
+)
 from flows.cluster import (
     chunk_size,
     chunks,
@@ -52,180 +63,108 @@ from flows.cluster import (
     dask_task_runner,
     warm_workers,
 )
-from flows.retry import RETRY
 from flows.sealed import Sealed
-from neuroscribe import progress, search
+from neuroscribe import progress
 from neuroscribe.config import RunConfig
-from neuroscribe.explain.units import explain_units, shuffled_controls
-from neuroscribe.llm.base import Ledger, LLMCall
-from neuroscribe.llm.cache import prime_cache
-from neuroscribe.records import Explanation, Score, Simulation, UnitExamples, Window
-from neuroscribe.score import FUZZ_KINDS, score_units
-from neuroscribe.simulate import fuzz_units, simulate_units
-from neuroscribe.simulate.base import as_stored
+from neuroscribe.records import Explanation
 from neuroscribe.warehouse import annotations as annotated
-from neuroscribe.warehouse import calls, collection, connect, rows, runs
-
-CacheRows = list[tuple[str, str | None, int | None, int | None]]
+from neuroscribe.warehouse import calls, collection, columnar, connect, rows, runs
 
 
-def windows_of(units: Iterable[UnitExamples], windows: Mapping[str, Window]) -> dict[str, Window]:
-    """The windows these units use (the slice of ``windows`` a chunk is sent with)."""
-    return {w.window_id: windows[w.window_id] for u in units for w in u.windows}
-
-
-@dataclass
-class ExplainChunk:
-    explanations: list[Explanation]
-    embeddings: list[dict[str, Any]]
-    calls: list[LLMCall]
-
-
-@dataclass
-class SimulateChunk:
-    simulations: list[Simulation]
-    scores: list[Score]
-    """Fuzzing scores first, then every other score kind."""
-    calls: list[LLMCall] = field(default_factory=list)
-
-
-@dataclass
-class ExplainInputs:
-    """What a worker needs to explain live units ``first``, ``first + 1``, ... of the run."""
-
-    units: list[UnitExamples]
-    windows: dict[str, Window]
-    first: int
-    cache: CacheRows
-
-
-@dataclass
-class SimulateInputs:
-    """What a worker needs to simulate, fuzz and score a chunk's explanations. ``stored``:
-    their simulations already in the warehouse (the pairs in ``done``), scored again with the
-    new ones, as the score stage scores everything stored."""
-
-    units: list[UnitExamples]
-    windows: dict[str, Window]
-    explanations: list[Explanation]
-    stored: list[Simulation]
-    done: frozenset[tuple[str, str]]
-    fuzzed: frozenset[tuple[str, str]]
-    cache: CacheRows
-
-
-@task(name="explain-chunk", cache_policy=NONE, **RETRY)
-def explain_chunk(cfg: RunConfig, sealed: Sealed[ExplainInputs]) -> ExplainChunk:
-    """``explain_units`` on a chunk (``ExplainInputs``), seeded as in a single-process run
-    (unit ``i`` gets seed ``collect.seed + i``), without the controls."""
-    work = sealed.value
-    prime_cache(work.cache)
-    ledger = Ledger()
-    part = cfg.model_copy(
-        update={
-            "collect": cfg.collect.model_copy(update={"seed": cfg.collect.seed + work.first}),
-            "score": cfg.score.model_copy(update={"controls": False}),
-        }
-    )
-    explanations = explain_units(work.units, work.windows, part, ledger)
-    return ExplainChunk(explanations, search.embedding_rows(explanations), ledger.drain())
-
-
-@task(name="simulate-score-chunk", cache_policy=NONE, **RETRY)
-def simulate_score_chunk(cfg: RunConfig, sealed: Sealed[SimulateInputs]) -> SimulateChunk:
-    """Simulate, fuzz and score a chunk's explanations (``SimulateInputs``)."""
-    work = sealed.value
-    prime_cache(work.cache)
-    ledger = Ledger()
-    units, windows, explanations = work.units, work.windows, work.explanations
-    new = [
-        as_stored(s) for s in simulate_units(explanations, units, windows, cfg, ledger, work.done)
-    ]
-    fuzz = fuzz_units(explanations, units, windows, cfg, ledger, work.fuzzed)
-    scores = score_units(explanations, units, [*work.stored, *new], cfg)
-    return SimulateChunk(new, [*fuzz, *scores], ledger.drain())
-
-
-def _write(con: Any, run_id: str, save: Any, stage: str | None = None) -> None:
-    """One chunk's records, then a heartbeat of the run (with ``stage``, the stage it has
-    reached)."""
-    save(con)
+def _write(
+    con: Any,
+    run_id: str,
+    result: ChunkResult,
+    stage: str | None = None,
+    adopted: Sequence[str] | None = None,
+) -> None:
+    """One chunk's rows (one transaction), then a heartbeat of the run (with ``stage``, the
+    stage it has reached)."""
+    columnar.save_tables(con, run_id, result.tables, result.adopted if adopted is None else adopted)
     if stage is None:
         runs.beat(con, run_id)
     else:
         runs.set_stage(con, run_id, stage)
 
 
-@dataclass
-class Inputs:
-    """What both rounds send: the units (in order) and the windows they use, read once."""
-
-    units: list[UnitExamples]
-    windows: dict[str, Window]
-
-    @classmethod
-    def load(cls, con: Any, unit_keys: list[str]) -> Inputs:
-        units = collection.load_units(con, unit_keys)
-        windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
-        return cls(units, windows)
-
-
-def warm_up(embed: bool) -> int:
-    """Run once on each worker as the fan-out starts, while the flow reads the inputs: the
-    imports (this module's, so every stage's) and, when explanations will be embedded for
-    ``neuroscribe search``, MiniLM, which a worker's first chunk would otherwise load. On a
-    cluster that served a run before, nothing is left to load. Returns the process id."""
-    if embed:
-        from neuroscribe.embed import embed_texts
-
-        embed_texts(["warm up"])
-    return os.getpid()
+def _collect(
+    futures: dict[Any, int], warehouse: str, run_id: str, label: str, first_stage: str | None
+) -> dict[int, ChunkResult]:
+    """Write each chunk's rows as it comes back (the first with ``first_stage``); returns the
+    results by chunk index."""
+    done: dict[int, ChunkResult] = {}
+    with closing(connect(warehouse)) as con, progress.task(label, len(futures)) as advance:
+        for n, future in enumerate(as_completed(list(futures))):
+            result: ChunkResult = future.result()
+            _write(con, run_id, result, first_stage if n == 0 else None)
+            done[futures[future]] = result
+            advance(1)
+    return done
 
 
-def _explain(
+def _explain_and_score(
     cfg: RunConfig, warehouse: str, run_id: str, workers: int, unit_keys: list[str]
-) -> tuple[list[str], Inputs]:
-    """The explain round; returns the explanation ids (the controls' included) and the inputs
-    it read, for the next round."""
+) -> list[str]:
+    """Every stage of the live units, chunk by chunk, then the shuffled controls whose donor is
+    in the next chunk; returns the explanation ids (controls included) in the single-process
+    order."""
     with closing(connect(warehouse)) as con:
         runs.set_stage(con, run_id, "explain")
-        inputs = Inputs.load(con, unit_keys)
-        cache = calls.cache_rows(con)
-    live = [u for u in inputs.units if not u.stats.dead]
-    parts = chunks(live, chunk_size(cfg.engine, len(live), workers))
-    futures = {
-        explain_chunk.submit(
-            cfg, Sealed(ExplainInputs(part, windows_of(part, inputs.windows), first, cache))
-        ): i
-        for i, (first, part) in enumerate(parts)
-    }
-    done: dict[int, list[Explanation]] = {}
-    with (
-        closing(connect(warehouse)) as con,
-        progress.task("explain  chunks", len(parts)) as advance,
-    ):
-        for future in as_completed(list(futures)):
-            result: ExplainChunk = future.result()
-
-            def save(con: Any, r: ExplainChunk = result) -> None:
-                annotated.save_explanations(con, run_id, cfg.config_hash, r.explanations)
-                search.save_embeddings(con, r.embeddings)
-                calls.save_llm_calls(con, run_id, r.calls)
-
-            _write(con, run_id, save)
-            done[futures[future]] = result.explanations
-            advance(1)
-        # The single-process order: explainer by explainer, each over every unit in order.
-        order = {name: i for i, name in enumerate(cfg.explain.explainers)}
-        explanations = sorted(
-            (e for i in sorted(done) for e in done[i]),
-            key=lambda e: order.get(e.explainer, len(order)),
+        live = collection.live_unit_keys(con, unit_keys)
+        cache = Sealed(calls.cache_rows(con))  # pickled once, for every chunk
+        parts = chunks(live, chunk_size(cfg.engine, len(live), workers))
+        futures: dict[Any, int] = {}
+        for i, (first, part) in enumerate(parts):  # each chunk goes as soon as it is read
+            stored, fuzzed = columnar.stored_simulations(con, unit_keys=part)
+            work = ExplainWork(
+                run_id,
+                columnar.unit_tables(con, part),
+                stored,
+                fuzzed,
+                cache,
+                first=first,
+                whole=len(parts) == 1,
+            )
+            futures[explain_score_chunk.submit(cfg, Sealed(work))] = i
+    done = _collect(futures, warehouse, run_id, "explain, simulate and score chunks", "simulate")
+    with closing(connect(warehouse)) as con:
+        if not futures:  # nothing to explain: the local engine's stages pass all the same
+            runs.set_stage(con, run_id, "simulate")
+        runs.set_stage(con, run_id, "score")
+        boundary = (
+            boundary_controls([part for _, part in parts], {i: r.donors for i, r in done.items()})
+            if cfg.score.controls
+            else {}
         )
-        if cfg.score.controls:
-            controls = shuffled_controls(explanations, [u.unit.key for u in live])
-            annotated.save_explanations(con, run_id, cfg.config_hash, controls)
-            explanations += controls
-    return [e.explanation_id for e in explanations], inputs
+        _score_controls(cfg, con, run_id, [c for cs in boundary.values() for c in cs], cache)
+    # The single-process order: explainer by explainer, each over every unit in order; then the
+    # controls, in unit order.
+    order = {name: i for i, name in enumerate(cfg.explain.explainers)}
+    explained = sorted(
+        (x for i in sorted(done) for x in done[i].explained),
+        key=lambda x: order.get(x[0], len(order)),
+    )
+    controls = [
+        c
+        for i in sorted(done)
+        for c in [*done[i].controls, *(b.explanation_id for b in boundary.get(i, []))]
+    ]
+    return [eid for _, eid in explained] + controls
+
+
+def _score_controls(
+    cfg: RunConfig, con: Any, run_id: str, controls: list[Explanation], cache: Sealed[Any]
+) -> None:
+    """Store these shuffled controls, then simulate, fuzz and score them on a worker, as one
+    chunk (they are few: one per chunk of the first round)."""
+    if not controls:
+        return
+    annotated.save_explanations(con, run_id, cfg.config_hash, controls)
+    ids = [c.explanation_id for c in controls]
+    stored, fuzzed = columnar.stored_simulations(con, explanation_ids=ids)
+    tables = columnar.unit_tables(con, [c.unit_key for c in controls])
+    work = ScoreWork(run_id, tables, stored, fuzzed, cache, explanations=controls)
+    _write(con, run_id, simulate_score_chunk.submit(cfg, Sealed(work)).result(), adopted=ids)
 
 
 def _simulate_and_score(
@@ -235,69 +174,36 @@ def _simulate_and_score(
     workers: int,
     unit_keys: list[str],
     explanation_ids: list[str],
-    inputs: Inputs | None = None,
 ) -> None:
-    """The inputs that ``flows.pipeline.simulate_task`` loads (and the rows it takes over from
-    a run that did not finish), sent to the workers chunk by chunk. ``inputs``: the units and
-    windows, when the explain round has read them already."""
+    """Simulate, fuzz and score stored explanations (the ``score`` command): the inputs
+    ``flows.pipeline.simulate_task`` loads (and the rows it takes over from a run that did not
+    finish), sent to the workers chunk by chunk."""
     with closing(connect(warehouse)) as con:
         runs.set_stage(con, run_id, "simulate")
-        inputs = inputs or Inputs.load(con, unit_keys)
         explanations = annotated.load_explanations(con, explanation_ids)
-        stored = annotated.load_simulations(con, explanation_ids)
-        done = frozenset((s.explanation_id, s.simulator) for s in stored)
-        fuzzed = frozenset(
-            (s.explanation_id, s.simulator)
-            for s in annotated.load_scores(con, explanation_ids)
-            if s.kind in FUZZ_KINDS
-        )
-        cache = calls.cache_rows(con)
         with rows.transaction(con):
             rows.adopt(con, run_id, "simulations", "explanation_id", explanation_ids)
             rows.adopt(con, run_id, "scores", "explanation_id", explanation_ids)
-    by_unit: dict[str, list[Explanation]] = {}
-    for e in explanations:
-        by_unit.setdefault(e.unit_key, []).append(e)
-    sims: dict[str, list[Simulation]] = {}
-    for s in stored:
-        sims.setdefault(s.explanation_id, []).append(s)
-    explained = [u for u in inputs.units if u.unit.key in by_unit]
-    futures = []
-    size = chunk_size(cfg.engine, len(explained), workers)
-    for _, part in chunks(explained, size):
-        mine = [e for u in part for e in by_unit[u.unit.key]]
-        ids = {e.explanation_id for e in mine}
-        futures.append(
-            simulate_score_chunk.submit(
-                cfg,
-                Sealed(
-                    SimulateInputs(
-                        part,
-                        windows_of(part, inputs.windows),
-                        mine,
-                        [s for i in ids for s in sims.get(i, [])],
-                        frozenset(p for p in done if p[0] in ids),
-                        frozenset(p for p in fuzzed if p[0] in ids),
-                        cache,
-                    )
-                ),
+        cache = Sealed(calls.cache_rows(con))
+        by_unit: dict[str, list[Explanation]] = {}
+        for e in explanations:
+            by_unit.setdefault(e.unit_key, []).append(e)
+        explained = [k for k in unit_keys if k in by_unit]
+        futures: dict[Any, int] = {}
+        for i, (_, part) in enumerate(
+            chunks(explained, chunk_size(cfg.engine, len(explained), workers))
+        ):
+            mine = [e for k in part for e in by_unit[k]]
+            stored, fuzzed = columnar.stored_simulations(
+                con, explanation_ids=[e.explanation_id for e in mine]
             )
-        )
-    with (
-        closing(connect(warehouse)) as con,
-        progress.task("simulate and score chunks", len(futures)) as advance,
-    ):
-        for n, future in enumerate(as_completed(futures)):
-            result: SimulateChunk = future.result()
-
-            def save(con: Any, r: SimulateChunk = result) -> None:
-                annotated.save_simulations(con, run_id, r.simulations)
-                annotated.save_scores(con, run_id, r.scores)
-                calls.save_llm_calls(con, run_id, r.calls)
-
-            _write(con, run_id, save, "score" if n == 0 else None)
-            advance(1)
-        if not futures:  # nothing to simulate: the local engine's score stage starts all the same
+            work = ScoreWork(
+                run_id, columnar.unit_tables(con, part), stored, fuzzed, cache, explanations=mine
+            )
+            futures[simulate_score_chunk.submit(cfg, Sealed(work))] = i
+    _collect(futures, warehouse, run_id, "simulate and score chunks", "score")
+    if not futures:  # nothing to simulate: the local engine's score stage starts all the same
+        with closing(connect(warehouse)) as con:
             runs.set_stage(con, run_id, "score")
 
 
@@ -317,9 +223,7 @@ def fan_out_flow(
     if explanation_ids is not None:
         _simulate_and_score(cfg, warehouse, run_id, workers, unit_keys, explanation_ids)
         return explanation_ids
-    ids, inputs = _explain(cfg, warehouse, run_id, workers, unit_keys)
-    _simulate_and_score(cfg, warehouse, run_id, workers, unit_keys, ids, inputs)
-    return ids
+    return _explain_and_score(cfg, warehouse, run_id, workers, unit_keys)
 
 
 def fan_out(

@@ -1,9 +1,10 @@
 """``Sealed``: a Dask task's big argument, passed through Prefect and Dask untouched.
 
-A chunk of the Dask engine (``flows.engine``) carries its units, windows and explanations:
-hundreds of thousands of objects (each window's tokens, each unit's activations). Passed as
-they are, they cost the flow's process far more than the workers' own work, in four places, each
-paid one chunk after another in the one process that sends every chunk:
+A chunk of the Dask engine (``flows.engine``) carries its units and windows (as Arrow tables,
+``neuroscribe.warehouse.columnar``), and for the ``score`` command its explanations. Passed as
+records, they were hundreds of thousands of objects (each window's tokens, each unit's
+activations), which cost the flow's process far more than the workers' own work, in four places,
+each paid one chunk after another in the one process that sends every chunk:
 
 - Prefect walks every list, tuple, dict, dataclass and pydantic model of a task's arguments,
   element by element, looking for futures and states: twice in the flow's process when a task is

@@ -1,19 +1,22 @@
 """The Dask engine stores what the local engine stores.
 
 A tiny random-weight GPT-2 and the baseline annotators, through the ``neuroscribe run`` command
-in-process (a real Prefect run, a real DuckDB file): once with the local engine, once with
-``[engine] kind = "dask"`` on a local cluster of 2 worker processes and chunks of 3 units (so
-every worker gets several chunks, and the last one is short). The Dask run collects on the
-workers too, one shard of the units each (``flows.shards``). Every row of the collection
-(``windows``, ``units``, ``unit_windows``) and of ``scored_explanations``, ``explanations``,
-``simulations``, ``scores`` and ``agreements`` must be the same, but for the run that wrote it
-(and ``units.mean_activation``, equal to float32 rounding); and the run passes through the same
+in-process (a real Prefect run, a real DuckDB file), then ``score`` (which fans out stored
+explanations) on a copy of the local run's warehouse without its simulations and scores: once
+with the local engine, once with ``[engine] kind = "dask"`` on a local cluster of 2 worker
+processes and chunks of 3 units (so every worker gets several chunks, the last one is short, and
+shuffled controls cross chunk boundaries). The Dask run collects on the workers too, one shard
+of the units each (``flows.shards``). Every row of the collection (``windows``,
+``unit_windows``, ``units``) and of ``scored_explanations``, ``explanations``, ``simulations``,
+``scores`` and ``agreements`` must be the same, but for the run that wrote it (and
+``units.mean_activation``, equal to float32 rounding); and each command passes through the same
 stages (``runs.stage``) on both engines.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from contextlib import closing
 from pathlib import Path
 
@@ -64,13 +67,23 @@ def _units(path: Path) -> list[tuple]:
         ).fetchall()
 
 
+def _where(tmp_path: Path, name: str, config: Path) -> list[str]:
+    return ["--warehouse", str(tmp_path / f"{name}.duckdb"), "--config", str(config)]
+
+
+def _unscored_copy(tmp_path: Path, name: str) -> str:
+    """A copy of the local run's warehouse without its simulations and scores."""
+    shutil.copyfile(tmp_path / "local.duckdb", tmp_path / f"{name}.duckdb")
+    with closing(duckdb.connect(str(tmp_path / f"{name}.duckdb"))) as con:
+        con.execute("DELETE FROM scores; DELETE FROM simulations; DELETE FROM agreements")
+    return name
+
+
 def test_two_dask_workers_store_the_rows_of_the_local_engine(
     tmp_path, monkeypatch, tiny_gpt2_config
 ):
     monkeypatch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    local = tiny_gpt2_config(
-        "local.toml", model_seed=2, documents=60, corpus_seed=4, **CONFIG
-    )
+    local = tiny_gpt2_config("local.toml", model_seed=2, documents=60, corpus_seed=4, **CONFIG)
     dask = tmp_path / "dask.toml"
     dask.write_text(local.read_text() + ENGINE)
     from prefect.testing.utilities import prefect_test_harness
@@ -78,12 +91,12 @@ def test_two_dask_workers_store_the_rows_of_the_local_engine(
     from neuroscribe.cli import app
     from neuroscribe.warehouse import runs
 
-    stages: dict[str, list[str]] = {"local": [], "dask": []}
+    stages: dict[tuple[str, str], list[str]] = {}
     set_stage = runs.set_stage
 
-    def recorded(name: str):
+    def recorded(name: str, command: str):
         def record(con, run_id: str, stage: str) -> None:
-            stages[name].append(stage)
+            stages.setdefault((name, command), []).append(stage)
             set_stage(con, run_id, stage)
 
         return record
@@ -101,14 +114,20 @@ def test_two_dask_workers_store_the_rows_of_the_local_engine(
     monkeypatch.setattr(shards, "shard_configs", recorded_shards)
     with prefect_test_harness(server_startup_timeout=120):
         for name, config in (("local", local), ("dask", dask)):
-            monkeypatch.setattr(runs, "set_stage", recorded(name))
-            result = CliRunner().invoke(
-                app,
-                ["--warehouse", str(tmp_path / f"{name}.duckdb"), "--config", str(config), "run"],
-            )
+            monkeypatch.setattr(runs, "set_stage", recorded(name, "run"))
+            result = CliRunner().invoke(app, [*_where(tmp_path, name, config), "run"])
             assert result.exit_code == 0, result.output
-    assert stages["local"] == ["collect", "explain", "simulate", "score", "agree"]
-    assert stages["dask"] == stages["local"]
+        # `score` fans out stored explanations: those of the local run, whose simulations and
+        # scores are gone
+        for name, config in (("local", local), ("dask", dask)):
+            again = _unscored_copy(tmp_path, f"{name}-score")
+            monkeypatch.setattr(runs, "set_stage", recorded(name, "score"))
+            result = CliRunner().invoke(app, [*_where(tmp_path, again, config), "score"])
+            assert result.exit_code == 0, result.output
+    assert stages["local", "run"] == ["collect", "explain", "simulate", "score", "agree"]
+    assert stages["local", "score"] == ["simulate", "score"]
+    for command in ("run", "score"):
+        assert stages["dask", command] == stages["local", command]
     assert cut == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]  # the Dask run collected on both workers
     for table in COLLECTED + TABLES:
         want = _rows(tmp_path / "local.duckdb", table)
@@ -120,6 +139,9 @@ def test_two_dask_workers_store_the_rows_of_the_local_engine(
     assert [u[-1] for u in got_units] == pytest.approx([u[-1] for u in want_units], abs=1e-6)
     with closing(duckdb.connect(str(tmp_path / "dask.duckdb"), read_only=True)) as con:
         assert con.execute("SELECT count(DISTINCT run_id) FROM units").fetchone() == (1,)
+    for table in TABLES[:-1]:  # `score` agrees nothing
+        want = _rows(tmp_path / "local-score.duckdb", table)
+        assert want and _rows(tmp_path / "dask-score.duckdb", table) == want, table
     scored = _rows(tmp_path / "dask.duckdb", "scored_explanations")
     assert len({r[0] for r in scored}) > 6  # more units than two chunks hold: chunks were merged
 

@@ -141,3 +141,48 @@ def test_a_whole_catalogue_is_dealt_by_index_and_odd_sites_go_alone(monkeypatch)
         (["layers.0.mlp", "layers.1.mlp"], [1, 3]),
         (["layers.2.mlp"], "all"),
     ]
+
+
+def _explanations(keys: list[str]) -> list:
+    """Two explainers' explanations of ``keys`` in the single-process order (explainer by
+    explainer); some units have no usable one of the first, one has none at all."""
+    from neuroscribe.records import Explanation
+
+    out = []
+    for explainer in ("a/first", "b/second"):
+        for i, key in enumerate(keys):
+            failed = explainer == "a/first" and i % 3 == 1
+            if i == 4:
+                continue  # no explanation of this unit: it is no one's donor
+            out.append(
+                Explanation(
+                    explanation_id=f"{explainer}:{key}",
+                    unit_key=key,
+                    explainer=explainer,
+                    status="failed" if failed else "ok",
+                    text=None if failed else f"t{i}",
+                    failure="empty" if failed else None,
+                )
+            )
+    return out
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 11, 12])
+def test_chunks_and_their_boundaries_make_the_controls_of_one_process(size):
+    from flows.chunk_work import boundary_controls, chunk_controls, donors
+    from neuroscribe.explain.units import shuffled_controls
+
+    keys = [f"unit/{i}" for i in range(11)]
+    everything = _explanations(keys)
+    want = shuffled_controls(everything, keys)
+    parts = [part for _, part in chunks(keys, size)]
+    made = {}
+    for i, part in enumerate(parts):
+        mine = [e for e in everything if e.unit_key in part]
+        made[i] = chunk_controls(mine, part, whole=len(parts) == 1)
+    edges = boundary_controls(
+        parts, {i: donors(everything, part[0]) for i, part in enumerate(parts)}
+    )
+    got = [c for i in range(len(parts)) for c in [*made[i], *edges.get(i, [])]]
+    assert got == want and len(want) == 10
+    assert (len(parts) > 1) == bool(edges)

@@ -165,3 +165,19 @@ def test_vectorised_fuzz_scores_equal_the_scalar_metric_and_bootstrap() -> None:
             assert _same(score.ci_low, low) and _same(score.ci_high, high), score
             compared += low is not None
     assert compared > 30
+
+
+def test_a_pair_scores_the_same_alone_as_in_a_stack() -> None:
+    """How the units were chunked (the Dask engine's chunks, the local engine's one call) must
+    not change a score: BLAS multiplies a one-row stack with another kernel, so a lone pair is
+    stacked twice."""
+    rng = np.random.default_rng(11)
+    cfg = ScoreConfig(bootstrap=40, ci_level=0.9)
+    pairs = []
+    for index in range(6):
+        unit = _unit(rng, index, "plain", lengths=7)
+        pairs.append((f"e{index}", "sim/x", unit, _simulations(rng, unit, f"e{index}", "plain")))
+    together = score_pairs(pairs, cfg, seed=3)
+    alone = [s for pair in pairs for s in score_pairs([pair], cfg, seed=3)]
+    assert sum(s.ci_low is not None for s in alone) > 10
+    assert alone == together  # exactly, to the last bit

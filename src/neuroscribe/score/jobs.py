@@ -65,12 +65,16 @@ def run_jobs(jobs: Sequence[Job], cfg: ScoreConfig, seed: int) -> None:
 def _run_chunk(family: str, jobs: Sequence[Job], starts: np.ndarray, size: int,
                c: np.ndarray, level: float) -> None:
     compute, reasons = FAMILIES[family]
-    true = np.array([np.fromiter(chain.from_iterable(j.true), float, size) for j in jobs])
-    pred = np.array([np.fromiter(chain.from_iterable(j.pred), float, size) for j in jobs])
-    params = np.array([j.vector.params for j in jobs], dtype=np.float64).reshape(len(jobs), -1)
+    # A lone job is stacked twice: BLAS multiplies a single row with another kernel (gemv),
+    # whose sums round differently, so its score would depend on how many jobs share its stack
+    # (how the units were chunked); from two rows on, a row's result is the same in any stack.
+    stack = [*jobs, *jobs] if len(jobs) == 1 else list(jobs)
+    true = np.array([np.fromiter(chain.from_iterable(j.true), float, size) for j in stack])
+    pred = np.array([np.fromiter(chain.from_iterable(j.pred), float, size) for j in stack])
+    params = np.array([j.vector.params for j in stack], dtype=np.float64).reshape(len(stack), -1)
     values, codes = compute(true, pred, starts, params, c)
     defined = (codes == 0) & np.isfinite(values)
-    low = high = np.full(len(jobs), np.nan)
+    low = high = np.full(len(stack), np.nan)
     if c.shape[0] > 1:
         low, high = interval(values[:, 1:], defined[:, 1:], level)
     for i, job in enumerate(jobs):

@@ -7,7 +7,8 @@
   records read by column name.
 - ``runs``: the run lifecycle. ``collection``: subjects, windows, units and their splits.
   ``annotations``: explanations, simulations, scores, agreements. ``calls``: the LLM-call ledger
-  and the response cache primed from it.
+  and the response cache primed from it. ``columnar``: a Dask chunk's units and rows as Arrow
+  tables, read and stored in bulk.
 - ``reads``: read-only questions of the CLI and flows (tables, summaries, the control
   comparison, user SQL). ``embeddings``, ``exports``, ``report_rows``, ``handoffs``: the queries
   behind search, exports, reports and worker handoffs.

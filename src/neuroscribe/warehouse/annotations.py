@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import duckdb
 
@@ -24,21 +25,24 @@ def save_explanations(
 ) -> int:
     """Store explanations (and failures to make one) of a run; returns the rows added."""
     with transaction(con):
-        return insert_rows(
-            con,
-            "explanations",
-            [
-                {
-                    **e.model_dump(exclude={"prompt"}),
-                    "prompt_name": e.prompt.name if e.prompt else None,
-                    "prompt_version": e.prompt.version if e.prompt else None,
-                    "prompt_sha": e.prompt.sha if e.prompt else None,
-                    "run_id": run_id,
-                    "config_hash": config_hash,
-                }
-                for e in explanations
-            ],
-        )
+        return insert_rows(con, "explanations", explanation_rows(run_id, config_hash, explanations))
+
+
+def explanation_rows(
+    run_id: str, config_hash: str, explanations: Iterable[Explanation]
+) -> list[dict[str, Any]]:
+    """The ``explanations`` rows of these explanations of a run."""
+    return [
+        {
+            **e.model_dump(exclude={"prompt"}),
+            "prompt_name": e.prompt.name if e.prompt else None,
+            "prompt_version": e.prompt.version if e.prompt else None,
+            "prompt_sha": e.prompt.sha if e.prompt else None,
+            "run_id": run_id,
+            "config_hash": config_hash,
+        }
+        for e in explanations
+    ]
 
 
 EXPLANATION_COLUMNS = (
@@ -70,19 +74,20 @@ def save_simulations(
     """Store per-window simulations of a run; returns the rows added. Of the prompt, only its
     hash is stored."""
     with transaction(con):
-        return insert_rows(
-            con,
-            "simulations",
-            [
-                {
-                    **s.model_dump(exclude={"prompt", "predictions"}),
-                    "predictions": [float(x) for x in s.predictions],
-                    "prompt_sha": s.prompt.sha if s.prompt else None,
-                    "run_id": run_id,
-                }
-                for s in simulations
-            ],
-        )
+        return insert_rows(con, "simulations", simulation_rows(run_id, simulations))
+
+
+def simulation_rows(run_id: str, simulations: Iterable[Simulation]) -> list[dict[str, Any]]:
+    """The ``simulations`` rows of these simulations of a run (of the prompt, its hash)."""
+    return [
+        {
+            **s.model_dump(exclude={"prompt", "predictions"}),
+            "predictions": [float(x) for x in s.predictions],
+            "prompt_sha": s.prompt.sha if s.prompt else None,
+            "run_id": run_id,
+        }
+        for s in simulations
+    ]
 
 
 def load_simulations(
@@ -102,7 +107,12 @@ def load_simulations(
 def save_scores(con: duckdb.DuckDBPyConnection, run_id: str, scores: Iterable[Score]) -> int:
     """Store scores of a run; returns the rows added."""
     with transaction(con):
-        return insert_rows(con, "scores", [{**s.model_dump(), "run_id": run_id} for s in scores])
+        return insert_rows(con, "scores", score_rows(run_id, scores))
+
+
+def score_rows(run_id: str, scores: Iterable[Score]) -> list[dict[str, Any]]:
+    """The ``scores`` rows of these scores of a run."""
+    return [{**s.model_dump(), "run_id": run_id} for s in scores]
 
 
 def load_scores(con: duckdb.DuckDBPyConnection, explanation_ids: Sequence[str]) -> list[Score]:

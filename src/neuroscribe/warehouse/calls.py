@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 import duckdb
 
@@ -19,21 +20,22 @@ from neuroscribe.warehouse.rows import insert_rows, now, transaction
 
 def save_llm_calls(con: duckdb.DuckDBPyConnection, run_id: str, calls: Iterable[LLMCall]) -> int:
     """Append calls of a run to the ledger (every row is kept); returns the rows added."""
-    called_at = now()
     with transaction(con):
-        return insert_rows(
-            con,
-            "llm_calls",
-            [
-                {
-                    **c.model_dump(),
-                    "params": json.dumps(c.params, sort_keys=True, default=str),
-                    "run_id": run_id,
-                    "called_at": called_at,
-                }
-                for c in calls
-            ],
-        )
+        return insert_rows(con, "llm_calls", llm_call_rows(run_id, calls))
+
+
+def llm_call_rows(run_id: str, calls: Iterable[LLMCall]) -> list[dict[str, Any]]:
+    """The ``llm_calls`` rows of these calls of a run, stamped with the time now."""
+    called_at = now()
+    return [
+        {
+            **c.model_dump(),
+            "params": json.dumps(c.params, sort_keys=True, default=str),
+            "run_id": run_id,
+            "called_at": called_at,
+        }
+        for c in calls
+    ]
 
 
 PRIME_CACHE_SQL = (
