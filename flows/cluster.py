@@ -41,17 +41,35 @@ def dask_task_runner(engine: EngineConfig) -> Any:
     )
 
 
-def chunks(items: Sequence[Any], size: int) -> list[tuple[int, list[Any]]]:
-    """``(offset, items[offset:offset + size])`` for every chunk, in order."""
-    return [(i, list(items[i : i + size])) for i in range(0, len(items), size)]
+def chunks(items: Sequence[Any], sizes: int | Sequence[int]) -> list[tuple[int, list[Any]]]:
+    """``(offset, items[offset:offset + size])`` for every chunk, in order: chunks of one size,
+    or of the sizes given (which add up to ``len(items)``)."""
+    if isinstance(sizes, int):
+        sizes = [sizes] * math.ceil(len(items) / sizes)
+    out, offset = [], 0
+    for size in sizes:
+        out.append((offset, list(items[offset : offset + size])))
+        offset += size
+    return out
 
 
-def chunk_size(engine: EngineConfig, units: int, workers: int) -> int:
-    """Units per chunk: ``engine.chunk_units``, or by default the units cut evenly into
-    ``CHUNKS_PER_WORKER`` chunks per worker (thread) of the cluster."""
+def chunk_sizes(engine: EngineConfig, units: int, workers: int) -> list[int]:
+    """Units per chunk, in order: ``engine.chunk_units`` each, or by default shrinking chunks
+    (guided scheduling): each takes ``1 / (2 x workers)`` of the units not yet cut, but never
+    fewer than the units cut evenly into ``2 x CHUNKS_PER_WORKER`` chunks per worker. Large
+    chunks first keep the per-chunk costs few; small ones last keep the workers finishing
+    together (the last chunk is what a worker may wait on alone)."""
     if engine.chunk_units is not None:
-        return engine.chunk_units
-    return max(1, math.ceil(units / (CHUNKS_PER_WORKER * max(workers, 1))))
+        size = engine.chunk_units
+        return [min(size, units - i) for i in range(0, units, size)]
+    workers = max(workers, 1)
+    floor = max(1, math.ceil(units / (2 * CHUNKS_PER_WORKER * workers)))
+    sizes, left = [], units
+    while left > 0:
+        size = min(left, max(floor, math.ceil(left / (2 * workers))))
+        sizes.append(size)
+        left -= size
+    return sizes
 
 
 def dask_client() -> Any:

@@ -5,8 +5,8 @@ runs a subflow on Prefect's ``DaskTaskRunner`` (package ``prefect-dask``): a loc
 ``engine.workers`` processes started for the run, or the scheduler at ``engine.address``. One
 cluster serves the whole fan-out:
 
-1. **every stage, chunk by chunk**: the live units are cut into chunks (``chunk_size``:
-   ``engine.chunk_units``, by default 4 chunks per worker of the cluster); each chunk goes to a
+1. **every stage, chunk by chunk**: the live units are cut into chunks (``chunk_sizes``:
+   ``engine.chunk_units``, by default shrinking chunks, large ones first); each chunk goes to a
    worker (``flows.chunk_work.explain_score_chunk``), which explains its units (best-of-n
    included, with the sampling seeds the units get in a single-process run), embeds the
    selected explanations for ``neuroscribe search``, makes the shuffled controls whose donor
@@ -56,7 +56,7 @@ from flows.chunk_work import (
     warm_up,
 )
 from flows.cluster import (
-    chunk_size,
+    chunk_sizes,
     chunks,
     cluster_workers,
     dask_client,
@@ -112,7 +112,7 @@ def _explain_and_score(
         runs.set_stage(con, run_id, "explain")
         live = collection.live_unit_keys(con, unit_keys)
         cache = Sealed(calls.cache_rows(con))  # pickled once, for every chunk
-        parts = chunks(live, chunk_size(cfg.engine, len(live), workers))
+        parts = chunks(live, chunk_sizes(cfg.engine, len(live), workers))
         futures: dict[Any, int] = {}
         for i, (first, part) in enumerate(parts):  # each chunk goes as soon as it is read
             stored, fuzzed = columnar.stored_simulations(con, unit_keys=part)
@@ -191,7 +191,7 @@ def _simulate_and_score(
         explained = [k for k in unit_keys if k in by_unit]
         futures: dict[Any, int] = {}
         for i, (_, part) in enumerate(
-            chunks(explained, chunk_size(cfg.engine, len(explained), workers))
+            chunks(explained, chunk_sizes(cfg.engine, len(explained), workers))
         ):
             mine = [e for k in part for e in by_unit[k]]
             stored, fuzzed = columnar.stored_simulations(

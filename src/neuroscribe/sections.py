@@ -62,8 +62,9 @@ class EngineConfig(Section):
     ``workers`` is then ignored."""
     chunk_units: int | None = Field(default=None, ge=1)
     """Units per Dask task: each task gets these units with their windows, and returns their
-    records. By default (None) each round's units are cut evenly into 4 chunks per worker
-    thread of the cluster."""
+    records. By default (None) the chunks shrink (``flows.cluster.chunk_sizes``): each takes
+    ``1 / (2 x worker threads)`` of the units left, down to an eighth of a worker's share; large
+    chunks first, small ones last, so the workers finish together."""
 
     @field_validator("address")
     @classmethod

@@ -9,7 +9,7 @@ import pickle
 import cloudpickle
 import pytest
 
-from flows.cluster import CHUNKS_PER_WORKER, chunk_size, chunks, warm_workers
+from flows.cluster import CHUNKS_PER_WORKER, chunk_sizes, chunks, warm_workers
 from flows.sealed import Sealed
 from neuroscribe.config import EngineConfig
 
@@ -82,19 +82,28 @@ def test_dask_names_a_sealed_value_without_pickling_it():
 
 @pytest.mark.parametrize(
     ("units", "workers", "want"),
-    [(4096, 2, 512), (4096, 1, 1024), (10, 2, 2), (3, 2, 1), (1, 8, 1)],
+    [
+        (4096, 2, [1024, 768, 576, 432, 324, 256, 256, 256, 204]),
+        (4096, 1, [2048, 1024, 512, 512]),
+        (10, 2, [3, 2, 2, 1, 1, 1]),
+        (3, 2, [1, 1, 1]),
+        (1, 8, [1]),
+        (0, 2, []),
+    ],
 )
-def test_chunks_are_sized_to_the_cluster(units, workers, want):
-    size = chunk_size(EngineConfig(kind="dask"), units, workers)
-    assert size == want
-    parts = chunks(list(range(units)), size)
-    assert len(parts) <= CHUNKS_PER_WORKER * workers
+def test_chunks_shrink_to_the_cluster(units, workers, want):
+    sizes = chunk_sizes(EngineConfig(kind="dask"), units, workers)
+    assert sizes == want
+    parts = chunks(list(range(units)), sizes)
+    assert len(parts) <= 2 * CHUNKS_PER_WORKER * workers + 1
     assert [x for _, part in parts for x in part] == list(range(units))
-    assert [first for first, _ in parts] == list(range(0, units, size))
+    assert [first for first, _ in parts] == [sum(sizes[:i]) for i in range(len(sizes))]
+    assert sizes == sorted(sizes, reverse=True)
 
 
 def test_a_set_chunk_size_is_kept():
-    assert chunk_size(EngineConfig(kind="dask", chunk_units=3), 4096, 2) == 3
+    assert chunk_sizes(EngineConfig(kind="dask", chunk_units=3), 10, 2) == [3, 3, 3, 1]
+    assert [len(p) for _, p in chunks(list(range(10)), 3)] == [3, 3, 3, 1]
 
 
 def test_warm_up_runs_once_on_every_worker():
@@ -167,7 +176,7 @@ def _explanations(keys: list[str]) -> list:
     return out
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 5, 11, 12])
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 11, 12, [4, 3, 2, 1, 1]])
 def test_chunks_and_their_boundaries_make_the_controls_of_one_process(size):
     from flows.chunk_work import boundary_controls, chunk_controls, donors
     from neuroscribe.explain.units import shuffled_controls
