@@ -1,15 +1,17 @@
-"""The Dask side of the fan-out (``flows.engine``): the task runner, its cluster's size, how
-many units go in a chunk, and work sent once to every worker."""
+"""The Dask side of the fan-out (``flows.engine``) and of sharded collection
+(``flows.shards``): the cluster a run shares, the task runner, its cluster's size, how many
+units go in a chunk, and work sent once to every worker."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from prefect.context import FlowRunContext
 
-from neuroscribe.config import EngineConfig
+from neuroscribe.config import EngineConfig, RunConfig
 from neuroscribe.errors import BadInput
 
 CHUNKS_PER_WORKER = 4
@@ -17,6 +19,34 @@ CHUNKS_PER_WORKER = 4
 worker that finishes early takes another, and that the flow writes one chunk's records while
 the workers compute the next; few enough that the fixed cost of a Prefect task run (a few tenths
 of a second of the flow's time) stays small."""
+
+
+@contextmanager
+def one_cluster(cfg: RunConfig) -> Iterator[RunConfig]:
+    """``cfg`` itself, unless it asks for a local Dask cluster (``kind = "dask"`` without an
+    ``address``): then one is started here and ``cfg`` comes back naming its scheduler, so that
+    the subflows of a run (sharded collection, the fan-out) use the same workers, which start
+    and import once. Stopped when the block ends. ``[engine]`` is not
+    hashed, so the rows are those the config names."""
+    if cfg.engine.kind != "dask" or cfg.engine.address:
+        yield cfg
+        return
+    from distributed import LocalCluster
+
+    with LocalCluster(**_local_cluster(cfg.engine)) as cluster:
+        engine = cfg.engine.model_copy(update={"address": cluster.scheduler_address})
+        yield cfg.model_copy(update={"engine": engine})
+
+
+def _local_cluster(engine: EngineConfig) -> dict[str, Any]:
+    """A local cluster of ``engine.workers`` single-threaded worker processes (Dask sets
+    ``OMP_NUM_THREADS=1`` in each, so a worker takes one core)."""
+    return {
+        "n_workers": engine.workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+    }
 
 
 def dask_task_runner(engine: EngineConfig) -> Any:
@@ -31,14 +61,7 @@ def dask_task_runner(engine: EngineConfig) -> Any:
         ) from e
     if engine.address:
         return DaskTaskRunner(address=engine.address)
-    return DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": engine.workers,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": None,
-        }
-    )
+    return DaskTaskRunner(cluster_kwargs=_local_cluster(engine))
 
 
 def chunks(items: Sequence[Any], sizes: int | Sequence[int]) -> list[tuple[int, list[Any]]]:

@@ -1,9 +1,10 @@
 """The explain / simulate / score fan-out on Dask workers (``[engine] kind = "dask"``).
 
 The run flow calls ``fan_out`` in place of its explain, simulate and score tasks. ``fan_out``
-runs a subflow on Prefect's ``DaskTaskRunner`` (package ``prefect-dask``): a local cluster of
-``engine.workers`` processes started for the run, or the scheduler at ``engine.address``. One
-cluster serves the whole fan-out:
+runs a subflow on Prefect's ``DaskTaskRunner`` (package ``prefect-dask``): the scheduler at
+``engine.address`` (for ``run``, that of the one local cluster the run started for all its
+stages: ``flows.cluster.one_cluster``), or a local cluster of ``engine.workers`` processes
+started for the fan-out. One cluster serves the whole fan-out:
 
 1. **every stage, chunk by chunk**: the live units are cut into chunks (``chunk_sizes``:
    ``engine.chunk_units``, by default shrinking chunks, large ones first); each chunk goes to a

@@ -26,6 +26,7 @@ from prefect.cache_policies import NONE
 from prefect.exceptions import MissingContextError
 
 from flows import budget, engine, shards
+from flows.cluster import one_cluster
 from flows.retry import RETRY
 from neuroscribe import search
 from neuroscribe.agree import agree_units
@@ -284,17 +285,18 @@ def run_flow(cfg: RunConfig, warehouse: str, run_id: str, checked: bool = False)
         check_flows(cfg, ["run"])
 
     def body() -> list[str]:
-        unit_keys = collect_task(cfg, warehouse, run_id)
-        if cfg.engine.kind == "dask":  # explain, simulate and score on Dask workers
-            explanation_ids = engine.fan_out(cfg, warehouse, run_id, unit_keys)
-        elif cfg.budget.escalate:  # cheap annotators first, then the escalated units
-            explanation_ids = budget.escalating(cfg, warehouse, run_id, unit_keys, STAGES)
-        else:
-            explanation_ids = explain_task(cfg, warehouse, run_id, unit_keys)
-            simulate_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
-            score_task(cfg, warehouse, run_id, unit_keys, explanation_ids)
-        agree_task(cfg, warehouse, run_id, explanation_ids)
-        if cfg.controls.random_model:
+        with one_cluster(cfg) as work:  # Dask: one local cluster for every stage of the run
+            unit_keys = collect_task(work, warehouse, run_id)
+            if work.engine.kind == "dask":  # explain, simulate and score on Dask workers
+                explanation_ids = engine.fan_out(work, warehouse, run_id, unit_keys)
+            elif work.budget.escalate:  # cheap annotators first, then the escalated units
+                explanation_ids = budget.escalating(work, warehouse, run_id, unit_keys, STAGES)
+            else:
+                explanation_ids = explain_task(work, warehouse, run_id, unit_keys)
+                simulate_task(work, warehouse, run_id, unit_keys, explanation_ids)
+                score_task(work, warehouse, run_id, unit_keys, explanation_ids)
+            agree_task(work, warehouse, run_id, explanation_ids)
+        if cfg.controls.random_model:  # a run of its own (and its own cluster)
             _random_model(cfg, warehouse, run_id, explanation_ids)
         return explanation_ids
 

@@ -112,6 +112,16 @@ def test_two_dask_workers_store_the_rows_of_the_local_engine(
         return out
 
     monkeypatch.setattr(shards, "shard_configs", recorded_shards)
+    from flows import cluster
+
+    started: list[int] = []
+    local_cluster = cluster._local_cluster
+
+    def counted(engine):
+        started.append(engine.workers)
+        return local_cluster(engine)
+
+    monkeypatch.setattr(cluster, "_local_cluster", counted)
     with prefect_test_harness(server_startup_timeout=120):
         for name, config in (("local", local), ("dask", dask)):
             monkeypatch.setattr(runs, "set_stage", recorded(name, "run"))
@@ -129,6 +139,7 @@ def test_two_dask_workers_store_the_rows_of_the_local_engine(
     for command in ("run", "score"):
         assert stages["dask", command] == stages["local", command]
     assert cut == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]  # the Dask run collected on both workers
+    assert started == [2, 2]  # one local cluster for all of `run`, one for `score`
     for table in COLLECTED + TABLES:
         want = _rows(tmp_path / "local.duckdb", table)
         got = _rows(tmp_path / "dask.duckdb", table)
