@@ -15,7 +15,8 @@ import duckdb
 import pyarrow as pa
 
 from neuroscribe.errors import BadInput
-from neuroscribe.records import Split, Subject, UnitExamples, UnitWindow, Window
+from neuroscribe.records import Subject, UnitExamples, Window
+from neuroscribe.warehouse import columnar
 from neuroscribe.warehouse.rows import (
     fetch_column,
     fetch_dicts,
@@ -185,42 +186,11 @@ def check_same_collection_arrow(
 
 
 def load_units(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list[UnitExamples]:
-    """UnitExamples for the given keys, in the given order."""
+    """UnitExamples for the given keys, in the given order (each unit's windows in canonical
+    order: split as declared, then rank); ``KeyError`` for a key not in the warehouse."""
     if not unit_keys:
         return []
-    keys = list(unit_keys)
-    windows = fetch_dicts(
-        con,
-        "SELECT unit_key, window_id, split, top_rank AS rank, activations FROM unit_windows"
-        " WHERE list_contains(?, unit_key) ORDER BY unit_key, split, top_rank, window_id",
-        [keys],
-    )
-    by_unit: dict[str, list[UnitWindow]] = {}
-    for w in windows:
-        by_unit.setdefault(w.pop("unit_key"), []).append(UnitWindow.model_validate(w))
-    order = {s: i for i, s in enumerate(Split)}
-    for ws in by_unit.values():  # canonical order: split as declared, then rank
-        ws.sort(key=lambda w: (order[w.split], w.rank, w.window_id))
-    rows = fetch_dicts(
-        con,
-        "SELECT unit_key,"
-        " {'subject_id': subject_id, 'site': site, 'index': unit_index, 'sae_id': sae_id}"
-        "   AS unit,"
-        " {'n_tokens': n_tokens, 'max': max_activation, 'mean': mean_activation,"
-        "  'firing_rate': firing_rate, 'quantiles': quantiles, 'dead': dead} AS stats"
-        " FROM units WHERE list_contains(?, unit_key)",
-        [keys],
-    )
-    found = {
-        r["unit_key"]: UnitExamples.model_validate(
-            {"unit": r["unit"], "stats": r["stats"], "windows": by_unit.get(r["unit_key"], [])}
-        )
-        for r in rows
-    }
-    missing = [k for k in unit_keys if k not in found]
-    if missing:
-        raise KeyError(f"units not in the warehouse: {missing[:3]}")
-    return [found[k] for k in unit_keys]
+    return columnar.unit_records(columnar.unit_tables(con, unit_keys, windows=False))[0]
 
 
 def live_unit_keys(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list[str]:

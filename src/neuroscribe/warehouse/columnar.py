@@ -41,9 +41,12 @@ class UnitTables:
         return [str(k) for k in self.units.column("unit_key").to_pylist()]
 
 
-def unit_tables(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> UnitTables:
-    """The Arrow tables of these units (in the given order) and of the windows they use;
-    ``KeyError`` for a key not in the warehouse, as ``collection.load_units``."""
+def unit_tables(
+    con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str], windows: bool = True
+) -> UnitTables:
+    """The Arrow tables of these units (in the given order) and, unless ``windows`` is False
+    (then an empty table), of the windows they use; ``KeyError`` for a key not in the
+    warehouse."""
     keys = list(unit_keys)
     con.register("_chunk_keys", pa.table({"unit_key": pa.array(keys, pa.string())}))
     try:
@@ -59,17 +62,18 @@ def unit_tables(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> Uni
             " ORDER BY unit_key, list_position(?, split), top_rank, window_id",
             params=[SPLIT_ORDER],
         ).to_arrow_table()
-        windows = con.sql(
+        used = con.sql(
             "SELECT window_id, corpus_id, doc_id, start_token AS start, token_ids, tokens"
             " FROM windows WHERE window_id IN (SELECT window_id FROM unit_windows"
             "   WHERE unit_key IN (SELECT unit_key FROM _chunk_keys))"
+            + ("" if windows else " AND false")
         ).to_arrow_table()
     finally:
         con.unregister("_chunk_keys")
-    if units.num_rows != len(set(keys)):
-        found = set(units.column("unit_key").to_pylist())
+    found = set(units.column("unit_key").to_pylist())
+    if len(found) != len(set(keys)):
         raise KeyError(f"units not in the warehouse: {[k for k in keys if k not in found][:3]}")
-    return UnitTables(units, unit_windows, windows)
+    return UnitTables(units, unit_windows, used)
 
 
 def unit_records(tables: UnitTables) -> tuple[list[UnitExamples], dict[str, Window]]:
