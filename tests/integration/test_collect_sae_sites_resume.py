@@ -163,7 +163,13 @@ def test_resume_equals_an_uninterrupted_run(
     assert not list((tmp_path / "a").glob("*.pt"))  # removed once complete
     ckpts = tmp_path / "b"
     with pytest.raises(Interrupt):  # 60 windows / 7 = 9 main batches, then the OOD corpus
-        collect(cfg, progress=interrupt_after(stop_after), checkpoint_every=2, checkpoint_dir=ckpts)
+        collect(
+            cfg,
+            progress=interrupt_after(stop_after),
+            checkpoint_every=2,
+            checkpoint_seconds=0,
+            checkpoint_dir=ckpts,
+        )
     if stop_after >= 2:
         assert len(list(ckpts.glob("*.pt"))) == 1
     seen: list[int] = []
@@ -172,6 +178,7 @@ def test_resume_equals_an_uninterrupted_run(
         progress=lambda done, _: seen.append(done),
         resume=True,
         checkpoint_every=2,
+        checkpoint_seconds=0,
         checkpoint_dir=ckpts,
     )
     assert resumed == full
@@ -180,6 +187,28 @@ def test_resume_equals_an_uninterrupted_run(
         assert seen[0] == 5 * 7  # the 4 checkpointed batches were skipped, not recomputed
     other = build_cfg(llama, corpus, site="layers.*.mlp", units=[0, 5], max_windows=60)
     assert collect(other, resume=True, checkpoint_dir=ckpts) == collect(other)  # no checkpoint
+
+
+def test_checkpoints_wait_for_their_interval_in_seconds(
+    llama: Path, corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = build_cfg(llama, corpus, site="layers.*.mlp", units=[0, 5], max_windows=60)
+    with pytest.raises(Interrupt):  # 2 batches apart, but an hour has not passed
+        collect(
+            cfg,
+            progress=interrupt_after(5),
+            checkpoint_every=2,
+            checkpoint_seconds=3600,
+            checkpoint_dir=tmp_path / "hour",
+        )
+    assert not list((tmp_path / "hour").glob("*.pt"))
+    monkeypatch.setenv("NEUROSCRIBE_CHECKPOINT_SECONDS", "0")
+    with pytest.raises(Interrupt):
+        collect(cfg, progress=interrupt_after(5), checkpoint_every=2, checkpoint_dir=tmp_path / "0")
+    assert len(list((tmp_path / "0").glob("*.pt"))) == 1
+    monkeypatch.setenv("NEUROSCRIBE_CHECKPOINT_SECONDS", "soon")
+    with pytest.raises(CollectError, match="NEUROSCRIBE_CHECKPOINT_SECONDS must be a number"):
+        collect(cfg, checkpoint_dir=tmp_path / "bad")
 
 
 def test_resume_with_quantile_windows_equals_an_uninterrupted_run(
@@ -197,8 +226,17 @@ def test_resume_with_quantile_windows_equals_an_uninterrupted_run(
     full = collect(cfg, checkpoint_dir=tmp_path / "a")
     assert any(w.rank <= -2 for u in full.units for w in u.windows)
     with pytest.raises(Interrupt):
-        collect(cfg, progress=interrupt_after(5), checkpoint_every=2, checkpoint_dir=tmp_path)
-    assert collect(cfg, resume=True, checkpoint_every=2, checkpoint_dir=tmp_path) == full
+        collect(
+            cfg,
+            progress=interrupt_after(5),
+            checkpoint_every=2,
+            checkpoint_seconds=0,
+            checkpoint_dir=tmp_path,
+        )
+    assert (
+        collect(cfg, resume=True, checkpoint_every=2, checkpoint_seconds=0, checkpoint_dir=tmp_path)
+        == full
+    )
 
 
 def test_a_corpus_rewritten_in_place_is_not_resumed_from_the_old_checkpoint(
@@ -213,7 +251,13 @@ def test_a_corpus_rewritten_in_place_is_not_resumed_from_the_old_checkpoint(
     def interrupted_on_old(ckpts: Path) -> None:
         write_txt(path, old)
         with pytest.raises(Interrupt):
-            collect(cfg, progress=interrupt_after(5), checkpoint_every=2, checkpoint_dir=ckpts)
+            collect(
+                cfg,
+                progress=interrupt_after(5),
+                checkpoint_every=2,
+                checkpoint_seconds=0,
+                checkpoint_dir=ckpts,
+            )
         assert len(list(ckpts.glob("*.pt"))) == 1
         write_txt(path, new)  # same path and config, other content
 

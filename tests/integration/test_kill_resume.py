@@ -4,8 +4,8 @@
 simulator answered by a real HTTP server on 127.0.0.1 (plus the baselines). One warehouse sees a
 chain of runs, each killed at another point, then one run to the end:
 
-1. during collection, after the forward pass has checkpointed (``collect:batch#250``; the
-   checkpoint is written every 200 batches),
+1. during collection, after the forward pass has checkpointed (``collect:batch#250``; with
+   ``NEUROSCRIBE_CHECKPOINT_SECONDS=0`` the checkpoint is written every 200 batches),
 2. during explain: the server holds the third explain request until the test kills the run,
 3. during simulate: the same with the twentieth simulate request,
 4. inside the transaction that writes the simulations (``write:simulations``),
@@ -169,6 +169,8 @@ def setup(tmp_path_factory):
             "PREFECT_API_URL": PREFECT_API_URL.value(),
             "OMP_NUM_THREADS": "1",
             "COLUMNS": "200",
+            # Checkpoints every 200 batches, not only once a minute has passed.
+            "NEUROSCRIBE_CHECKPOINT_SECONDS": "0",
         }
         env.pop("NEUROSCRIBE_OPENAI_BASE_URL", None)
         env.pop("NEUROSCRIBE_KILL_AT", None)

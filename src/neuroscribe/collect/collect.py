@@ -8,7 +8,8 @@ dropped: memory is bounded by units × kept examples, never by the corpus. An op
 corpus contributes a random sample of windows for the out-of-distribution split. Finally each
 unit's windows are dealt into splits and the records built, batched over units (``assemble``).
 
-The streaming state is checkpointed every ``checkpoint_every`` batches; ``resume=True`` continues
+The streaming state is checkpointed every ``checkpoint_every`` batches once a minute has passed
+since the last checkpoint (``checkpoint_seconds``); ``resume=True`` continues
 from the checkpoint (the corpus is re-read, and the windows already seen are skipped without a
 forward pass), with a result identical to an uninterrupted run. The checkpoint's name hashes the
 config, the subject's weights, the SAE and the corpora's ids (a file corpus's id holds a hash of
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,7 +31,12 @@ from typing import Any
 import torch
 
 from neuroscribe.collect.assemble import assemble, gc_paused
-from neuroscribe.collect.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from neuroscribe.collect.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+)
+from neuroscribe.collect.checkpoint import checkpoint_seconds as seconds_between_checkpoints
 from neuroscribe.collect.corpus import check_source, open_corpus
 from neuroscribe.collect.errors import CollectError, few
 from neuroscribe.collect.quantile import QuantileSample
@@ -166,17 +173,24 @@ def collect(
     progress: Progress | None = None,
     resume: bool = False,
     checkpoint_every: int | None = 200,
+    checkpoint_seconds: float | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> CollectResult:
     """Collect top, random and out-of-distribution windows and statistics for the config's units.
 
     ``progress(done_windows, total_windows_estimate)`` is called after every batch; the estimate
-    is ``max_windows`` per corpus until a corpus runs out. The streaming state is saved every
-    ``checkpoint_every`` batches (None: never) under ``checkpoint_dir`` (default: the cache
-    directory's ``collect/``) and removed when the run completes; ``resume=True`` continues
+    is ``max_windows`` per corpus until a corpus runs out. The streaming state is saved once at
+    least ``checkpoint_every`` batches (None: never) and ``checkpoint_seconds`` (default
+    ``checkpoint.checkpoint_seconds``: 60 s or $NEUROSCRIBE_CHECKPOINT_SECONDS) have passed since
+    the start or the last save, under ``checkpoint_dir`` (default: the cache directory's
+    ``collect/``) and removed when the run completes; ``resume=True`` continues
     from a saved state of the same config, subject and SAE, or starts afresh when there is none.
     """
     validate_inputs(cfg)
+    try:
+        min_seconds = seconds_between_checkpoints(checkpoint_seconds)
+    except ValueError as e:
+        raise CollectError(str(e)) from None
     c = cfg.collect
     sae = load_sae(c.sae) if c.sae else None
     try:
@@ -232,6 +246,12 @@ def collect(
         if "corpus" in corpora:
             total -= c.max_windows - main.n_windows
     batches = 0
+    last_save = (0, time.monotonic())  # (batches, clock) at the start or the last checkpoint
+
+    def save() -> None:
+        nonlocal last_save
+        save_checkpoint(ckpt, snapshot())
+        last_save = (batches, time.monotonic())
 
     def run(label: str, scan: CorpusPass, on_batch: Callable[[torch.Tensor], None]) -> None:
         nonlocal total, batches
@@ -259,8 +279,12 @@ def collect(
             on_batch(acts)
             scan.update(batch, acts)
             batches += 1
-            if checkpoint_every and batches % checkpoint_every == 0:
-                save_checkpoint(ckpt, snapshot())
+            if (
+                checkpoint_every
+                and batches - last_save[0] >= checkpoint_every
+                and time.monotonic() - last_save[1] >= min_seconds
+            ):
+                save()
             if progress:
                 progress(main.n_windows + ood.n_windows, total)
         total -= c.max_windows - scan.n_windows  # this corpus is done: no more estimating
@@ -279,8 +303,8 @@ def collect(
 
     run("corpus", main, on_main_batch)
     if cfg.corpus.ood_source:
-        if checkpoint_every:
-            save_checkpoint(ckpt, snapshot())
+        if checkpoint_every and time.monotonic() - last_save[1] >= min_seconds:
+            save()  # the main corpus is done: a kill in the OOD pass does not lose it
         run("out-of-distribution corpus", ood, lambda _: None)
     corpus_id, n_documents, skipped = corpora["corpus"]
     ood_id = corpora.get("out-of-distribution corpus", ("",))[0]
