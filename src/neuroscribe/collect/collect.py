@@ -20,6 +20,7 @@ checkpoint saw, and a corpus whose content changed under the same id is collecte
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections import Counter
@@ -369,28 +370,46 @@ def _activations(
     """Per batch of windows: the windows and the units' activations, float32 [batch, pos, unit]."""
     base = model.base_model  # skip the LM head: the sites are always inside the base model
     start = len(frame.prefix)
-    buffer = torch.empty(0)  # reused across batches (fresh big tensors cost page faults)
+    # Each hook copies its site's window positions into its columns of one buffer, reused
+    # across batches: the copy reads the site's output while it is still in the CPU's cache,
+    # and the model's own tensor is freed as in a bare forward pass (held until the end of the
+    # batch, a fresh one would be paged in every batch).
+    ends = list(
+        itertools.accumulate(
+            len(k) if k is not None else s.width for s, k in zip(plan.sites, plan.keep, strict=True)
+        )
+    )
+    bounds = list(zip([0, *ends[:-1]], ends, strict=True))
+    buffer = torch.empty(0)
+    width = 0
+
+    def into_buffer(i: int, x: torch.Tensor) -> torch.Tensor:
+        lo, hi = bounds[i]
+        out = buffer[: x.shape[0], :, lo:hi]
+        out.copy_(x[:, start : start + width])
+        return out
+
+    store = into_buffer if plan.sae is None else None
     for batch in batches:
         ids = frame.wrap(batch).to(model.device)
+        width = len(batch[0].token_ids)
+        shape = (len(batch), width, len(plan.columns))
+        if store is not None and (buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0]):
+            buffer = torch.empty(shape)
         # The hooks raise StopForward once they have every site's activations: the layers
         # after the last site are never run.
         with (
             torch.inference_mode(),
-            capture_many(plan.sites, plan.keep) as captured,
+            capture_many(plan.sites, plan.keep, store) as captured,
             contextlib.suppress(StopForward),
         ):
             base(input_ids=ids, attention_mask=torch.ones_like(ids))
         if not captured:
             names = ", ".join(str(s.name) for s in plan.sites)
             raise CollectError(f"the hooks at sites {names} did not all fire")
-        width = len(batch[0].token_ids)
-        parts = [t[:, start : start + width] for t in captured]
         if plan.sae is not None:
             with torch.inference_mode():
-                acts = plan.sae.encode(parts[0], plan.features)
+                acts = plan.sae.encode(captured[0][:, start : start + width], plan.features)
         else:
-            shape = (len(batch), width, len(plan.columns))
-            if buffer.shape[1:] != shape[1:] or buffer.shape[0] < shape[0]:
-                buffer = torch.empty(shape)
-            acts = torch.cat(parts, dim=-1, out=buffer[: len(batch)])
+            acts = buffer[: len(batch)]
         yield batch, acts  # only valid until the next batch: the buffer is reused

@@ -14,7 +14,7 @@ string, or ``*`` for the layer (``layers.*.mlp``: every layer's MLP neurons).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -218,11 +218,18 @@ def capture(site: ResolvedSite, units: list[int]) -> Iterator[list[torch.Tensor]
 
 @contextmanager
 def capture_many(
-    sites: list[ResolvedSite], units: list[list[int] | None]
+    sites: list[ResolvedSite],
+    units: list[list[int] | None],
+    store: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[list[torch.Tensor]]:
     """Hook every site; a forward pass appends each site's float32 [batch, pos, units] tensor
     (all of the site's width where ``units`` is None), in the order of ``sites``, and raises
     ``StopForward`` once the last one is in. The caller must catch ``StopForward``.
+
+    ``store(i, x)``, when given, receives site i's [batch, pos, units] tensor as the hook sees
+    it and returns what is appended instead: e.g. a copy into the caller's buffer, made while
+    the site's output is still in the CPU's cache, which lets the model free its own tensor at
+    once.
     """
     captured: list[torch.Tensor] = []
     got: dict[int, torch.Tensor] = {}
@@ -236,7 +243,7 @@ def capture_many(
             x = x[0] if isinstance(x, tuple) else x
             if index is not None:
                 x = x.index_select(-1, index.to(x.device))
-            got[i] = x.float().cpu()
+            got[i] = store(i, x) if store is not None else x.float().cpu()
             if len(got) == len(sites):
                 captured.extend(got[j] for j in range(len(sites)))
                 got.clear()
