@@ -98,7 +98,7 @@ def collect_task(cfg: RunConfig, warehouse: str, run_id: str) -> list[str]:
     if result is not None:
         with closing(connect(warehouse)) as con:
             collection.save_collection(
-                con, run_id, result.subject, result.corpus_id, result.windows, result.units
+                con, run_id, result.subject, result.corpus_id, result.windows, result.tables
             )
     with closing(connect(warehouse)) as con, rows.transaction(con):
         rows.adopt(con, run_id, "units", "unit_key", keys)  # left by a run that did not finish

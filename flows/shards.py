@@ -76,7 +76,7 @@ def collect_shards_flow(cfg: RunConfig, warehouse: str, run_id: str) -> int:
             r = future.result().value
             with closing(connect(warehouse)) as con:  # not held while the workers collect
                 collection.save_collection(
-                    con, run_id, r.subject, r.corpus_id, r.windows, r.units
+                    con, run_id, r.subject, r.corpus_id, r.windows, r.tables
                 )
             advance(1)
     return len(shards)

@@ -63,11 +63,11 @@ def write_collection(
         migrate(mem)
         runs.start_run(mem, run_id, cfg)
         runs.set_stage(mem, run_id, "collect")
-        collected = collection.collection_rows(
-            run_id, result.subject, result.corpus_id, result.windows, result.units
+        collected = collection.collection_tables(
+            run_id, result.subject, result.corpus_id, result.windows, result.tables
         )
-        for table, table_rows in collected.items():
-            rows.insert_rows(mem, table, table_rows)
+        for table, arrow in collected.items():
+            rows.insert_arrow(mem, table, arrow)
         runs.finish_run(mem, run_id, "finished")
         runs.set_started_at(mem, run_id, started_at)
         tables = {t: rows.table_arrow(mem, t) for t in COLLECT_TABLES}

@@ -1,4 +1,4 @@
-"""After the pass: deal every unit's kept windows into splits and build the records, batched.
+"""After the pass: deal every unit's kept windows into splits and build the records' tables.
 
 Dealing needs only which windows a unit may use and which repeat each other, so it runs on
 integers: each kept window gets a content id (windows with the same tokens share one, main and
@@ -6,19 +6,21 @@ out-of-distribution corpus alike), and a unit's candidates are rows of content i
 every unit at once with tensor operations (``deal``). The result is the same as
 ``splits.assign_unit`` on the same candidates (a unit test holds them equal). The activations of
 every placed window are then gathered from the selections' tensors in a few indexing operations
-and converted to Python floats once per chunk of units; no tensor work is done per unit or per
-window. The token quantiles are computed in a thread meanwhile.
+into one Arrow table, in the warehouse's columns; no Python object is made per unit's window
+(a catalogue has hundreds of thousands, and its records are built only when asked for). The
+token quantiles are computed in a thread meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import itertools
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+import pyarrow as pa
 import torch
 
 from neuroscribe.collect.select import RandomSample, RunningStats, quantiles
@@ -26,10 +28,37 @@ from neuroscribe.collect.splits import random_quotas, split_sequence, top_quotas
 from neuroscribe.collect.state import CorpusPass
 from neuroscribe.collect.windows import TokenDecoder
 from neuroscribe.config import CollectConfig
-from neuroscribe.records import Split, UnitExamples, UnitId, UnitStats, Window
+from neuroscribe.records import Split, UnitId, Window
+from neuroscribe.warehouse.columnar import UnitTables
+
+UNITS_SCHEMA = pa.schema(
+    [
+        ("unit_key", pa.string()),
+        ("subject_id", pa.string()),
+        ("site", pa.string()),
+        ("index", pa.int64()),
+        ("sae_id", pa.string()),
+        ("n_tokens", pa.int64()),
+        ("max", pa.float64()),
+        ("mean", pa.float64()),
+        ("firing_rate", pa.float64()),
+        ("quantiles", pa.list_(pa.float64())),
+        ("dead", pa.bool_()),
+    ]
+)
+UNIT_WINDOWS_SCHEMA = pa.schema(
+    [
+        ("unit_key", pa.string()),
+        ("window_id", pa.string()),
+        ("split", pa.string()),
+        ("rank", pa.int64()),
+        ("activations", pa.list_(pa.float32())),
+    ]
+)
+"""The columns of the tables collection yields (``CollectResult.tables``)."""
 
 CHUNK = 1024
-"""Units whose activations are converted to Python floats at once."""
+"""Units whose token quantiles are computed at once."""
 
 TOP, QUANTILE, RANDOM, OOD = 0, 1, 2, 3
 SPLITS = list(Split)
@@ -145,23 +174,23 @@ def assemble(
     state: tuple[CorpusPass, CorpusPass, RandomSample, RunningStats],
     decoder: TokenDecoder,
     corpus_ids: tuple[str, str],
-) -> tuple[tuple[Window, ...], tuple[UnitExamples, ...]]:
-    """The used windows (main corpus first, each in corpus order) and every unit's records.
+) -> tuple[tuple[Window, ...], UnitTables]:
+    """The used windows (main corpus first, each in corpus order) and every unit's record as
+    Arrow tables (``units`` in the order of ``columns``; ``unit_windows`` unit by unit, each
+    unit's windows in dealing order), from which ``columnar.unit_records`` builds the records.
 
     ``unit_id(site, index)`` makes a unit's id; ``state`` is (main pass, OOD pass, token sample,
     statistics).
     """
     main, ood, tokens, stats = state
     # The quantiles (a partial sort of every unit's token sample, in numpy, which releases the
-    # GIL) are computed in a thread, a chunk of units at a time, while the units are dealt and
-    # the records of the chunks before are built.
+    # GIL) are computed in a thread, a chunk of units at a time, while the units are dealt.
     sample, qs = tokens.kept_rows(), list(cfg.quantiles)
 
-    def chunk_quantiles(lo: int) -> list[list[float]]:
-        rows: list[list[float]] = quantiles(sample[:, lo : lo + CHUNK], qs).t().tolist()
-        return rows
+    def chunk_quantiles(lo: int) -> torch.Tensor:
+        return quantiles(sample[:, lo : lo + CHUNK], qs).t()
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quantiles") as pool:
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="quantiles") as pool:
         unit_quantiles = [pool.submit(chunk_quantiles, lo) for lo in range(0, len(columns), CHUNK)]
         placed = _placed(cfg, main, ood, stats)
         # The used windows, main corpus first, each in corpus order; each placed window's number.
@@ -171,67 +200,66 @@ def assemble(
             decoder.window(corpus_ids[s], (main, ood)[s].store[i])
             for s, i in zip((used >> 48).tolist(), (used & ((1 << 48) - 1)).tolist(), strict=True)
         ]
-        units = _records(
-            cfg,
-            columns,
-            unit_id,
-            stats,
-            placed,
-            [w.window_id for w in used_windows],
-            number,
-            unit_quantiles,
-        )
-    return tuple(used_windows), tuple(units)
-
-
-def _records(
-    cfg: CollectConfig,
-    columns: Sequence[tuple[str, int]],
-    unit_id: Callable[[str, int], UnitId],
-    stats: RunningStats,
-    placed: Placed,
-    ids: list[str],
-    number: torch.Tensor,
-    unit_quantiles: list[Future[list[list[float]]]],
-) -> list[UnitExamples]:
-    """Every unit's record: its statistics and its placed windows (``number``: each placed
-    window's position in ``ids``, the used windows' ids)."""
-    rows = zip(
-        [ids[n] for n in number.tolist()],
-        [SPLITS[s] for s in placed.split.tolist()],
-        placed.rank.tolist(),
-        strict=True,
+        quantile_rows = torch.cat([q.result() for q in unit_quantiles]) if columns else None
+    ids = [unit_id(site, index) for site, index in columns]
+    keys = pa.array([u.key for u in ids], pa.string())
+    dead = stats.max <= cfg.firing_threshold
+    units = pa.table(
+        {
+            "unit_key": keys,
+            "subject_id": pa.array([u.subject_id for u in ids], pa.string()),
+            "site": pa.array([u.site for u in ids], pa.string()),
+            "index": pa.array([u.index for u in ids], pa.int64()),
+            "sae_id": pa.array([u.sae_id for u in ids], pa.string()),
+            "n_tokens": pa.array(np.full(len(ids), stats.n_tokens, dtype=np.int64)),
+            "max": pa.array(stats.max.double().numpy()),
+            "mean": pa.array(stats.mean.double().numpy()),
+            "firing_rate": pa.array(stats.firing_rate.double().numpy()),
+            "quantiles": _lists(
+                quantile_rows.double() if quantile_rows is not None else torch.zeros(0, len(qs))
+            ),
+            "dead": pa.array(dead.numpy()),
+        },
+        schema=UNITS_SCHEMA,
     )
-    counts = torch.bincount(placed.unit, minlength=len(columns)).tolist()
-    dead = (stats.max <= cfg.firing_threshold).tolist()
-    maxes, means, rates = stats.max.tolist(), stats.mean.tolist(), stats.firing_rate.tolist()
-    units: list[UnitExamples] = []
-    done = 0
-    for lo in range(0, len(columns), CHUNK):
-        n_chunk = sum(counts[lo : lo + CHUNK])
-        values = map(tuple, placed.activations[done : done + n_chunk].tolist())
-        done += n_chunk
-        quantile_rows = unit_quantiles[lo // CHUNK].result()
-        for u in range(lo, min(lo + CHUNK, len(columns))):
-            windows = [
-                {"window_id": w, "split": s, "rank": r, "activations": a}
-                for (w, s, r), a in zip(itertools.islice(rows, counts[u]), values, strict=False)
-            ]
-            unit_stats = UnitStats(
-                n_tokens=stats.n_tokens,
-                max=maxes[u],
-                mean=means[u],
-                firing_rate=rates[u],
-                quantiles=tuple(quantile_rows[u - lo]),
-                dead=bool(dead[u]),
-            )
-            # One validation per unit builds its windows' records (faster than one each).
-            units.append(
-                UnitExamples.model_validate(
-                    {"unit": unit_id(*columns[u]), "stats": unit_stats, "windows": windows}
-                )
-            )
-    return units
+    unit_windows = pa.table(
+        {
+            "unit_key": keys.take(pa.array(placed.unit.numpy())),
+            "window_id": pa.array([w.window_id for w in used_windows], pa.string()).take(
+                pa.array(number.numpy())
+            ),
+            "split": pa.array([s.value for s in SPLITS], pa.string()).take(
+                pa.array(placed.split.numpy())
+            ),
+            "rank": pa.array(placed.rank.numpy()),
+            "activations": _lists(placed.activations),
+        },
+        schema=UNIT_WINDOWS_SCHEMA,
+    )
+    return tuple(used_windows), UnitTables(units, unit_windows, EMPTY)
+
+
+EMPTY = pa.table({})
+
+
+def tables_from_rows(rows: dict[str, list[dict]]) -> UnitTables:
+    """The tables of ``tables_to_rows``' rows (a ``CollectResult`` read back from JSON)."""
+    return UnitTables(
+        pa.Table.from_pylist(rows["units"], schema=UNITS_SCHEMA),
+        pa.Table.from_pylist(rows["unit_windows"], schema=UNIT_WINDOWS_SCHEMA),
+        EMPTY,
+    )
+
+
+def tables_to_rows(tables: UnitTables) -> dict[str, list[dict]]:
+    return {"units": tables.units.to_pylist(), "unit_windows": tables.unit_windows.to_pylist()}
+
+
+def _lists(rows: torch.Tensor) -> pa.ListArray:
+    """An Arrow list per row of a 2-d tensor, in its dtype."""
+    n, width = rows.shape
+    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(rows.contiguous().numpy().reshape(-1)))
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import ConfigDict, field_serializer, field_validator
 
-from neuroscribe.collect.assemble import assemble, gc_paused
+from neuroscribe.collect.assemble import assemble, gc_paused, tables_from_rows, tables_to_rows
 from neuroscribe.collect.checkpoint import (
     checkpoint_path,
     load_checkpoint,
@@ -68,26 +70,45 @@ from neuroscribe.config import CollectConfig, RunConfig
 from neuroscribe.ids import content_hash
 from neuroscribe.models import ModelNotFoundError, load_model
 from neuroscribe.records import Record, Subject, UnitExamples, UnitId, Window
+from neuroscribe.warehouse.columnar import UnitTables, unit_records
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
 class CollectResult(Record):
-    """Everything collection yields: the subject, the windows used, and each unit's examples."""
+    """Everything collection yields: the subject, the windows used, and each unit's examples
+    (``tables``, in the warehouse's columns; ``units``, the same as records, built on first use)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     subject: Subject
     corpus_id: str
     """``stdlib:<python version>``, ``file:<path>@<content hash>`` or ``hf:<name>``."""
     windows: tuple[Window, ...]
     """Only the windows that at least one unit uses, main corpus first, in corpus order."""
-    units: tuple[UnitExamples, ...]
+    tables: UnitTables
+    """``units`` in unit order and ``unit_windows`` unit by unit (``windows`` is empty)."""
     n_documents: int
     """Usable documents read from the main corpus."""
     n_windows: int
     """Windows of the main corpus run through the model."""
     skipped_documents: int
     """Documents of the main corpus skipped as non-UTF-8 or empty."""
+
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _tables_from_json(cls, v: Any) -> Any:
+        return tables_from_rows(v) if isinstance(v, dict) else v
+
+    @field_serializer("tables")
+    def _tables_to_json(self, v: UnitTables) -> dict[str, list[dict]]:
+        return tables_to_rows(v)
+
+    @cached_property
+    def units(self) -> tuple[UnitExamples, ...]:
+        """Each unit's record: its statistics and its windows in the order they were dealt."""
+        return tuple(unit_records(self.tables)[0])
 
 
 def validate_inputs(cfg: RunConfig) -> None:
@@ -311,7 +332,7 @@ def collect(
     ood_id = corpora.get("out-of-distribution corpus", ("",))[0]
     sae_id = sae.sae_id if sae else None
     with gc_paused():
-        windows, units = assemble(
+        windows, tables = assemble(
             c,
             plan.columns,
             lambda site, index: UnitId(
@@ -325,7 +346,7 @@ def collect(
             subject=subject,
             corpus_id=corpus_id,
             windows=windows,
-            units=units,
+            tables=tables,
             n_documents=n_documents,
             n_windows=main.n_windows,
             skipped_documents=skipped,

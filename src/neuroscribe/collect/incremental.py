@@ -64,9 +64,7 @@ def planned_units(cfg: RunConfig) -> list[UnitId]:
     ]
 
 
-def uncollected(
-    cfg: RunConfig, units: Sequence[UnitId], stored: StoredCollections
-) -> list[UnitId]:
+def uncollected(cfg: RunConfig, units: Sequence[UnitId], stored: StoredCollections) -> list[UnitId]:
     """The units that the warehouse does not hold as this config would collect them. A stored
     unit counts when the run that collected it had the same subject, corpus and collect settings
     except the list of units (the weights hash is in the unit's key), and its windows come from

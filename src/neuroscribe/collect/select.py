@@ -198,14 +198,19 @@ class RandomSample:
         enter = (keys < self._keys.max()).nonzero()[:, 0]
         if enter.numel() == 0:
             return
+        # As many rows leave as enter: the largest keys of kept and entering rows, among equal
+        # keys the later (a stable sort keeps the earlier). One int64 per key orders them: the
+        # key's float bits (keys are non-negative, so their bits order as integers) over its
+        # position; ``topk`` finds the few that leave without sorting the whole sample.
         all_keys = torch.cat([self._keys, keys[enter]])
-        keep = torch.zeros(len(all_keys), dtype=torch.bool)
-        keep[torch.sort(all_keys, stable=True).indices[: self.capacity]] = True
-        freed = (~keep[: self.capacity]).nonzero()[:, 0]
-        src = enter[keep[self.capacity :].nonzero()[:, 0]]
+        order = all_keys.view(torch.int32).long() * (1 << 32) + torch.arange(len(all_keys))
+        leave = torch.zeros(len(all_keys), dtype=torch.bool)
+        leave[order.topk(len(enter), sorted=False).indices] = True
+        freed = leave[: self.capacity].nonzero()[:, 0]
+        src = enter[(~leave[self.capacity :]).nonzero()[:, 0]]
         self._keys[freed] = keys[src]
         self._index[freed] = index[src]
-        self._rows[freed] = rows[fill:][src]
+        self._rows.index_copy_(0, freed, rows[fill:].index_select(0, src))
 
     def _order(self) -> torch.Tensor:
         return torch.sort(self._keys[: self.n], stable=True).indices

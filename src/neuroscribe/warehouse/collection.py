@@ -17,10 +17,12 @@ import pyarrow as pa
 from neuroscribe.errors import BadInput
 from neuroscribe.records import Subject, UnitExamples, Window
 from neuroscribe.warehouse import columnar
+from neuroscribe.warehouse.columnar import UnitTables
 from neuroscribe.warehouse.rows import (
     fetch_column,
     fetch_dicts,
     fetch_records,
+    insert_arrow,
     insert_rows,
     transaction,
 )
@@ -37,15 +39,66 @@ def save_collection(
     subject: Subject,
     corpus_id: str,
     windows: Iterable[Window],
-    units: Iterable[UnitExamples],
+    units: Iterable[UnitExamples] | UnitTables,
 ) -> None:
     """Store a collection in one transaction; raises CollectionConflict (writing nothing) when
-    a unit is already stored with other windows or splits."""
+    a unit is already stored with other windows or splits. ``units``: the records, or their
+    tables as collection makes them (``CollectResult.tables``), written without a record."""
+    if isinstance(units, UnitTables):
+        tables = collection_tables(run_id, subject, corpus_id, windows, units)
+        clash = _clashing_unit(con, tables["unit_windows"])
+        if clash:
+            raise CollectionConflict(_conflict(clash))
+        with transaction(con):
+            for table, arrow in tables.items():
+                insert_arrow(con, table, arrow)
+        return
     units = list(units)
     check_same_collection(con, units)
     with transaction(con):
         for table, rows in collection_rows(run_id, subject, corpus_id, windows, units).items():
             insert_rows(con, table, rows)
+
+
+def collection_tables(
+    run_id: str, subject: Subject, corpus_id: str, windows: Iterable[Window], units: UnitTables
+) -> dict[str, pa.Table]:
+    """As ``collection_rows``, as Arrow tables in the warehouse's columns, from the tables that
+    collection makes (``CollectResult.tables``)."""
+    rows = collection_rows(run_id, subject, corpus_id, windows, [])
+    u, uw = units.units, units.unit_windows
+    n, m = u.num_rows, uw.num_rows
+    return {
+        "subjects": pa.Table.from_pylist(rows["subjects"]),
+        "windows": pa.Table.from_pylist(rows["windows"]),
+        "units": pa.table(
+            {
+                "unit_key": u["unit_key"],
+                "subject_id": u["subject_id"],
+                "site": u["site"],
+                "unit_index": u["index"],
+                "sae_id": u["sae_id"],
+                "run_id": pa.array([run_id] * n, pa.string()),
+                "corpus_id": pa.array([corpus_id] * n, pa.string()),
+                "n_tokens": u["n_tokens"],
+                "max_activation": u["max"],
+                "mean_activation": u["mean"],
+                "firing_rate": u["firing_rate"],
+                "quantiles": u["quantiles"],
+                "dead": u["dead"],
+            }
+        ),
+        "unit_windows": pa.table(
+            {
+                "unit_key": uw["unit_key"],
+                "window_id": uw["window_id"],
+                "split": uw["split"],
+                "top_rank": uw["rank"],
+                "activations": uw["activations"],
+                "run_id": pa.array([run_id] * m, pa.string()),
+            }
+        ),
+    }
 
 
 def collection_rows(
@@ -151,11 +204,7 @@ def check_same_collection(con: duckdb.DuckDBPyConnection, units: Sequence[UnitEx
         old = stored.get(u.unit.key)
         new = sorted(f"{w.window_id}:{w.split.value}" for w in u.windows)
         if old is not None and sorted(old) != new:
-            raise CollectionConflict(
-                f"unit {u.unit.key} is already in this warehouse with other windows or splits "
-                "(another corpus, or other collect settings); use another --warehouse for this "
-                "collection"
-            )
+            raise CollectionConflict(_conflict(u.unit.key))
 
 
 def check_same_collection_arrow(
@@ -163,6 +212,26 @@ def check_same_collection_arrow(
 ) -> None:
     """As ``check_same_collection``, for the ``unit_windows`` rows of a worker's handoff at
     ``path``: raise CollectionConflict naming the first unit stored with other windows."""
+    clash = _clashing_unit(con, unit_windows)
+    if clash:
+        raise CollectionConflict(
+            f"handoff {path}: unit {clash} is already in this warehouse with other windows "
+            "or splits (another corpus, or other collect settings); ingest it into another "
+            "warehouse"
+        )
+
+
+def _conflict(unit_key: str) -> str:
+    return (
+        f"unit {unit_key} is already in this warehouse with other windows or splits "
+        "(another corpus, or other collect settings); use another --warehouse for this "
+        "collection"
+    )
+
+
+def _clashing_unit(con: duckdb.DuckDBPyConnection, unit_windows: pa.Table) -> str | None:
+    """The first unit of the ``unit_windows`` rows that is stored with other windows or
+    splits, or None."""
     con.register("_handoff_uw", unit_windows)
     try:
         clash = fetch_column(
@@ -177,12 +246,7 @@ def check_same_collection_arrow(
         )
     finally:
         con.unregister("_handoff_uw")
-    if clash:
-        raise CollectionConflict(
-            f"handoff {path}: unit {clash[0]} is already in this warehouse with other windows "
-            "or splits (another corpus, or other collect settings); ingest it into another "
-            "warehouse"
-        )
+    return str(clash[0]) if clash else None
 
 
 def load_units(con: duckdb.DuckDBPyConnection, unit_keys: Sequence[str]) -> list[UnitExamples]:
