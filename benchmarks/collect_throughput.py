@@ -4,10 +4,11 @@ For each model and dtype: the same windows, framed and batched exactly as collec
 through a bare ``model(input_ids, attention_mask)`` under ``torch.inference_mode`` (no hooks),
 then through ``neuroscribe.collect.collect`` over every MLP neuron of every layer
 (``collect.site = "layers.*.mlp"``). Both are timed in this one run, alternating (forward,
-collect, forward) so that load from other processes hits both alike; the forward time is the mean
-of its two runs. Printed: tokens/s of each and the ratio collect/forward (target ≥ 0.85 in fp32),
-for the streaming pass alone (to the last batch) and end to end (with dealing windows into
-splits and building the records, a fixed cost per unit that a larger corpus amortises), then the
+collect, forward, ... : ``--repeat`` collections, default 3) so that load from other processes
+hits both alike; the median time of each is compared. Printed: tokens/s of each and the ratio
+collect/forward (target: end to end >= 0.9 in fp32), for the streaming pass alone (to the last
+batch) and end to end (with dealing windows into splits and building the records' tables, a
+fixed cost per unit that a larger corpus amortises), then the
 bf16/fp32 speed-up of each as measured (bf16 runs use fewer tokens, ``--bf16-tokens``: on a CPU
 without native bf16, which the first line reports, they are several times slower and the
 speed-up is below 1). The corpus is the standard library's docstrings (``stdlib``); collection
@@ -18,12 +19,13 @@ machine's first does.
 
     python benchmarks/collect_throughput.py [--models all-minilm-l6-v2 smollm2-135m-instruct]
         [--tokens 20000] [--dtypes float32 bfloat16] [--batch-size 16] [--window-tokens 32]
-        [--n-quantile 0]
+        [--n-quantile 0] [--repeat 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -100,6 +102,13 @@ def main() -> None:
         default=5_000,
         help="tokens per bf16 run (slow without native bf16)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="collections per model and dtype, each followed by a bare forward pass (one "
+        "more comes first); the medians are compared",
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window-tokens", type=int, default=32)
     parser.add_argument("--corpus", default="stdlib")
@@ -137,11 +146,21 @@ def main() -> None:
                         }
                     )
                 )  # warm-up
-                f1 = forward_seconds(cfg)
-                stream, total = collect_seconds(cfg, checkpoints)
-                f2 = forward_seconds(cfg)
+                forwards = [forward_seconds(cfg)]
+                collects = []
+                for _ in range(args.repeat):
+                    collects.append(collect_seconds(cfg, checkpoints))
+                    forwards.append(forward_seconds(cfg))
+                stream = statistics.median(c[0] for c in collects)
+                total = statistics.median(c[1] for c in collects)
                 n = n_windows * args.window_tokens
-                fwd = n / ((f1 + f2) / 2)
+                fwd = n / statistics.median(forwards)
+                if args.repeat > 1:
+                    print(
+                        f"  seconds: forward {' '.join(f'{f:.2f}' for f in forwards)}; "
+                        f"collection end to end {' '.join(f'{c[1]:.2f}' for c in collects)}",
+                        flush=True,
+                    )
                 rates[model, dtype] = (fwd, n / stream, n / total)
                 units = cfg.unit_indices[-1] + 1
                 n_sites = load_model(model, None, dtype).model.config.num_hidden_layers

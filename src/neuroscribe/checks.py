@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from neuroscribe.collect import CollectError, validate_inputs
-from neuroscribe.collect.collect import plan_units
 from neuroscribe.collect.corpus import open_corpus
+from neuroscribe.collect.forward import plan_units
 from neuroscribe.collect.sae import load_sae
 from neuroscribe.collect.windows import check_window_size, cut_windows, special_frame
 from neuroscribe.config import EngineConfig, RunConfig

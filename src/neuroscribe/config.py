@@ -295,7 +295,7 @@ class RunConfig(Section):
     @property
     def unit_indices(self) -> list[int]:
         """The configured indices; with ``every_unit`` they depend on each site's width
-        (``collect.collect.plan_units``), so asking here is an error."""
+        (``collect.forward.plan_units``), so asking here is an error."""
         u = self.collect.units
         if u == "all":
             raise ValueError("collect.units = 'all': the indices come from the model's widths")

@@ -24,7 +24,7 @@ from collect_fixtures import (  # noqa: E402
 
 from neuroscribe.cli.options import parse_value  # noqa: E402
 from neuroscribe.collect import collect  # noqa: E402
-from neuroscribe.collect.collect import plan_units  # noqa: E402
+from neuroscribe.collect.forward import plan_units  # noqa: E402
 from neuroscribe.config import CollectConfig, ConfigError, load_config  # noqa: E402
 from neuroscribe.models import load_model  # noqa: E402
 

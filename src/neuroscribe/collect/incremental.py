@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import ValidationError
 
-from neuroscribe.collect.collect import CollectResult, collect, plan_units
+from neuroscribe.collect.collect import CollectResult, collect
 from neuroscribe.collect.corpus import open_corpus
+from neuroscribe.collect.forward import plan_units
 from neuroscribe.collect.sae import load_sae
 from neuroscribe.collect.sites import spec_items
 from neuroscribe.config import RunConfig
