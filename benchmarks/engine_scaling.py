@@ -16,6 +16,10 @@ loads, sends, receives and writes everything):
   imported neuroscribe and loaded MiniLM (``search`` embeds every explanation), as on a cluster
   that serves many runs.
 
+``--whole-run`` adds a third figure per worker count: ``flows.pipeline.run_flow``, all of
+``neuroscribe run`` on the stored collection (its one local cluster started and stopped inside,
+the collect stage finding every unit stored, the fan-out, agreement, the summary).
+
 ``--local`` adds the single-process engine (the pipeline's own explain, simulate and score
 tasks) for reference. Each line also gives the CPU seconds of the benchmark's own process over
 the same span (``CPU-s here``: the flow's reading, sending, receiving and writing, and the
@@ -25,7 +29,7 @@ machine's load (``os.getloadavg``) is printed before and after: timings on a sha
 are noisy, and two workers cannot beat one by more than the idle cores allow. ``--collected
 FILE`` keeps the collection in FILE and reuses it on the next run with the same arguments.
 
-    python benchmarks/engine_scaling.py [--units 4096] [--windows 2000] [--local]
+    python benchmarks/engine_scaling.py [--units 4096] [--windows 2000] [--local] [--whole-run]
 """
 
 from __future__ import annotations
@@ -83,6 +87,9 @@ def main() -> None:
         "--chunk-units", type=int, default=None, help="default: the engine's (4 chunks a worker)"
     )
     parser.add_argument("--local", action="store_true", help="also the single-process engine")
+    parser.add_argument(
+        "--whole-run", action="store_true", help="also neuroscribe run's whole flow, timed"
+    )
     parser.add_argument("--skip-warm", action="store_true")
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument(
@@ -147,8 +154,28 @@ def main() -> None:
             )
             return seconds
 
-        chunk = {"chunk_units": args.chunk_units} if args.chunk_units else {}
         results: dict[str, float] = {}
+
+        def measure_run(label: str, cfg: RunConfig) -> float:
+            copy = folder / f"{label.replace(' ', '-').replace(',', '')}.duckdb"
+            shutil.copyfile(base, copy)
+            load = _load()
+            start, cpu = time.perf_counter(), time.process_time()
+            pipeline.run_flow(cfg, str(copy), new_run_id(cfg.config_hash))
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+            print(
+                f"{label:<22}{seconds:>9.1f} s{args.units / seconds:>10.1f} units/s"
+                f"{'':>17}{cpu:>8.1f} CPU-s here   load before {load}, after {_load()}"
+            )
+            return seconds
+
+        chunk = {"chunk_units": args.chunk_units} if args.chunk_units else {}
+        if args.whole_run:
+            for n in (1, 2):
+                results[f"whole run {n}"] = measure_run(
+                    f"whole run, {n} worker(s)",
+                    config(args.units, args.windows, kind="dask", workers=n, **chunk),
+                )
         if args.local:
             results["local"] = measure("local (1 process)", config(args.units, args.windows))
         if not args.skip_cold:
@@ -178,7 +205,7 @@ def main() -> None:
                             **chunk,
                         ),
                     )
-        for kind in ("cold", "warm"):
+        for kind in ("cold", "warm", "whole run"):
             if f"{kind} 1" in results:
                 ratio = results[f"{kind} 1"] / results[f"{kind} 2"]
                 print(f"{kind}: 2 workers are {ratio:.2f}x as fast as 1 (load now {_load()})")

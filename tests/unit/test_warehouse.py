@@ -428,6 +428,24 @@ def test_unit_collections_and_uncollected(warehouse_path, tmp_path):
     assert uncollected(cfg, [unit.unit], stored) == [unit.unit]
 
 
+def test_uncollected_reads_each_stored_run_config_once(monkeypatch, tmp_path):
+    """A catalogue's units were mostly collected by one run: its config is validated once, not
+    once per unit (46,080 validations took minutes before)."""
+    from neuroscribe.collect import incremental
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("one document\n", encoding="utf-8")
+    cfg = RunConfig.model_validate({"corpus": {"source": str(corpus)}, "collect": {"units": 50}})
+    corpus_id = incremental.open_corpus(str(corpus)).corpus_id
+    units = [UnitId(subject_id="s", site="layers.0.mlp", index=i) for i in range(50)]
+    stored = {u.key: (cfg.model_dump_json(), corpus_id, [corpus_id]) for u in units}
+    reads = []
+    real = incremental._stored_settings
+    monkeypatch.setattr(incremental, "_stored_settings", lambda j: reads.append(j) or real(j))
+    assert incremental.uncollected(cfg, units, stored) == []
+    assert len(reads) == 1
+
+
 # --- the ledger writes calls as they are made -----------------------------------------------------
 
 

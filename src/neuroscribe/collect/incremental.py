@@ -77,14 +77,17 @@ def uncollected(cfg: RunConfig, units: Sequence[UnitId], stored: StoredCollectio
     if c.ood_source:
         corpora.add(open_corpus(c.ood_source, c.text_field, c.max_documents).corpus_id)
     wanted = _collection_settings(cfg)
+    settings: dict[str, dict[str, object] | None] = {}  # one reading per distinct run config
     out = []
     for unit in units:
         config_json, unit_corpus, window_corpora = stored.get(unit.key, (None, "", ()))
+        if config_json is not None and config_json not in settings:
+            settings[config_json] = _stored_settings(config_json)
         same = (
             config_json is not None
             and unit_corpus == corpus_id
             and set(window_corpora) <= corpora
-            and _stored_settings(config_json) == wanted
+            and settings[config_json] == wanted
         )
         if not same:
             out.append(unit)
