@@ -35,10 +35,12 @@ def agree_units(
         for e in explanations
         if e.status == "ok" and e.selected and e.explainer == SHUFFLED_CONTROL
     }
+    by_unit: dict[str, list[Explanation]] = {}  # grouped once: a catalogue has many units
+    for e in real:
+        by_unit.setdefault(e.unit_key, []).append(e)
     out: list[Agreement] = []
-    units = sorted({e.unit_key for e in real})
-    for key in units:
-        mine = [e for e in real if e.unit_key == key]
+    for key in sorted(by_unit):
+        mine = by_unit[key]
         # Simulators agree over the same (explanation, window, token) items of this unit.
         by_sim: dict[str, list[Simulation]] = {}
         for e in mine:
