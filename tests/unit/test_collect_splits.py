@@ -213,3 +213,18 @@ def test_dealing_many_units_at_once_equals_dealing_each() -> None:
         )
         expected_names = [(w.window_id, w.split) for w in expected] if alive[u] else []
         assert dealt_names(dealt, u) == expected_names, u
+
+
+def test_activation_lists_split_into_chunks_whose_offsets_fit_32_bits():
+    """A catalogue's placed windows can hold more than 2**31 activations: the Arrow lists are
+    cut into chunks of rows, with the same rows whatever the cut."""
+    import pyarrow as pa
+    import torch
+
+    from neuroscribe.collect.assemble import _lists
+
+    rows = torch.arange(12, dtype=torch.float32).reshape(4, 3)
+    whole, cut = _lists(rows), _lists(rows, max_values=5)
+    assert (whole.num_chunks, cut.num_chunks) == (1, 4)
+    assert cut.type == pa.list_(pa.float32())
+    assert whole.to_pylist() == cut.to_pylist() == rows.tolist()

@@ -251,6 +251,60 @@ def test_a_unit_collected_differently_is_refused(warehouse_path):
             save_collection(con, "r3", subject, "c", windows, [other])
 
 
+def _tables(unit: UnitExamples):
+    """The tables collection would yield for ``unit`` (``CollectResult.tables``)."""
+    from neuroscribe.collect.assemble import tables_from_rows
+
+    s = unit.stats
+    return tables_from_rows(
+        {
+            "units": [
+                {
+                    "unit_key": unit.unit.key,
+                    "subject_id": unit.unit.subject_id,
+                    "site": unit.unit.site,
+                    "index": unit.unit.index,
+                    "sae_id": unit.unit.sae_id,
+                    "n_tokens": s.n_tokens,
+                    "max": s.max,
+                    "mean": s.mean,
+                    "firing_rate": s.firing_rate,
+                    "quantiles": list(s.quantiles),
+                    "dead": s.dead,
+                }
+            ],
+            "unit_windows": [
+                {
+                    "unit_key": unit.unit.key,
+                    "window_id": w.window_id,
+                    "split": w.split.value,
+                    "rank": w.rank,
+                    "activations": list(w.activations),
+                }
+                for w in unit.windows
+            ],
+        }
+    )
+
+
+def test_a_collection_saved_from_its_tables_stores_what_its_records_store(tmp_path):
+    subject, windows, unit = _records()
+    stored = {}
+    for name, units in (("records", [unit]), ("tables", _tables(unit))):
+        with closing(connect(tmp_path / f"{name}.duckdb")) as con:
+            save_collection(con, "r1", subject, "c", windows, units)
+            stored[name] = {
+                t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+                for t in ("subjects", "windows", "units", "unit_windows")
+            }
+            assert load_units(con, [unit.unit.key]) == [unit]
+    assert stored["records"] == stored["tables"]
+    other = unit.model_copy(update={"windows": unit.windows[:2]})
+    with closing(connect(tmp_path / "tables.duckdb")) as con:
+        with pytest.raises(CollectionConflict, match="other windows or splits"):
+            save_collection(con, "r2", subject, "c", windows, _tables(other))
+
+
 def test_a_warehouse_of_an_older_schema_is_migrated_without_losing_rows(warehouse_path):
     """A file made by schema 1 (before ``llm_calls.retries``) opens with every row kept."""
     number, name, sql = migrations()[0]

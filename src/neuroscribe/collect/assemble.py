@@ -255,11 +255,20 @@ def tables_to_rows(tables: UnitTables) -> dict[str, list[dict]]:
     return {"units": tables.units.to_pylist(), "unit_windows": tables.unit_windows.to_pylist()}
 
 
-def _lists(rows: torch.Tensor) -> pa.ListArray:
-    """An Arrow list per row of a 2-d tensor, in its dtype."""
+def _lists(rows: torch.Tensor, max_values: int = 2**31 - 1) -> pa.ChunkedArray:
+    """An Arrow list per row of a 2-d tensor, in its dtype: chunks of rows holding at most
+    ``max_values`` values each (a list array's offsets are 32-bit)."""
     n, width = rows.shape
-    offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int32))
-    return pa.ListArray.from_arrays(offsets, pa.array(rows.contiguous().numpy().reshape(-1)))
+    values = rows.contiguous().numpy()
+    step = max(1, max_values // max(width, 1))
+    parts = [
+        pa.ListArray.from_arrays(
+            pa.array(np.arange(0, (min(n, lo + step) - lo) * width + 1, width, dtype=np.int32)),
+            pa.array(values[lo : lo + step].reshape(-1)),
+        )
+        for lo in range(0, n, step)
+    ]
+    return pa.chunked_array(parts, type=pa.list_(pa.from_numpy_dtype(values.dtype)))
 
 
 @dataclass(frozen=True)
