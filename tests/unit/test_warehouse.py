@@ -300,9 +300,11 @@ def test_a_collection_saved_from_its_tables_stores_what_its_records_store(tmp_pa
             assert load_units(con, [unit.unit.key]) == [unit]
     assert stored["records"] == stored["tables"]
     other = unit.model_copy(update={"windows": unit.windows[:2]})
-    with closing(connect(tmp_path / "tables.duckdb")) as con:
-        with pytest.raises(CollectionConflict, match="other windows or splits"):
-            save_collection(con, "r2", subject, "c", windows, _tables(other))
+    with (
+        closing(connect(tmp_path / "tables.duckdb")) as con,
+        pytest.raises(CollectionConflict, match="other windows or splits"),
+    ):
+        save_collection(con, "r2", subject, "c", windows, _tables(other))
 
 
 def test_a_warehouse_of_an_older_schema_is_migrated_without_losing_rows(warehouse_path):

@@ -6,7 +6,8 @@ the windows sampled from activation bins below the top (``collect.n_quantile``),
 sample of windows, a random sample of tokens (for quantiles) and running statistics, then are
 dropped: memory is bounded by units × kept examples, never by the corpus. An optional second
 corpus contributes a random sample of windows for the out-of-distribution split. Finally each
-unit's windows are dealt into splits and the records' tables built, batched over units (``assemble``).
+unit's windows are dealt into splits and the records' tables built, batched over units
+(``assemble``).
 
 The streaming state is checkpointed every ``checkpoint_every`` batches once a minute has passed
 since the last checkpoint (``checkpoint_seconds``); ``resume=True`` continues
