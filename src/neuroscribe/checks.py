@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from neuroscribe.collect import CollectError, validate_inputs
+from neuroscribe.collect.checkpoint import checkpoint_seconds
 from neuroscribe.collect.corpus import open_corpus
 from neuroscribe.collect.forward import plan_units
 from neuroscribe.collect.sae import load_sae
@@ -70,6 +71,10 @@ def preflight(cfg: RunConfig, annotators: bool = True) -> None:
     """The corpus, the model's files, every annotator (when ``annotators``), then (loading the
     model) the site, units and window length, and that the corpora yield a window."""
     validate_inputs(cfg)
+    try:  # $NEUROSCRIBE_CHECKPOINT_SECONDS, read again when collection starts
+        checkpoint_seconds(None)
+    except ValueError as e:
+        raise BadInput(str(e)) from None
     resolve_source(cfg.subject.model, cfg.subject.gguf_file)
     if annotators:
         check_annotators(cfg)

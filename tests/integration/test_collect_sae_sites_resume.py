@@ -278,3 +278,21 @@ def test_a_corpus_rewritten_in_place_is_not_resumed_from_the_old_checkpoint(
     assert seen[0] == 7  # started over: the first batch was run, not skipped
     assert resumed == expected
     assert not list((tmp_path / "c").glob("*.pt"))
+
+
+def test_a_bad_checkpoint_interval_stops_the_command_before_anything_is_written(
+    corpus: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from neuroscribe.cli import app
+
+    warehouse = tmp_path / "w.duckdb"
+    r = CliRunner().invoke(
+        app,
+        ["--warehouse", str(warehouse), "collect", "--corpus", str(corpus), "--units", "2"],
+        env={"NEUROSCRIBE_CHECKPOINT_SECONDS": "soon", "COLUMNS": "200"},
+    )
+    assert r.exit_code == 2, r.output
+    assert "NEUROSCRIBE_CHECKPOINT_SECONDS must be a number of seconds" in r.stderr
+    assert not warehouse.exists()
