@@ -39,6 +39,7 @@ from neuroscribe.ids import new_run_id
 from neuroscribe.llm.base import Ledger
 from neuroscribe.models import resolve_source, weights_hash
 from neuroscribe.null_model import NullCopy, null_config, null_copy
+from neuroscribe.progress import step
 from neuroscribe.registry import HEADLINE_SCORE
 from neuroscribe.score import FUZZ_KINDS, score_units
 from neuroscribe.simulate import fuzz_units, simulate_units
@@ -114,14 +115,14 @@ def explain_task(
     """``work``: the config to explain with instead (a phase of ``flows.budget``), ``only``: the
     unit keys to explain; rows carry ``cfg``'s hash either way."""
     _stage(warehouse, run_id, "explain")
-    with closing(connect(warehouse)) as con:
+    with closing(connect(warehouse)) as con, step("explain: read the units", len(unit_keys)):
         units = collection.load_units(con, unit_keys)
         windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
         calls.prime_cache_from_warehouse(con)  # a call made before (by any run) is not made again
     with closing(connect(warehouse)) as calls_con, _ledger(calls_con, run_id) as ledger:
         explanations = explain_units(units, windows, work or cfg, ledger, only)
     embeddings = search.embedding_rows(explanations)  # MiniLM vectors for `neuroscribe search`
-    with closing(connect(warehouse)) as con:
+    with closing(connect(warehouse)) as con, step("explain: write", len(explanations)):
         annotated.save_explanations(con, run_id, cfg.config_hash, explanations)
         search.save_embeddings(con, embeddings)
     return [e.explanation_id for e in explanations]
@@ -132,7 +133,7 @@ def simulate_task(
     cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str], explanation_ids: list[str]
 ) -> int:
     _stage(warehouse, run_id, "simulate")
-    with closing(connect(warehouse)) as con:
+    with closing(connect(warehouse)) as con, step("simulate: read the units", len(unit_keys)):
         units = collection.load_units(con, unit_keys)
         windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
         explanations = annotated.load_explanations(con, explanation_ids)
@@ -150,7 +151,7 @@ def simulate_task(
     with closing(connect(warehouse)) as calls_con, _ledger(calls_con, run_id) as ledger:
         simulations = simulate_units(explanations, units, windows, cfg, ledger, done)
         fuzz = fuzz_units(explanations, units, windows, cfg, ledger, fuzzed)
-    with closing(connect(warehouse)) as con:
+    with closing(connect(warehouse)) as con, step("simulate: write", len(simulations)):
         annotated.save_simulations(con, run_id, simulations)
         annotated.save_scores(con, run_id, fuzz)
     return len(simulations)
@@ -161,12 +162,12 @@ def score_task(
     cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str], explanation_ids: list[str]
 ) -> int:
     _stage(warehouse, run_id, "score")
-    with closing(connect(warehouse)) as con:
+    with closing(connect(warehouse)) as con, step("score: read the units", len(unit_keys)):
         units = collection.load_units(con, unit_keys)
         explanations = annotated.load_explanations(con, explanation_ids)
         simulations = annotated.load_simulations(con, [e.explanation_id for e in explanations])
     scores = score_units(explanations, units, simulations, cfg)
-    with closing(connect(warehouse)) as con:
+    with closing(connect(warehouse)) as con, step("score: write", len(scores)):
         annotated.save_scores(con, run_id, scores)
     return len(scores)
 
@@ -174,7 +175,8 @@ def score_task(
 @task(name="agree", cache_policy=NONE, **RETRY)
 def agree_task(cfg: RunConfig, warehouse: str, run_id: str, explanation_ids: list[str]) -> int:
     _stage(warehouse, run_id, "agree")
-    with closing(connect(warehouse)) as con:
+    read = step("agree: read the simulations", len(explanation_ids))
+    with closing(connect(warehouse)) as con, read:
         explanations = annotated.load_explanations(con, explanation_ids)
         ids = [e.explanation_id for e in explanations]
         simulations = annotated.load_simulations(con, ids)

@@ -36,6 +36,16 @@ def task(description: str, total: int | None) -> AbstractContextManager[Callable
     return _reporter(description, total)
 
 
+@contextmanager
+def step(description: str, total: int) -> Iterator[None]:
+    """A step without a loop of its own to report (reading or writing the warehouse), shown as
+    a task of ``total`` done at its end: off a terminal it still logs its start, a heartbeat
+    while it runs, and its end, so a catalogue's long reads are not silent."""
+    with task(description, total) as advance:
+        yield
+        advance(total)
+
+
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]

@@ -41,3 +41,16 @@ def test_log_reporter_writes_start_heartbeat_and_end_lines():
 def test_the_default_reporter_is_silent():
     with progress.task("anything", 3) as advance:
         advance(3)
+
+
+def test_a_step_logs_its_start_and_end_and_beats_while_it_runs():
+    lines: list[str] = []
+    progress.set_reporter(progress.LogReporter(lines.append, every_s=0.05))
+    try:
+        with progress.step("score: read the units", 9216):
+            time.sleep(0.2)  # a long read: no loop of its own to report
+    finally:
+        progress.set_reporter(None)
+    assert lines[0] == "score: read the units: started, 9216 to do"
+    assert any(re.match(r"score: read the units: 0/9216 \(0%\), 0:00:00 elapsed", s) for s in lines)
+    assert re.match(r"score: read the units: 9216/9216 in 0:00:00", lines[-1])
