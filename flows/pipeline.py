@@ -133,7 +133,8 @@ def simulate_task(
     cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str], explanation_ids: list[str]
 ) -> int:
     _stage(warehouse, run_id, "simulate")
-    with closing(connect(warehouse)) as con, step("simulate: read the units", len(unit_keys)):
+    read = step("simulate: read units, explanations", len(unit_keys))
+    with closing(connect(warehouse)) as con, read:
         units = collection.load_units(con, unit_keys)
         windows = collection.load_windows(con, (w.window_id for u in units for w in u.windows))
         explanations = annotated.load_explanations(con, explanation_ids)
@@ -162,7 +163,7 @@ def score_task(
     cfg: RunConfig, warehouse: str, run_id: str, unit_keys: list[str], explanation_ids: list[str]
 ) -> int:
     _stage(warehouse, run_id, "score")
-    with closing(connect(warehouse)) as con, step("score: read the units", len(unit_keys)):
+    with closing(connect(warehouse)) as con, step("score: read units, simulations", len(unit_keys)):
         units = collection.load_units(con, unit_keys)
         explanations = annotated.load_explanations(con, explanation_ids)
         simulations = annotated.load_simulations(con, [e.explanation_id for e in explanations])
