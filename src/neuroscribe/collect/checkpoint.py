@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from neuroscribe.env import env_seconds
 from neuroscribe.models import cache_dir
 
 VERSION = 2
@@ -29,15 +30,7 @@ and a kill loses at most a minute of it."""
 def checkpoint_seconds(seconds: float | None) -> float:
     """Seconds between checkpoints: ``seconds``, else $NEUROSCRIBE_CHECKPOINT_SECONDS, else
     ``EVERY_SECONDS``. ValueError on an environment value that is not a number."""
-    if seconds is not None:
-        return max(0.0, seconds)
-    env = os.environ.get(SECONDS_ENV)
-    if not env:
-        return EVERY_SECONDS
-    try:
-        return max(0.0, float(env))
-    except ValueError:
-        raise ValueError(f"${SECONDS_ENV} must be a number of seconds, not {env!r}") from None
+    return env_seconds(seconds, SECONDS_ENV, EVERY_SECONDS)
 
 
 def checkpoint_path(key: str, directory: str | Path | None = None) -> Path:

@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from neuroscribe.env import env_seconds
 from neuroscribe.warehouse.views import ViewOrderError, apply_views
 
 DEFAULT_WAREHOUSE = Path("warehouse") / "neuroscribe.duckdb"
@@ -83,15 +84,10 @@ def sql_dir(kind: str) -> Path:
 def lock_wait(wait_s: float | None, default: float) -> float:
     """Seconds to wait for the file's lock: ``wait_s``, else $NEUROSCRIBE_LOCK_WAIT, else
     ``default``."""
-    if wait_s is not None:
-        return max(0.0, wait_s)
-    env = os.environ.get(LOCK_WAIT_ENV)
-    if not env:
-        return default
     try:
-        return max(0.0, float(env))
-    except ValueError:
-        raise WarehouseError(f"${LOCK_WAIT_ENV} must be a number of seconds, not {env!r}") from None
+        return env_seconds(wait_s, LOCK_WAIT_ENV, default)
+    except ValueError as e:
+        raise WarehouseError(str(e)) from None
 
 
 def _is_lock_error(err: duckdb.Error) -> bool:
